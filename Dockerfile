@@ -1,0 +1,29 @@
+# receiver: the WebSocket media-stream receiver.
+#   docker build -t receiver .
+#   docker run -p 8080:8080 -v recordings:/data/recordings receiver
+FROM python:3.11-slim
+
+# The same system packages CI installs (scripts/system-packages.txt).
+COPY scripts/system-packages.txt /tmp/system-packages.txt
+RUN packages=$(grep -v '^\s*#' /tmp/system-packages.txt | xargs || true); \
+    if [ -n "$packages" ]; then apt-get update && apt-get install -y --no-install-recommends $packages && rm -rf /var/lib/apt/lists/*; fi
+
+RUN useradd --create-home --uid 10001 receiver
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY receiver ./receiver
+# The same pip install CI runs (make install), without the editable flag and test extras.
+RUN pip install --no-cache-dir .
+COPY config.toml /etc/receiver/config.toml
+
+ENV RECEIVER_CONFIG=/etc/receiver/config.toml \
+    RECEIVER_HOST=0.0.0.0 \
+    RECEIVER_RECORDINGS_DIR=/data/recordings \
+    RECEIVER_LOG_FORMAT=json
+RUN mkdir -p /data/recordings && chown receiver:receiver /data/recordings
+VOLUME ["/data/recordings"]
+USER receiver
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
+  CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"
+CMD ["receiver", "serve"]

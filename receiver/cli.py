@@ -1,0 +1,151 @@
+"""
+The ``receiver`` command: argument parsing, settings, and the event loop.
+
+Library code never imports uvloop: the loop is chosen here (uvloop when
+installed, asyncio otherwise), as uvicorn's ``loops/auto.py`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .config import Settings
+from .errors import ConfigError
+from .logging import SERVER, configure, get_logger
+
+
+def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop to run on: ``uvloop``, ``asyncio``, or ``auto`` (uvloop if installed)."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="path to config.toml (default: $RECEIVER_CONFIG or ./config.toml)")
+    parser.add_argument("--host", help="address to listen on")
+    parser.add_argument("--port", type=int, help="port for streams and /healthz, /readyz (0: any free port)")
+    parser.add_argument("--recordings-dir", help="where WAV recordings go")
+    parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="receiver", description="WebSocket media-stream receiver for MiniVoice and Twilio-format streams.")
+    parser.add_argument("--version", action="version", version=f"receiver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the receiver")
+    _serve_args(serve)
+    repair = commands.add_parser("repair", help="repair WAV files a crash left unfinished")
+    repair.add_argument("directory", nargs="?", help="recordings directory (default: from settings)")
+    repair.add_argument("--config")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: getattr(args, key, None)
+        for key in ("host", "port", "recordings_dir", "workers", "log_format", "log_level")
+    }
+    return Settings.load(args.config, overrides=overrides)
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly (streams closed, files finalised)."""
+    from .server import ReceiverServer
+
+    server = ReceiverServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def _run(settings: Settings, loop_name: str) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+        runner.run(run_server(settings))
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure(fmt=settings.log_format, level=settings.log_level)
+    if settings.workers == 1:
+        _run(settings, args.loop)
+        return 0
+    return _serve_workers(settings, args.loop)
+
+
+def _serve_workers(settings: Settings, loop_name: str) -> int:
+    """Run ``settings.workers`` processes on one port (SO_REUSEPORT)."""
+    import multiprocessing
+
+    log = get_logger(SERVER)
+    if settings.port == 0:
+        raise ConfigError("--workers needs a fixed --port")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}") for i in range(settings.workers)]
+    for proc in procs:
+        proc.start()
+    log.info("workers_started", workers=len(procs), pids=[p.pid for p in procs])
+
+    def forward(signum: int, _frame: Any) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def _worker_main(settings: Settings, loop_name: str) -> None:
+    configure(fmt=settings.log_format, level=settings.log_level)
+    _run(settings, loop_name)
+
+
+def repair(args: argparse.Namespace) -> int:
+    from .sinks.wav import repair_directory
+
+    directory = args.directory or Settings.load(args.config).recordings_dir
+    repaired = repair_directory(directory)
+    for path in repaired:
+        print(f"repaired {path}")
+    print(f"{len(repaired)} file(s) repaired under {directory}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "repair":
+            return repair(args)
+    except ConfigError as exc:
+        print(f"receiver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2  # pragma: no cover - argparse requires a command

@@ -1,0 +1,147 @@
+"""
+G.711 and L16 to int16 numpy arrays, and back.
+
+Pure numpy. No I/O, no asyncio, no logging, no ``audioop`` (gone in Python 3.13).
+Decoding G.711 is one table lookup: a 256-entry table built once at import.
+Encoding (used by the simulator and tests) is a 65536-entry table built on
+first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import MalformedMessage, UnsupportedEncoding
+from .events import Encoding, MediaFormat
+
+Samples = npt.NDArray[np.int16]
+
+
+def _ulaw_to_linear(u: int) -> int:
+    # ITU-T G.711 mu-law expansion, as in the reference implementation (Sun g711.c).
+    u = ~u & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return 0x84 - t if u & 0x80 else t - 0x84
+
+
+def _alaw_to_linear(a: int) -> int:
+    # ITU-T G.711 A-law expansion: even bits inverted (0x55), sign bit set = positive.
+    a ^= 0x55
+    t = (a & 0x0F) << 4
+    seg = (a & 0x70) >> 4
+    if seg == 0:
+        t += 8
+    else:
+        t = (t + 0x108) << (seg - 1)
+    return t if a & 0x80 else -t
+
+
+_ULAW_TO_INT16: Final = np.array([_ulaw_to_linear(b) for b in range(256)], dtype=np.int16)
+_ALAW_TO_INT16: Final = np.array([_alaw_to_linear(b) for b in range(256)], dtype=np.int16)
+_ULAW_TO_INT16.flags.writeable = False
+_ALAW_TO_INT16.flags.writeable = False
+
+# Silence in each encoding, for padding and tests.
+SILENCE_BYTE: Final = {Encoding.MULAW: 0xFF, Encoding.ALAW: 0xD5}
+
+
+def decode_ulaw(payload: bytes) -> Samples:
+    """Decode G.711 mu-law bytes to int16 samples (one sample per byte)."""
+    return _ULAW_TO_INT16[np.frombuffer(payload, dtype=np.uint8)]
+
+
+def decode_alaw(payload: bytes) -> Samples:
+    """Decode G.711 A-law bytes to int16 samples (one sample per byte)."""
+    return _ALAW_TO_INT16[np.frombuffer(payload, dtype=np.uint8)]
+
+
+def decode_l16(payload: bytes, *, byteorder: Literal["little", "big"]) -> Samples:
+    """Decode signed 16-bit linear PCM in the given byte order.
+
+    Raises:
+        MalformedMessage: The payload has an odd number of bytes.
+    """
+    if len(payload) % 2:
+        raise MalformedMessage("L16 payload has an odd number of bytes")
+    if byteorder == "little":
+        return np.frombuffer(payload, dtype="<i2").astype(np.int16, copy=True)
+    return np.frombuffer(payload, dtype=">i2").astype(np.int16)
+
+
+def decoder_for(fmt: MediaFormat) -> Callable[[bytes], Samples]:
+    """Return the decode function for a media format (called once per stream)."""
+    if fmt.encoding is Encoding.MULAW:
+        return decode_ulaw
+    if fmt.encoding is Encoding.ALAW:
+        return decode_alaw
+    if fmt.encoding is Encoding.L16:
+        return functools.partial(decode_l16, byteorder=fmt.byteorder)
+    raise UnsupportedEncoding(f"no decoder for {fmt.encoding}")  # pragma: no cover - enum is closed
+
+
+def decode(fmt: MediaFormat, payload: bytes) -> Samples:
+    """Decode one payload in the given format."""
+    if fmt.encoding is Encoding.MULAW:
+        return decode_ulaw(payload)
+    if fmt.encoding is Encoding.ALAW:
+        return decode_alaw(payload)
+    return decode_l16(payload, byteorder=fmt.byteorder)
+
+
+# -- encoding (simulator, tests) ---------------------------------------------
+
+_SEG_UEND: Final = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+_SEG_AEND: Final = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+
+
+@functools.cache
+def _linear_to_ulaw_table() -> npt.NDArray[np.uint8]:
+    # G.711 mu-law compression of every int16 value (Sun g711.c, 14-bit input).
+    pcm = np.arange(-32768, 32768, dtype=np.int64) >> 2
+    mask = np.where(pcm < 0, 0x7F, 0xFF)
+    pcm = np.minimum(np.abs(pcm), 8159) + (0x84 >> 2)
+    seg = np.searchsorted(_SEG_UEND, pcm, side="left")
+    uval = (seg << 4) | ((pcm >> (seg + 1)) & 0xF)
+    out = np.where(seg >= 8, 0x7F ^ mask, uval ^ mask)
+    return out.astype(np.uint8)
+
+
+@functools.cache
+def _linear_to_alaw_table() -> npt.NDArray[np.uint8]:
+    # G.711 A-law compression of every int16 value (Sun g711.c, 13-bit input).
+    pcm = np.arange(-32768, 32768, dtype=np.int64) >> 3
+    mask = np.where(pcm >= 0, 0xD5, 0x55)
+    pcm = np.where(pcm >= 0, pcm, -pcm - 1)
+    seg = np.searchsorted(_SEG_AEND, pcm, side="left")
+    mant = np.where(seg < 2, (pcm >> 1) & 0xF, (pcm >> np.maximum(seg, 1)) & 0xF)
+    out = np.where(seg >= 8, 0x7F ^ mask, ((seg << 4) | mant) ^ mask)
+    return out.astype(np.uint8)
+
+
+def encode_ulaw(samples: Samples) -> bytes:
+    """Encode int16 samples as G.711 mu-law."""
+    return _linear_to_ulaw_table()[samples.astype(np.int32) + 32768].tobytes()
+
+
+def encode_alaw(samples: Samples) -> bytes:
+    """Encode int16 samples as G.711 A-law."""
+    return _linear_to_alaw_table()[samples.astype(np.int32) + 32768].tobytes()
+
+
+def encode_l16(samples: Samples, *, byteorder: Literal["little", "big"] = "little") -> bytes:
+    """Encode int16 samples as 16-bit linear PCM in the given byte order."""
+    return samples.astype("<i2" if byteorder == "little" else ">i2").tobytes()
+
+
+def encode(fmt: MediaFormat, samples: Samples) -> bytes:
+    """Encode int16 samples in the given format."""
+    if fmt.encoding is Encoding.MULAW:
+        return encode_ulaw(samples)
+    if fmt.encoding is Encoding.ALAW:
+        return encode_alaw(samples)
+    return encode_l16(samples, byteorder=fmt.byteorder)

@@ -1,0 +1,164 @@
+"""
+Hands each stream's audio to its sinks, each at its own pace.
+
+Every sink gets a task and a read cursor over the stream's per-track ring
+buffers. The receive loop only writes to the buffers and calls ``notify``
+(which sets a flag); it never waits for a sink. Telephony audio is real time
+and the platform will not slow down for us, so a sink that falls further
+behind than the buffers hold does not apply back-pressure: it loses the
+overwritten audio, and the loss is counted for that sink alone. A sink that
+raises is disabled and logged once; the stream and the other sinks go on.
+Memory per stream is the buffers' fixed capacity, whatever the sinks do.
+
+Uses asyncio; never touches a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .events import Track
+from .ringbuffer import TrackBuffer
+from .sinks import AudioBlock, Sink, StreamInfo, StreamOutcome
+
+
+class _Runner:
+    __slots__ = ("closing", "cursor", "disabled", "lost", "sink", "task", "wake")
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.wake = asyncio.Event()
+        self.cursor = 0
+        self.lost = 0
+        self.disabled = False
+        self.closing = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Fanout:
+    """The sinks of one stream.
+
+    Args:
+        info: The stream, as sinks see it when they open.
+        buffers: The stream's ring buffers, one per track.
+        committed: Returns the media-clock index every track is final up to.
+        sinks: The sinks to feed.
+        logger: A structlog logger bound to the stream (sink failures go there).
+    """
+
+    def __init__(
+        self,
+        info: StreamInfo,
+        buffers: Mapping[Track, TrackBuffer],
+        committed: Callable[[], int],
+        sinks: Sequence[Sink],
+        logger: Any,
+    ) -> None:
+        self._info = info
+        self._buffers = buffers
+        self._tracks = tuple(buffers)
+        self._committed = committed
+        self._runners = [_Runner(sink) for sink in sinks]
+        self._log = logger
+        self._outcome: StreamOutcome | None = None
+
+    def start(self) -> None:
+        for runner in self._runners:
+            runner.task = asyncio.get_running_loop().create_task(
+                self._run(runner), name=f"sink:{runner.sink.name}:{self._info.stream_id}"
+            )
+
+    def notify(self) -> None:
+        """New audio is committed: wake the sinks (cheap; no await)."""
+        for runner in self._runners:
+            runner.wake.set()
+
+    @property
+    def losses(self) -> dict[str, int]:
+        return {r.sink.name: r.lost for r in self._runners}
+
+    @property
+    def disabled(self) -> tuple[str, ...]:
+        return tuple(r.sink.name for r in self._runners if r.disabled)
+
+    async def close(self, outcome: StreamOutcome, timeout: float) -> None:
+        """Let every sink read the rest, then close it with ``outcome``.
+
+        A sink that does not finish within ``timeout`` seconds is cancelled.
+        """
+        self._outcome = outcome
+        for runner in self._runners:
+            runner.closing = True
+            runner.wake.set()
+        tasks = [r.task for r in self._runners if r.task is not None]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for runner in self._runners:
+            if runner.task in pending:
+                runner.disabled = True
+                self._log.error("sink_close_timeout", sink=runner.sink.name, timeout=timeout)
+
+    def _read(self, runner: _Runner, end: int) -> AudioBlock | None:
+        """Copy the runner's next block out of the buffers (counting what it lost)."""
+        oldest = max(buf.oldest for buf in self._buffers.values())
+        if runner.cursor < oldest:
+            runner.lost += oldest - runner.cursor
+            runner.cursor = oldest
+        start = runner.cursor
+        if end <= start:
+            return None
+        channels = {}
+        for track in self._tracks:
+            samples = self._buffers[track].read(start, end)
+            samples.flags.writeable = False
+            channels[track] = samples
+        runner.cursor = end
+        return AudioBlock(start, self._info.sample_rate, channels)
+
+    async def _run(self, runner: _Runner) -> None:
+        sink = runner.sink.name
+        phase = "open"
+        try:
+            await runner.sink.open(self._info)
+            phase = "write"
+            interval = max(0.0, float(getattr(runner.sink, "interval", 0.01)))
+            while True:
+                if not runner.closing:
+                    await runner.wake.wait()
+                runner.wake.clear()
+                closing = runner.closing
+                block = self._read(runner, self._committed())
+                if block is not None:
+                    await runner.sink.write(block)
+                if closing and runner.cursor >= self._committed():
+                    break
+                if interval and not runner.closing:
+                    # Coalesce: let audio gather instead of waking per frame.
+                    await asyncio.sleep(interval)
+            phase = "close"
+            await runner.sink.close(self._close_outcome())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            runner.disabled = True
+            self._log.error("sink_failed", sink=sink, phase=phase, error=repr(exc)[:200])
+            if phase == "write":
+                # Give it a chance to release what it holds; its failure is already logged.
+                with contextlib.suppress(Exception):
+                    await runner.sink.close(self._close_outcome())
+
+    def _close_outcome(self) -> StreamOutcome:
+        outcome = self._outcome
+        if outcome is None:  # closing after a failure, before the stream ended
+            return StreamOutcome(reason="sink_failed", close_code=None, duration_seconds=0.0, samples=0)
+        return replace(outcome, sink_losses=self.losses, disabled_sinks=self.disabled)

@@ -1,0 +1,242 @@
+"""
+One media clock per stream: every frame placed by its own timestamp.
+
+Pure: no asyncio, no logging, no I/O. A frame's place on the stream's sample
+clock comes from its timestamp (or its chunk number where a format has no
+timestamp), never from when it arrived, so sample ``k`` of every track of a
+stream is the same instant.
+
+How frames become committed audio, per track:
+
+- A frame that starts exactly where the track's committed audio ends is
+  written to the track's ring buffer at once (the common case).
+- A frame that arrives ahead of a hole waits in a small pending map. The hole
+  is given ``window`` samples to fill: once the newest audio of the stream (any
+  track) is more than ``window`` past it, the hole becomes silence, counted as
+  a gap, and the waiting frames are committed behind it.
+- Because the window is measured against the newest audio of *any* track, a
+  track that goes quiet or stops is filled with silence as the other moves on:
+  it never stalls the other, and both tracks stay the same length.
+- A frame whose place is already committed is dropped: counted as ``late`` if
+  its place had been filled with silence, as a ``duplicate`` otherwise.
+- A timestamp more than ``max_gap`` away from the stream's newest audio is a
+  discontinuity: the clock is re-based so the frame lands right after the
+  newest audio. No silence is filled for the jump.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .events import Track
+from .ringbuffer import TrackBuffer
+
+Samples = npt.NDArray[np.int16]
+
+
+class Placement(enum.IntEnum):
+    """What the clock did with a frame (returned by ``MediaClock.place``)."""
+
+    PLACED = 0
+    LATE = 1
+    DUPLICATE = 2
+    DISCONTINUITY = 3  # placed, after re-basing the clock
+    UNDECLARED_TRACK = 4  # the stream did not announce this track
+
+
+@dataclass(slots=True)
+class TrackStats:
+    frames: int = 0  # frames placed
+    samples_received: int = 0  # samples of the frames placed
+    gaps: int = 0  # holes filled with silence
+    gap_samples: int = 0  # samples of silence filled into holes
+    lost_frames: int = 0  # gap_samples in whole frames
+    lead_samples: int = 0  # silence before the track's first frame
+    late: int = 0  # frames dropped: their place had become silence
+    duplicates: int = 0  # frames dropped: their place held audio already
+    overlap_samples: int = 0  # samples trimmed from frames overlapping committed audio
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _TrackState:
+    buffer: TrackBuffer
+    committed: int = 0  # samples before this index are final
+    pending: dict[int, Samples] = field(default_factory=dict)
+    seen_audio: bool = False
+    fills: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=64))
+    stats: TrackStats = field(default_factory=TrackStats)
+
+
+class MediaClock:
+    """Places the frames of every track of one stream on one sample clock.
+
+    Args:
+        buffers: The ring buffer of each track the stream announced.
+        sample_rate: Samples per second of every track.
+        window: The reorder window, in samples.
+        max_gap: The largest timestamp jump filled with silence, in samples.
+        frame_samples: A nominal frame, in samples (placing frames by chunk).
+    """
+
+    __slots__ = (
+        "_frame",
+        "_max_gap",
+        "_spms",
+        "_states",
+        "_window",
+        "discontinuities",
+        "head",
+        "offset",
+        "sample_rate",
+    )
+
+    def __init__(
+        self,
+        buffers: Mapping[Track, TrackBuffer],
+        *,
+        sample_rate: int,
+        window: int,
+        max_gap: int,
+        frame_samples: int,
+    ) -> None:
+        self._states = {track: _TrackState(buf) for track, buf in buffers.items()}
+        self.sample_rate = sample_rate
+        self._spms = sample_rate // 1000
+        self._window = window
+        self._max_gap = max_gap
+        self._frame = frame_samples
+        self.head = 0  # end of the newest audio of any track
+        self.offset = 0  # added to every timestamp-derived position
+        self.discontinuities = 0
+
+    @property
+    def committed(self) -> int:
+        """The index up to which every track is final (what sinks may read)."""
+        return min(s.committed for s in self._states.values())
+
+    def stats(self) -> dict[Track, TrackStats]:
+        return {track: s.stats for track, s in self._states.items()}
+
+    def place(self, track: Track, timestamp_ms: int | None, chunk: int | None, samples: Samples) -> Placement:
+        """Place one decoded frame of ``track``."""
+        state = self._states.get(track)
+        if state is None:
+            return Placement.UNDECLARED_TRACK
+        if timestamp_ms is not None:
+            pos = timestamp_ms * self._spms + self.offset
+        elif chunk is not None:
+            pos = (chunk - 1) * self._frame + self.offset
+        else:  # nothing to place it by: it follows the track's newest audio
+            pos = max([state.committed, *(p + len(s) for p, s in state.pending.items())])
+        n = len(samples)
+        committed = state.committed
+        if pos == committed and not state.pending:
+            # In order: the common case, written at once.
+            state.buffer.write(samples)
+            state.committed = end = pos + n
+            state.seen_audio = True
+            stats = state.stats
+            stats.frames += 1
+            stats.samples_received += n
+            if end > self.head:
+                self.head = end
+                limit = end - self._window
+                for other in self._states.values():
+                    if other.committed < limit:
+                        self._commit_until(other, limit)
+            return Placement.PLACED
+
+        result = Placement.PLACED
+        if pos - self.head > self._max_gap or committed - pos > self._max_gap:
+            shift = max(self.head, committed) - pos
+            self.offset += shift
+            pos += shift
+            self.discontinuities += 1
+            result = Placement.DISCONTINUITY
+        if pos < committed:
+            if self._was_filled(state, pos, pos + n):
+                state.stats.late += 1
+                return Placement.LATE
+            if pos + n <= committed:
+                state.stats.duplicates += 1
+                return Placement.DUPLICATE
+            # Overlaps committed audio: keep only the new part.
+            state.stats.overlap_samples += committed - pos
+            samples = samples[committed - pos :]
+            pos = committed
+        if pos in state.pending:
+            state.stats.duplicates += 1
+            return Placement.DUPLICATE
+        state.pending[pos] = samples
+        state.stats.frames += 1
+        state.stats.samples_received += n
+        end = pos + len(samples)
+        if end > self.head:
+            self.head = end
+        self._drain(state)
+        limit = self.head - self._window
+        for other in self._states.values():
+            if other.committed < limit:
+                self._commit_until(other, limit)
+        return result
+
+    def flush(self) -> None:
+        """End of stream: commit everything, every track up to the newest audio."""
+        for state in self._states.values():
+            self._commit_until(state, self.head)
+
+    # -- internals -------------------------------------------------------------
+
+    @staticmethod
+    def _was_filled(state: _TrackState, start: int, end: int) -> bool:
+        return any(s < end and start < e for s, e in state.fills)
+
+    def _drain(self, state: _TrackState) -> None:
+        """Commit the pending frames that continue the committed audio."""
+        pending = state.pending
+        while pending:
+            first = min(pending)
+            if first > state.committed:
+                return
+            samples = pending.pop(first)
+            skip = state.committed - first
+            if skip >= len(samples):
+                continue
+            if skip:
+                state.stats.overlap_samples += skip
+                samples = samples[skip:]
+            state.buffer.write(samples)
+            state.committed += len(samples)
+            state.seen_audio = True
+
+    def _commit_until(self, state: _TrackState, limit: int) -> None:
+        """Make everything before ``limit`` final: holes become silence."""
+        while state.committed < limit:
+            nxt = min(state.pending) if state.pending else limit
+            hole_end = min(nxt, limit)
+            if hole_end > state.committed:
+                self._fill(state, hole_end - state.committed)
+            self._drain(state)
+
+    def _fill(self, state: _TrackState, n: int) -> None:
+        start = state.committed
+        state.buffer.write_silence(n)
+        state.committed = start + n
+        stats = state.stats
+        if state.seen_audio:
+            stats.gaps += 1
+            stats.gap_samples += n
+            stats.lost_frames += n // self._frame
+            state.fills.append((start, start + n))
+        else:
+            stats.lead_samples += n
+            state.fills.append((start, start + n))

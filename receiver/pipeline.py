@@ -1,0 +1,118 @@
+"""
+One started stream: decode, place on the media clock, buffer, fan out.
+
+This is the per-frame path after the parser. ``media`` is synchronous and
+cheap: decode, place, notify. Uses asyncio only through ``Fanout``; never
+touches a socket and never logs per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .codecs import decoder_for
+from .events import MediaReceived, StreamStarted
+from .fanout import Fanout
+from .mediaclock import MediaClock, Placement
+from .ringbuffer import TrackBuffer
+from .session import SessionStats
+from .sinks import SinkFactory, StreamInfo, StreamOutcome
+
+FRAME_MS = 20  # every platform we speak sends 20 ms frames
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    reorder_window_ms: int = 100
+    max_gap_ms: int = 30_000
+    buffer_seconds: float = 10.0
+    sink_close_timeout: float = 10.0
+
+
+class StreamPipeline:
+    """Everything that happens to one stream's audio after parsing."""
+
+    __slots__ = ("_decode", "_settings", "buffers", "clock", "fanout", "info", "undeclared")
+
+    def __init__(
+        self,
+        started: StreamStarted,
+        settings: MediaSettings,
+        sink_factories: Sequence[SinkFactory],
+        logger: Any,
+    ) -> None:
+        fmt = started.media_format
+        rate = fmt.sample_rate
+        self.info = StreamInfo(
+            stream_id=started.stream_id,
+            call_id=started.call_id,
+            platform=started.platform,
+            tracks=started.tracks,
+            media_format=fmt,
+            custom_parameters=started.custom_parameters,
+            call=started.call,
+        )
+        self._settings = settings
+        self._decode = decoder_for(fmt)
+        capacity = max(int(settings.buffer_seconds * rate), 2 * rate * settings.reorder_window_ms // 1000)
+        self.buffers = {track: TrackBuffer(capacity) for track in started.tracks}
+        self.clock = MediaClock(
+            self.buffers,
+            sample_rate=rate,
+            window=rate * settings.reorder_window_ms // 1000,
+            max_gap=rate * settings.max_gap_ms // 1000,
+            frame_samples=rate * FRAME_MS // 1000,
+        )
+        sinks = []
+        for factory in sink_factories:
+            try:
+                sinks.append(factory(self.info))
+            except Exception as exc:
+                logger.error("sink_failed", sink=getattr(factory, "__name__", repr(factory)), phase="create", error=repr(exc)[:200])
+        self.fanout = Fanout(self.info, self.buffers, lambda: self.clock.committed, sinks, logger)
+        self.undeclared = 0
+
+    def start(self) -> None:
+        self.fanout.start()
+
+    def media(self, event: MediaReceived) -> Placement:
+        """Decode one frame and place it (raises only ``MalformedMessage`` from the codec)."""
+        placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
+        if placement is Placement.UNDECLARED_TRACK:
+            self.undeclared += 1
+        self.fanout.notify()
+        return placement
+
+    async def finish(
+        self, *, reason: str, close_code: int | None, session: SessionStats, error: str | None = None
+    ) -> StreamOutcome:
+        """Commit everything, let the sinks drain, close them; return the outcome."""
+        self.clock.flush()
+        outcome = self.outcome(reason=reason, close_code=close_code, session=session, error=error)
+        self.fanout.notify()
+        await self.fanout.close(outcome, self._settings.sink_close_timeout)
+        return self.outcome(reason=reason, close_code=close_code, session=session, error=error)
+
+    def outcome(
+        self, *, reason: str, close_code: int | None, session: SessionStats, error: str | None = None
+    ) -> StreamOutcome:
+        samples = self.clock.head
+        return StreamOutcome(
+            reason=reason,
+            close_code=close_code,
+            duration_seconds=samples / self.info.sample_rate,
+            samples=samples,
+            tracks={track.value: stats.as_dict() for track, stats in self.clock.stats().items()},
+            messages=session.messages,
+            unknown_events=session.unknown_events,
+            sequence_gaps=session.sequence_gaps,
+            sequence_out_of_order=session.sequence_out_of_order,
+            dtmf=session.dtmf,
+            discontinuities=self.clock.discontinuities,
+            undeclared_track_frames=self.undeclared,
+            sink_losses=self.fanout.losses,
+            disabled_sinks=self.fanout.disabled,
+            error=error,
+        )

@@ -1,0 +1,125 @@
+"""
+Small field readers shared by the platform parsers. Pure.
+
+Each raises ``MalformedMessage`` naming the field, never a bare
+``KeyError``/``ValueError``/``TypeError``.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import MalformedMessage, UnsupportedEncoding
+from ..events import Encoding, MediaFormat, Track
+
+_TRACKS = {
+    "inbound": Track.INBOUND,
+    "outbound": Track.OUTBOUND,
+    # Twilio spells dtmf tracks (and <Stream track=...>) with a suffix.
+    "inbound_track": Track.INBOUND,
+    "outbound_track": Track.OUTBOUND,
+}
+
+_ENCODINGS = {
+    "audio/x-mulaw": Encoding.MULAW,
+    "audio/pcmu": Encoding.MULAW,
+    "audio/x-alaw": Encoding.ALAW,
+    "audio/pcma": Encoding.ALAW,
+    "audio/l16": Encoding.L16,
+    "audio/x-l16": Encoding.L16,  # SignalWire writes audio/x-L16
+}
+
+L16_RATES = frozenset({8000, 16000, 24000})
+
+
+def require_mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, Mapping):
+        raise MalformedMessage(f"{key} must be an object")
+    return value
+
+
+def require_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"{key} must be a non-empty string")
+    return value
+
+
+def optional_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedMessage(f"{key} must be a string")
+    return value
+
+
+def to_int(value: object, key: str, *, strings: bool) -> int:
+    """Read a counter: an integer, or (where the platform sends them) a decimal string."""
+    if type(value) is int:
+        return value
+    if strings and type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    kind = "an integer or a decimal string" if strings else "an integer"
+    raise MalformedMessage(f"{key} must be {kind}")
+
+
+def optional_int(obj: Mapping[str, Any], key: str, *, strings: bool) -> int | None:
+    value = obj.get(key)
+    return None if value is None else to_int(value, key, strings=strings)
+
+
+def require_track(value: object, key: str = "track") -> Track:
+    track = _TRACKS.get(value) if isinstance(value, str) else None
+    if track is None:
+        raise MalformedMessage(f"{key} must be inbound or outbound")
+    return track
+
+
+def require_tracks(value: object, key: str) -> tuple[Track, ...]:
+    if not isinstance(value, list) or not value:
+        raise MalformedMessage(f"{key} must be a non-empty list")
+    tracks = tuple(dict.fromkeys(require_track(v, key) for v in value))
+    # A stable order (inbound first) keeps stereo channels and file names predictable.
+    return tuple(t for t in Track if t in tracks)
+
+
+def b64decode_strict(value: object, key: str = "payload") -> bytes:
+    if not isinstance(value, str):
+        raise MalformedMessage(f"{key} must be a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise MalformedMessage(f"{key} is not valid base64") from None
+
+
+def media_format(encoding: object, sample_rate: object, channels: object, *, strings: bool) -> MediaFormat:
+    """Validate a stream's media format; L16 is little-endian on every platform we speak."""
+    if not isinstance(encoding, str):
+        raise MalformedMessage("encoding must be a string")
+    # Encoding names compare case-insensitively; drop parameters such as ";rate=16000".
+    enc = _ENCODINGS.get(encoding.split(";", 1)[0].strip().lower())
+    if enc is None:
+        raise UnsupportedEncoding(f"unsupported encoding {encoding[:40]!r}")
+    rate = to_int(sample_rate, "sample_rate", strings=strings)
+    if enc is Encoding.L16:
+        if rate not in L16_RATES:
+            raise UnsupportedEncoding(f"unsupported L16 sample rate {rate}")
+    elif rate != 8000:
+        raise UnsupportedEncoding(f"G.711 must be 8000 Hz, not {rate}")
+    if channels is not None and to_int(channels, "channels", strings=strings) != 1:
+        raise UnsupportedEncoding("only mono tracks are supported")
+    return MediaFormat(enc, rate, "little")
+
+
+def string_map(value: object, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise MalformedMessage(f"{key} must map strings to strings")
+    return dict(value)

@@ -1,0 +1,110 @@
+"""
+The MiniVoice stream format (``shared/minivoice/stream-protocol.md``). Pure.
+
+snake_case keys; ``sequence_number``, ``chunk`` and ``timestamp`` are JSON
+integers; L16 is little-endian at 8, 16 or 24 kHz.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import MalformedMessage, UnknownEvent
+from ..events import (
+    CallMetadata,
+    Connected,
+    DtmfReceived,
+    Event,
+    MediaReceived,
+    Platform,
+    StreamStarted,
+    StreamStopped,
+)
+from ._common import (
+    b64decode_strict,
+    media_format,
+    optional_int,
+    optional_str,
+    require_mapping,
+    require_str,
+    require_track,
+    require_tracks,
+    string_map,
+    to_int,
+)
+
+PROTOCOL = "minivoice-stream"
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+STOP_REASONS = frozenset({"stop_stream", "call_ended", "error"})
+
+
+def parse(message: Mapping[str, Any]) -> Event | None:
+    """Translate one MiniVoice message.
+
+    Raises:
+        MalformedMessage: A known event lacks a required field or has a bad value.
+        UnsupportedEncoding: ``start`` names a media format we cannot decode.
+        UnknownEvent: The event type is not one MiniVoice defines.
+    """
+    event = message.get("event")
+    if event == "media":
+        media = require_mapping(message, "media")
+        timestamp = media.get("timestamp")
+        return MediaReceived(
+            require_track(media.get("track")),
+            optional_int(media, "chunk", strings=False),
+            None if timestamp is None else to_int(timestamp, "timestamp", strings=False),
+            b64decode_strict(media.get("payload")),
+            optional_int(message, "sequence_number", strings=False),
+        )
+    if event == "connected":
+        return Connected(Platform.MINIVOICE, str(message.get("version", "")))
+    if event == "start":
+        start = require_mapping(message, "start")
+        fmt = require_mapping(start, "media_format")
+        tracks_value = start.get("tracks")
+        if tracks_value is None:
+            requested = start.get("track", "inbound")
+            tracks_value = ["inbound", "outbound"] if requested == "both" else [requested]
+        return StreamStarted(
+            platform=Platform.MINIVOICE,
+            stream_id=require_str(message, "stream_id"),
+            call_id=require_str(start, "call_id"),
+            tracks=require_tracks(tracks_value, "tracks"),
+            media_format=media_format(
+                fmt.get("encoding"), fmt.get("sample_rate"), fmt.get("channels"), strings=False
+            ),
+            custom_parameters=string_map(start.get("custom_parameters"), "custom_parameters"),
+            call=CallMetadata(
+                customer_id=optional_str(start, "customer_id"),
+                application_id=optional_str(start, "application_id"),
+                direction=optional_str(start, "direction"),
+                from_number=optional_str(start, "from"),
+                to_number=optional_str(start, "to"),
+                stream_url=optional_str(start, "stream_url"),
+                requested_track=optional_str(start, "track"),
+            ),
+            sequence=optional_int(message, "sequence_number", strings=False),
+        )
+    if event == "dtmf":
+        dtmf = require_mapping(message, "dtmf")
+        digit = dtmf.get("digit")
+        if digit not in DTMF_DIGITS:
+            raise MalformedMessage("dtmf.digit must be one of 0-9 * # A-D")
+        track = dtmf.get("track")
+        return DtmfReceived(
+            digit=str(digit),
+            track=None if track is None else require_track(track),
+            timestamp_ms=optional_int(dtmf, "timestamp", strings=False),
+            sequence=optional_int(message, "sequence_number", strings=False),
+        )
+    if event == "stop":
+        stop = require_mapping(message, "stop")
+        reason = stop.get("reason")
+        if reason not in STOP_REASONS:
+            raise MalformedMessage("stop.reason must be stop_stream, call_ended or error")
+        return StreamStopped(str(reason), optional_int(message, "sequence_number", strings=False))
+    if not isinstance(event, str):
+        raise MalformedMessage("event must be a string")
+    raise UnknownEvent(event)

@@ -1,0 +1,97 @@
+"""
+A fixed-capacity int16 ring per track, on a monotonic sample clock.
+
+Pure numpy: no asyncio, no locks (everything runs on one event loop), no I/O.
+Writers never wait and never fail: the oldest samples are overwritten, and a
+reader asking for them learns how many it lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.int16]
+
+
+class TrackBuffer:
+    """The last ``capacity`` samples of one track.
+
+    ``head`` is the number of samples ever written: sample ``i`` of the track
+    (on the stream's media clock) is held while ``head - capacity <= i < head``.
+    """
+
+    __slots__ = ("_buf", "capacity", "head")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._buf = np.zeros(capacity, dtype=np.int16)
+        self.head = 0
+
+    @property
+    def oldest(self) -> int:
+        """The index of the oldest sample still held."""
+        return max(0, self.head - self.capacity)
+
+    def write(self, samples: Samples) -> int:
+        """Append samples; return the media-clock index of the first one."""
+        start = self.head
+        n = len(samples)
+        cap = self.capacity
+        if n > cap:  # only the last `capacity` samples survive
+            self._put(start + n - cap, samples[n - cap :])
+        else:
+            self._put(start, samples)
+        self.head = start + n
+        return start
+
+    def _put(self, index: int, samples: Samples) -> None:
+        cap = self.capacity
+        i = index % cap
+        end = i + len(samples)
+        if end <= cap:
+            self._buf[i:end] = samples
+        else:
+            split = cap - i
+            self._buf[i:] = samples[:split]
+            self._buf[: end - cap] = samples[split:]
+
+    def write_silence(self, n: int) -> int:
+        """Append ``n`` zero samples; return the index of the first one."""
+        start = self.head
+        cap = self.capacity
+        if n >= cap:
+            self._buf[:] = 0
+        else:
+            i = start % cap
+            end = i + n
+            if end <= cap:
+                self._buf[i:end] = 0
+            else:
+                self._buf[i:] = 0
+                self._buf[: end - cap] = 0
+        self.head = start + n
+        return start
+
+    def read(self, start: int, end: int) -> Samples:
+        """Return a copy of samples ``start`` to ``end`` (both still held).
+
+        Raises:
+            ValueError: Part of the range was overwritten or not written yet.
+        """
+        if start < self.oldest or end > self.head or start > end:
+            raise ValueError(f"range {start}:{end} outside {self.oldest}:{self.head}")
+        cap = self.capacity
+        i, j = start % cap, end % cap
+        if end - start == 0:
+            return np.empty(0, dtype=np.int16)
+        if i < j or j == 0:
+            return self._buf[i : j or cap].copy()
+        return np.concatenate((self._buf[i:], self._buf[:j]))
+
+    def latest(self, n: int) -> Samples:
+        """Return a copy of the last ``n`` samples held (fewer if fewer are held)."""
+        start = max(self.oldest, self.head - n)
+        return self.read(start, self.head)

@@ -1,0 +1,266 @@
+"""
+The only module that touches the socket.
+
+``ReceiverServer`` accepts media streams on any path but the reserved HTTP
+ones (``/healthz``, ``/readyz``), feeds each text message to the stream's
+``StreamSession``, hands media to its ``StreamPipeline``, and decides every
+close: the one place errors become close codes.
+
+=============================  ==========================================
+what happened                  close
+=============================  ==========================================
+``stop`` received              1000 (normal)
+``StreamProtocolError``        its ``close_code`` (4400, 4409, 4415, 1008)
+message over the size limit    1009 (websockets closes it)
+server shutting down           1001 (going away)
+anything unexpected            1011, no details (websockets closes it)
+=============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode as StandardCloseCode
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .config import Settings
+from .errors import MalformedMessage, StreamProtocolError
+from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from .logging import MEDIA, SERVER, STREAM, get_logger
+from .mediaclock import Placement
+from .pipeline import MediaSettings, StreamPipeline
+from .session import StreamSession
+from .sinks import SinkFactory, StreamOutcome
+from .sinks.wav import WavSink, repair_directory
+
+RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+
+stream_log = get_logger(STREAM)
+media_log = get_logger(MEDIA)
+server_log = get_logger(SERVER)
+
+
+def default_sinks(settings: Settings) -> list[SinkFactory]:
+    """The sinks the settings switch on."""
+    factories: list[SinkFactory] = []
+    if settings.wav:
+        recordings = settings.recordings_dir
+        factories.append(lambda info: WavSink(recordings))
+    return factories
+
+
+class _Stream:
+    """What the server keeps about one live connection."""
+
+    __slots__ = ("connected_at", "log", "pipeline", "session")
+
+    def __init__(self, log: Any) -> None:
+        self.session = StreamSession()
+        self.pipeline: StreamPipeline | None = None
+        self.log = log
+        self.connected_at = time.monotonic()
+
+
+class ReceiverServer:
+    """The stream receiver: ``async with ReceiverServer(settings) as server: ...``.
+
+    Args:
+        settings: The configuration.
+        sinks: Sink factories for every stream (default: from the settings).
+    """
+
+    def __init__(self, settings: Settings, sinks: Sequence[SinkFactory] | None = None) -> None:
+        self.settings = settings
+        self._sinks = list(default_sinks(settings) if sinks is None else sinks)
+        self._media = MediaSettings(
+            reorder_window_ms=settings.reorder_window_ms,
+            max_gap_ms=settings.max_gap_ms,
+            buffer_seconds=settings.buffer_seconds,
+            sink_close_timeout=settings.sink_close_timeout,
+        )
+        self._server: Server | None = None
+        self._streams: dict[ServerConnection, _Stream] = {}
+        self._summary_task: asyncio.Task[None] | None = None
+        self.ready = False
+        self.streams_total = 0
+        self.outcomes: list[StreamOutcome] = []  # the last few, for tests and /readyz
+        self.stream_ended = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.wav and settings.repair_on_start:
+            repaired = await asyncio.to_thread(repair_directory, settings.recordings_dir)
+            if repaired:
+                server_log.warning("recordings_repaired", count=len(repaired), files=[str(p) for p in repaired[:20]])
+        self._server = await serve(
+            self._handle,
+            settings.host,
+            settings.port,
+            process_request=self._process_request,
+            max_size=settings.max_message_bytes,
+            compression=None,
+            server_header="receiver",
+            reuse_port=settings.workers > 1,
+        )
+        self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
+        self.ready = True
+        server_log.info("server_started", host=settings.host, port=self.port, recordings_dir=settings.recordings_dir)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every stream (1001), finalise every sink."""
+        self.ready = False
+        if self._summary_task is not None:
+            self._summary_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summary_task
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        server_log.info("server_stopped", streams_total=self.streams_total)
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> ReceiverServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- HTTP on the same port -------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path not in RESERVED_PATHS:
+            return None  # a stream: go on with the WebSocket handshake
+        if path == "/healthz":
+            return _json_response(connection, HTTPStatus.OK, {"status": "ok"})
+        body = {"ready": self.ready, "active_streams": self.active_streams}
+        return _json_response(connection, HTTPStatus.OK if self.ready else HTTPStatus.SERVICE_UNAVAILABLE, body)
+
+    # -- streams ---------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        remote = ws.remote_address
+        log = stream_log.bind(remote=f"{remote[0]}:{remote[1]}" if remote else None, path=ws.request.path if ws.request else None)
+        stream = _Stream(log)
+        self._streams[ws] = stream
+        self.streams_total += 1
+        log.info("stream_connected")
+        session = stream.session
+        pipeline: StreamPipeline | None = None
+        reason, close_code, error = "disconnected", None, None
+        first_media = True
+        try:
+            async for message in ws:
+                if type(message) is not str:
+                    raise MalformedMessage("binary frames are not part of the protocol")
+                event = session.receive_text(message)
+                if type(event) is MediaReceived:
+                    assert pipeline is not None  # the session allows media only after start
+                    if pipeline.media(event) is Placement.DISCONTINUITY:
+                        media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
+                    if first_media:
+                        first_media = False
+                        media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
+                elif type(event) is StreamStarted:
+                    log = stream.log = log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
+                    pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
+                    pipeline.start()
+                    fmt = event.media_format
+                    log.info(
+                        "stream_started",
+                        tracks=[t.value for t in event.tracks],
+                        encoding=fmt.encoding.value,
+                        sample_rate=fmt.sample_rate,
+                        custom_parameters=sorted(event.custom_parameters),
+                    )
+                elif type(event) is StreamStopped:
+                    reason, close_code = event.reason, int(StandardCloseCode.NORMAL_CLOSURE)
+                    break
+                elif type(event) is DtmfReceived:
+                    log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
+                elif type(event) is Connected:
+                    log = stream.log = log.bind(platform=event.platform.value)
+                elif type(event) is MarkReceived:
+                    pass
+            else:
+                reason = "disconnected" if ws.close_code != StandardCloseCode.NORMAL_CLOSURE else "closed"
+                close_code = ws.close_code
+        except StreamProtocolError as exc:
+            reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
+            log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
+            await ws.close(exc.close_code, exc.close_reason)
+        except ConnectionClosed as exc:
+            close_code = exc.rcvd.code if exc.rcvd is not None else None
+            if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
+                reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
+                log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+            elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
+                reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
+        finally:
+            await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
+
+    async def _finish(self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None) -> None:
+        try:
+            pipeline = stream.pipeline
+            if pipeline is None:
+                stream.log.info("stream_ended", reason=reason, close_code=close_code, started=False, messages=stream.session.stats.messages)
+                return
+            outcome = await pipeline.finish(reason=reason, close_code=close_code, session=stream.session.stats, error=error)
+            self.outcomes = [*self.outcomes[-99:], outcome]
+            summary = outcome.as_dict()
+            summary.pop("reason")
+            stream.log.info("stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary)
+        finally:
+            self._streams.pop(ws, None)
+            self.stream_ended.set()
+
+    async def _summaries(self) -> None:
+        """Every ``media_summary_seconds``, one line of media statistics per live stream."""
+        while True:
+            await asyncio.sleep(self.settings.media_summary_seconds)
+            for stream in list(self._streams.values()):
+                pipeline = stream.pipeline
+                if pipeline is None:
+                    continue
+                media_log.info(
+                    "media_summary",
+                    stream_id=pipeline.info.stream_id,
+                    call_id=pipeline.info.call_id,
+                    media_seconds=round(pipeline.clock.head / pipeline.info.sample_rate, 3),
+                    messages=stream.session.stats.messages,
+                    tracks={t.value: s.as_dict() for t, s in pipeline.clock.stats().items()},
+                    sink_losses=pipeline.fanout.losses,
+                )
+
+
+def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]) -> Response:
+    payload = orjson.dumps(body) + b"\n"
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), ("Connection", "close")]
+    )
+    return Response(status.value, status.phrase, headers, payload)

@@ -1,0 +1,115 @@
+"""
+Where decoded audio goes: the sink protocol and the values it speaks in.
+
+A sink is any object with ``name``, ``open``, ``write`` and ``close``: no base
+class. Sinks own their I/O and their failures; a failing sink is disabled and
+the stream goes on. Blocking work (file writes, CPU-heavy engines) belongs in
+a thread or the sink's own worker, never on the event loop.
+
+Blocks come in order and never overlap. Each block holds every track of the
+stream for the same span of the media clock, so ``channels[Track.INBOUND][i]``
+and ``channels[Track.OUTBOUND][i]`` are simultaneous. When a sink fell
+further behind than the ring buffer holds, the next block starts later than
+the previous one ended: the audio in between was lost for that sink (and is
+counted for it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ..events import CallMetadata, MediaFormat, Platform, Track
+
+Samples = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a sink knows about the stream when it opens."""
+
+    stream_id: str
+    call_id: str
+    platform: Platform
+    tracks: tuple[Track, ...]
+    media_format: MediaFormat
+    custom_parameters: Mapping[str, str] = field(default_factory=dict)
+    call: CallMetadata = field(default_factory=CallMetadata)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.media_format.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class AudioBlock:
+    """A span of every track of a stream, on its media clock (arrays are read-only)."""
+
+    start: int  # media-clock index of the first sample
+    sample_rate: int
+    channels: Mapping[Track, Samples]
+
+    def __len__(self) -> int:
+        for samples in self.channels.values():
+            return len(samples)
+        return 0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self)
+
+    @property
+    def start_seconds(self) -> float:
+        return self.start / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    """How a stream ended, with its statistics (given to every sink's ``close``)."""
+
+    reason: str  # stop_stream, call_ended, error, stop, disconnected, protocol_error, shutdown, ...
+    close_code: int | None
+    duration_seconds: float  # media-clock duration
+    samples: int  # media-clock length of every track
+    tracks: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    messages: int = 0
+    unknown_events: int = 0
+    sequence_gaps: int = 0
+    sequence_out_of_order: int = 0
+    dtmf: int = 0
+    discontinuities: int = 0
+    undeclared_track_frames: int = 0
+    sink_losses: Mapping[str, int] = field(default_factory=dict)
+    disabled_sinks: tuple[str, ...] = ()
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where decoded audio goes. Implementations own their I/O and failures.
+
+    ``interval`` (seconds) is how often the sink wants to be handed new audio:
+    larger intervals mean fewer, larger blocks.
+    """
+
+    name: str
+    interval: float
+
+    async def open(self, stream: StreamInfo) -> None: ...
+
+    async def write(self, block: AudioBlock) -> None: ...
+
+    async def close(self, outcome: StreamOutcome) -> None: ...
+
+
+SinkFactory: TypeAlias = Callable[[StreamInfo], Sink]
+

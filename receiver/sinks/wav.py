@@ -1,0 +1,220 @@
+"""
+The WAV sink: each track to its own file, and both tracks to a stereo file.
+
+Files go to ``{recordings_dir}/{call_id}/{stream_id}.{track}.wav`` and, for a
+two-track stream, ``{stream_id}.stereo.wav`` (left inbound, right outbound),
+16-bit PCM at the stream's rate. Audio is written as it arrives, never held
+in memory; the header is refreshed at least once a second, so a file cut
+short by a crash holds every sample up to its last refresh, and
+``repair_wav`` restores the rest at start-up. Audio a lagging writer lost is
+written as silence, so every file stays exactly as long as the media clock.
+
+File writes run in a worker thread, one call per block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import struct
+import time
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from ..events import Track
+from . import AudioBlock, StreamInfo, StreamOutcome
+
+HEADER_SIZE: Final = 44
+HEADER_REFRESH_SECONDS: Final = 1.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(value: str) -> str:
+    """Make a peer-supplied id safe as one path component (no separators, no dot-dirs)."""
+    name = _UNSAFE.sub("_", value)[:128]
+    return name if name.strip(".") else "_" + name
+
+
+def wav_header(*, channels: int, sample_rate: int, data_bytes: int) -> bytes:
+    """A canonical 44-byte PCM WAV header for 16-bit samples."""
+    block_align = 2 * channels
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        channels,
+        sample_rate,
+        sample_rate * block_align,
+        block_align,
+        16,
+        b"data",
+        data_bytes,
+    )
+
+
+class _WavFile:
+    """One WAV file written through a raw descriptor (no user-space buffering)."""
+
+    __slots__ = ("channels", "data_bytes", "fd", "header_bytes", "path", "sample_rate")
+
+    def __init__(self, path: Path, *, channels: int, sample_rate: int) -> None:
+        self.path = path
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self.data_bytes = 0
+        self.header_bytes = 0
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        os.write(self.fd, wav_header(channels=channels, sample_rate=sample_rate, data_bytes=0))
+
+    def append(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.data_bytes += len(data)
+
+    def refresh_header(self) -> None:
+        if self.header_bytes != self.data_bytes:
+            os.pwrite(
+                self.fd,
+                wav_header(channels=self.channels, sample_rate=self.sample_rate, data_bytes=self.data_bytes),
+                0,
+            )
+            self.header_bytes = self.data_bytes
+
+    def close(self) -> None:
+        try:
+            self.refresh_header()
+        finally:
+            os.close(self.fd)
+
+
+class WavSink:
+    """Records a stream to WAV files as the audio arrives."""
+
+    name = "wav"
+    interval = 0.5  # seconds of audio gathered per write
+
+    def __init__(self, recordings_dir: str | os.PathLike[str]) -> None:
+        self._root = Path(recordings_dir)
+        self._files: dict[Track, _WavFile] = {}
+        self._stereo: _WavFile | None = None
+        self._written = 0  # media-clock samples written to every file
+        self._last_refresh = 0.0
+        self.paths: list[Path] = []
+
+    async def open(self, stream: StreamInfo) -> None:
+        await asyncio.to_thread(self._open, stream)
+
+    async def write(self, block: AudioBlock) -> None:
+        await asyncio.to_thread(self._write, block)
+
+    async def close(self, outcome: StreamOutcome) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _open(self, stream: StreamInfo) -> None:
+        directory = self._root / safe_name(stream.call_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        base = safe_name(stream.stream_id)
+        rate = stream.sample_rate
+        for track in stream.tracks:
+            path = directory / f"{base}.{track.value}.wav"
+            self._files[track] = _WavFile(path, channels=1, sample_rate=rate)
+            self.paths.append(path)
+        if len(stream.tracks) == 2:
+            path = directory / f"{base}.stereo.wav"
+            self._stereo = _WavFile(path, channels=2, sample_rate=rate)
+            self.paths.append(path)
+        self._last_refresh = time.monotonic()
+
+    def _write(self, block: AudioBlock) -> None:
+        if block.start > self._written:
+            # Audio this sink lost while behind: keep the files on the media clock.
+            self._append_silence(block.start - self._written)
+        channels = block.channels
+        for track, wav in self._files.items():
+            wav.append(channels[track].astype("<i2", copy=False).tobytes())
+        if self._stereo is not None:
+            stereo = np.empty((len(block), 2), dtype="<i2")
+            stereo[:, 0] = channels[Track.INBOUND]
+            stereo[:, 1] = channels[Track.OUTBOUND]
+            self._stereo.append(stereo.tobytes())
+        self._written = block.end
+        now = time.monotonic()
+        if now - self._last_refresh >= HEADER_REFRESH_SECONDS:
+            self._refresh()
+            self._last_refresh = now
+
+    def _append_silence(self, n: int) -> None:
+        chunk = 1 << 16
+        while n > 0:
+            k = min(n, chunk)
+            zeros = bytes(2 * k)
+            for wav in self._files.values():
+                wav.append(zeros)
+            if self._stereo is not None:
+                self._stereo.append(zeros * 2)
+            n -= k
+
+    def _refresh(self) -> None:
+        for wav in self._all():
+            wav.refresh_header()
+
+    def _all(self) -> list[_WavFile]:
+        return [*self._files.values(), *([self._stereo] if self._stereo is not None else [])]
+
+    def _close(self) -> None:
+        errors = []
+        for wav in self._all():
+            try:
+                wav.close()
+            except OSError as exc:  # pragma: no cover - a failing disk at close
+                errors.append(exc)
+        self._files.clear()
+        self._stereo = None
+        if errors:  # pragma: no cover
+            raise errors[0]
+
+
+def repair_wav(path: str | os.PathLike[str]) -> bool:
+    """Make a WAV file's header agree with its length (after a crash).
+
+    Returns True when the header was rewritten. Only canonical 44-byte PCM
+    headers (as this sink writes) are touched.
+    """
+    with open(path, "r+b") as f:
+        header = f.read(HEADER_SIZE)
+        if len(header) < HEADER_SIZE or header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " or header[36:40] != b"data":
+            return False
+        channels, rate = struct.unpack_from("<HI", header, 22)
+        size = f.seek(0, os.SEEK_END)
+        frame = 2 * channels
+        data_bytes = (size - HEADER_SIZE) // frame * frame
+        if struct.unpack_from("<I", header, 40)[0] == data_bytes and size == HEADER_SIZE + data_bytes:
+            return False
+        f.truncate(HEADER_SIZE + data_bytes)
+        f.seek(0)
+        f.write(wav_header(channels=channels, sample_rate=rate, data_bytes=data_bytes))
+        return True
+
+
+def repair_directory(root: str | os.PathLike[str]) -> list[Path]:
+    """Repair every unfinished WAV file under ``root``; return the ones repaired."""
+    repaired = []
+    base = Path(root)
+    if not base.is_dir():
+        return repaired
+    for path in sorted(base.rglob("*.wav")):
+        try:
+            if repair_wav(path):
+                repaired.append(path)
+        except OSError:
+            continue
+    return repaired
