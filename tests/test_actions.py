@@ -1,8 +1,11 @@
-"""answer_url actions: parsing, validation (both forms) and builders."""
+"""answer_url actions: parsing, validation (both forms), builders, and ``receiver check-actions``."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -379,3 +382,47 @@ def test_check_returns_a_verdict_with_the_platforms_body() -> None:
 
     assert good.ok and good.body == ACCEPTED_BODY and good.reason is None
     assert not bad.ok and bad.body == ERROR_BODY and "stream_url is required" in (bad.reason or "")
+
+
+# -- receiver check-actions ----------------------------------------------------------------
+
+
+def run_check(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "check-actions", str(path), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_check_actions_prints_ok_for_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(to_payload(flow())))
+
+    result = run_check(path)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("OK: 7 action(s): start_stream, pause, stop_stream")
+
+
+def test_check_actions_prints_what_is_wrong_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "flow.json"
+    path.write_text('{"actions": [{"type": "start_stream", "stream_url": "https://media.example.com/minivoice", "track": "speaker"}]}')
+
+    result = run_check(path)
+
+    assert result.returncode == 1
+    assert "invalid action payload" in result.stdout
+    assert "must be a wss:// URL" in result.stdout and "'speaker'" in result.stdout
+
+
+def test_check_actions_allow_insecure_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(typed("start_stream", stream_url="ws://127.0.0.1:9/x")))
+
+    assert run_check(path).returncode == 1
+    assert run_check(path, "--allow-insecure").returncode == 0
+    missing = run_check(tmp_path / "nope.json")
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
