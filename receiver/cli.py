@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-actions", help="validate an answer_url actions payload")
     check.add_argument("file", help="JSON file with the payload ('-' reads stdin)")
     check.add_argument("--allow-insecure", action="store_true", help="accept ws:// stream URLs (local testing)")
+    from .simulator.cli import add_parser as add_simulate
+
+    add_simulate(commands)
     return parser
 
 
@@ -167,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return repair(args)
         if args.command == "check-actions":
             return check_actions(args)
+        if args.command == "simulate":
+            from .simulator.cli import simulate
+
+            return simulate(args)
     except ConfigError as exc:
         print(f"receiver: configuration error: {exc}", file=sys.stderr)
         return 2

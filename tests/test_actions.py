@@ -221,7 +221,9 @@ def test_ws_urls_are_accepted_only_when_insecure_is_allowed() -> None:
 
     assert "must be a wss:// URL" in reason_of(payload)
     assert parse_actions(payload, allow_insecure=True) == [StartStream("ws://127.0.0.1:8080/x")]
-    assert "must be a wss:// or ws:// URL" in reason_of(typed("start_stream", stream_url="http://h/"), allow_insecure=True)
+    assert "must be a wss:// or ws:// URL" in reason_of(
+        typed("start_stream", stream_url="http://h/"), allow_insecure=True
+    )
 
 
 def test_unknown_fields_of_a_known_action_are_ignored() -> None:
@@ -268,7 +270,9 @@ def test_an_invalid_stop_stream_is_rejected(form: Any, fields: dict[str, Any], e
         (StopStream(URL, StreamTrack.OUTBOUND), URL, StreamTrack.INBOUND, False),
     ],
 )
-def test_stop_stream_matches_by_equal_url_and_equal_track(action: StopStream, url: str, track: str, expected: bool) -> None:
+def test_stop_stream_matches_by_equal_url_and_equal_track(
+    action: StopStream, url: str, track: str, expected: bool
+) -> None:
     assert action.matches(url, track) is expected
 
 
@@ -409,7 +413,9 @@ def test_check_actions_prints_ok_for_a_valid_file(tmp_path: Path) -> None:
 
 def test_check_actions_prints_what_is_wrong_and_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "flow.json"
-    path.write_text('{"actions": [{"type": "start_stream", "stream_url": "https://media.example.com/minivoice", "track": "speaker"}]}')
+    path.write_text(
+        '{"actions": [{"type": "start_stream", "stream_url": "https://media.example.com/minivoice", "track": "speaker"}]}'
+    )
 
     result = run_check(path)
 
