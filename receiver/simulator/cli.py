@@ -100,7 +100,7 @@ def add_parser(commands: Any) -> None:
         type=int,
         default=0,
         metavar="MS",
-        help="reorder frames within this window (a frame arrives after up to MS of later frames)",
+        help="reorder frames within this window: a reordered frame arrives while the newest audio is at most MS past its start (40: neighbours swap; up to the receiver's window, no frame is lost)",
     )
     faults.add_argument(
         "--reorder",
