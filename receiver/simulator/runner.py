@@ -151,7 +151,40 @@ class CallReport:
 # -- one stream ----------------------------------------------------------------------
 
 
-async def run_stream(sp: StreamPlan, call_t0: float, settings: RunSettings, stats: Stats) -> StreamReport:
+class Ticker:
+    """Wakes every stream of a run from one timer per time bucket.
+
+    A stream waiting for its next frame awaits the future of the bucket its due
+    time falls in (rounded up to ``resolution``), so a hundred streams share a
+    handful of timers instead of arming one each per frame: the per-frame cost
+    of the real-time clock is one resumed coroutine.
+    """
+
+    __slots__ = ("_futures", "_loop", "_resolution")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.002) -> None:
+        self._loop = loop
+        self._resolution = resolution
+        self._futures: dict[int, asyncio.Future[None]] = {}
+
+    def at(self, when: float) -> asyncio.Future[None]:
+        """A future done at ``when`` (at most ``resolution`` later)."""
+        key = -int(-when // self._resolution)
+        future = self._futures.get(key)
+        if future is None:
+            future = self._futures[key] = self._loop.create_future()
+            self._loop.call_at(key * self._resolution, self._fire, key)
+        return future
+
+    def _fire(self, key: int) -> None:
+        future = self._futures.pop(key)
+        if not future.done():
+            future.set_result(None)
+
+
+async def run_stream(
+    sp: StreamPlan, call_t0: float, settings: RunSettings, stats: Stats, ticker: Ticker | None = None
+) -> StreamReport:
     """Connect, send every planned message on time (or at once with ``fast``), stop or drop."""
     report = StreamReport(
         stream_id=sp.ident.stream_id,
@@ -203,12 +236,13 @@ async def run_stream(sp: StreamPlan, call_t0: float, settings: RunSettings, stat
                     stats.frames_sent += 1
         else:
             clock = loop.time
+            ticker = ticker or Ticker(loop)
             lag_max, lag_sum, late = stats.lag_max, 0.0, 0
             for due, text, t, _ in sp.items:
                 when = base + due / 1000
                 now = clock()
                 if when > now:
-                    await asyncio.sleep(when - now)
+                    await ticker.at(when)
                     now = clock()
                 lag = now - when
                 lag_sum += lag
@@ -321,6 +355,7 @@ async def run_call(
     settings: RunSettings,
     stats: Stats,
     session: aiohttp.ClientSession | None,
+    ticker: Ticker | None = None,
 ) -> CallReport:
     """Run a planned call: its streams side by side, its webhooks in order, call.completed last."""
     loop = asyncio.get_running_loop()
@@ -332,7 +367,7 @@ async def run_call(
         unmatched_stop_streams=plan.unmatched_stops,
     )
     log.debug("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
-    streams = [asyncio.ensure_future(run_stream(sp, t0, settings, stats)) for sp in plan.streams]
+    streams = [asyncio.ensure_future(run_stream(sp, t0, settings, stats, ticker)) for sp in plan.streams]
     try:
         for hook in plan.webhooks:
             if hook.event == "call.completed":
@@ -407,8 +442,9 @@ async def run(
     need_http = flow.answer_url is not None or settings.webhooks.url is not None
     connector = aiohttp.TCPConnector(limit=max(10, concurrency)) if need_http else None
     session = aiohttp.ClientSession(connector=connector) if need_http else None
-    ticker = asyncio.ensure_future(_progress(stats, calls, progress, progress_interval)) if progress else None
+    progress_task = asyncio.ensure_future(_progress(stats, calls, progress, progress_interval)) if progress else None
     t0 = loop.time()
+    ticker = Ticker(loop)
 
     async def one(index: int) -> None:
         try:
@@ -421,7 +457,7 @@ async def run(
                 actions = tuple(parse_actions(body, allow_insecure=settings.allow_insecure))
             # Planning builds every message of the call: off the loop, so running calls keep their clock.
             plan = await asyncio.to_thread(plan_call, actions, media, faults, index=index, call=call)
-            reports.append(await run_call(plan, settings, stats, session))
+            reports.append(await run_call(plan, settings, stats, session, ticker))
         except InvalidActions as exc:
             stats.calls_failed += 1
             errors.append(f"call {index}: answer_url_error: {exc.reason}")
@@ -444,10 +480,10 @@ async def run(
     finally:
         for task in tasks:
             task.cancel()
-        if ticker is not None:
-            ticker.cancel()
+        if progress_task is not None:
+            progress_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+                await progress_task
             _print_progress(stats, calls, progress, final=True)
         if session is not None:
             await session.close()
