@@ -442,13 +442,17 @@ def _plan_stream(
         due = max(due, slot * FRAME_MS + jit)
         items.append((due, text, t, k))
     if drop_rel is not None:
-        kept = [it for it in items if it[0] < drop_rel]
-        for it in items[len(kept) :]:
-            if it[2] >= 0:
-                track_faults[tracks[it[2]]].unsent.append(it[3] + 1)
-        for tf in track_faults.values():
-            tf.unsent = sorted(set(tf.unsent))
-        items = kept
+        # Frames due after the drop are reported as unsent, and only as unsent.
+        items = [it for it in items if it[0] < drop_rel]
+        for t, name in enumerate(tracks):
+            tf = track_faults[name]
+            sent = {it[3] + 1 for it in items if it[2] == t}
+            tf.lost = [c for c in tf.lost if (c - 1) * FRAME_MS < drop_rel]
+            tf.duplicated = [c for c in tf.duplicated if c in sent]
+            tf.reordered = [r for r in tf.reordered if r[0] in sent]
+            tf.delayed = [d for d in tf.delayed if d[0] in sent]
+            gone = set(tf.lost) | sent
+            tf.unsent = [c for c in range(1, n + 1) if c not in gone]
     else:
         items.append((max(due, n * FRAME_MS), wire.stop(2 + n * ntracks, end), -1, -1))
     plan = StreamPlan(
