@@ -303,7 +303,7 @@ async def run_stream(
     if settings.record_sent is not None:
         delivered = None if report.outcome in ("stopped", "dropped") else sent
         report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
-    log.debug("stream_done", call_id=wire.call_id, stream_id=wire.stream_id, outcome=report.outcome, media_sent=media)
+    log.info("stream_done", call_id=wire.call_id, stream_id=wire.stream_id, outcome=report.outcome, media_sent=media)
     return report
 
 
@@ -366,7 +366,7 @@ async def run_call(
         skipped_actions=plan.skipped,
         unmatched_stop_streams=plan.unmatched_stops,
     )
-    log.debug("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
+    log.info("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
     streams = [asyncio.ensure_future(run_stream(sp, t0, settings, stats, ticker)) for sp in plan.streams]
     try:
         for hook in plan.webhooks:
@@ -389,7 +389,7 @@ async def run_call(
         for task in streams:
             task.cancel()
     stats.calls_completed += 1
-    log.debug("call_ended", call_id=plan.call.call_id, duration_seconds=report.duration_seconds)
+    log.info("call_ended", call_id=plan.call.call_id, duration_seconds=report.duration_seconds)
     return report
 
 
