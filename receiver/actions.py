@@ -285,7 +285,8 @@ def _parse_one(item: object, index: int, allow_insecure: bool) -> Action:
         raise InvalidActions(f"{where} must be an object, not {_kind(item)}", index)
     if "type" in item:
         kind = item["type"]
-        if not isinstance(kind, str) or not _TYPE_NAME.match(kind):
+        # "type" itself names no action: keyed, {"type": {...}} would read as the typed form.
+        if not isinstance(kind, str) or not _TYPE_NAME.match(kind) or kind == "type":
             raise InvalidActions(f"{where}.type must be an action name in snake_case, not {_show(kind)}", index)
         body: Mapping[str, Any] = {k: v for k, v in item.items() if k != "type"}
         where = f"{where} ({kind})"

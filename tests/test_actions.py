@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver import actions as a
 from receiver.actions import (
@@ -144,6 +146,7 @@ def test_one_bad_action_rejects_the_whole_payload_and_names_its_index() -> None:
         ({"type": 3}, "type must be an action name"),
         ({"type": ""}, "type must be an action name"),
         ({"type": "Start Stream"}, "type must be an action name"),
+        ({"type": "type"}, "type must be an action name"),
         ({"Start-Stream": {}}, "is not an action name"),
     ],
 )
@@ -432,3 +435,71 @@ def test_check_actions_allow_insecure_and_missing_file(tmp_path: Path) -> None:
     assert run_check(path, "--allow-insecure").returncode == 0
     missing = run_check(tmp_path / "nope.json")
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_names = st.sampled_from(
+    ["start_stream", "stop_stream", "start_recording", "stop_recording", "pause", "hangup", "play", "type", ""]
+)
+
+
+@given(
+    st.one_of(
+        _json,
+        st.dictionaries(st.just("actions"), st.lists(st.dictionaries(_names, _json, max_size=3), max_size=4)),
+        st.lists(
+            st.fixed_dictionaries(
+                {"type": _names}, optional={"stream_url": _json, "track": _json, "length": _json, "parameters": _json}
+            ),
+            max_size=4,
+        ).map(lambda items: {"actions": items}),
+    )
+)
+def test_any_json_either_parses_or_raises_invalid_actions(payload: Any) -> None:
+    try:
+        actions = parse_actions(payload)
+    except InvalidActions as exc:
+        assert exc.reason
+    else:
+        assert parse_actions(to_payload(actions)) == actions
+        assert parse_actions(to_payload(actions, keyed=True)) == actions
+
+
+_urls = st.builds(
+    lambda host, path: f"wss://{host}.example.com/{path}",
+    st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+    st.from_regex(r"[a-z0-9/_-]{0,12}", fullmatch=True),
+)
+_params = st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3)
+_tracks = st.sampled_from(list(StreamTrack))
+_actions = st.one_of(
+    st.builds(StartStream, _urls, _tracks, _params),
+    st.builds(StopStream, st.none() | _urls, st.none() | _tracks),
+    st.builds(
+        StartRecording,
+        st.dictionaries(
+            st.from_regex(r"[a-z]{1,6}", fullmatch=True).filter(lambda k: k != "type"), st.integers(), max_size=2
+        ),
+    ),
+    st.just(StopRecording()),
+    st.builds(Pause, st.floats(0, 3600, allow_nan=False)),
+    st.just(Hangup()),
+    st.builds(
+        OtherAction,
+        st.sampled_from(["play", "collect_digits", "redirect", "transfer"]),
+        st.dictionaries(
+            st.from_regex(r"[a-z]{1,6}", fullmatch=True).filter(lambda k: k != "type"), st.integers(), max_size=2
+        ),
+    ),
+)
+
+
+@given(st.lists(_actions, max_size=6), st.booleans())
+def test_every_valid_flow_survives_a_round_trip_through_json(actions: list[a.Action], keyed: bool) -> None:
+    assert parse_actions(json.dumps(to_payload(actions, keyed=keyed))) == actions
