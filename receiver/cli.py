@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     repair = commands.add_parser("repair", help="repair WAV files a crash left unfinished")
     repair.add_argument("directory", nargs="?", help="recordings directory (default: from settings)")
     repair.add_argument("--config")
+    check = commands.add_parser("check-actions", help="validate an answer_url actions payload")
+    check.add_argument("file", help="JSON file with the payload ('-' reads stdin)")
+    check.add_argument("--allow-insecure", action="store_true", help="accept ws:// stream URLs (local testing)")
+    from .simulator.cli import add_parser as add_simulate
+
+    add_simulate(commands)
     return parser
 
 
@@ -136,6 +143,24 @@ def repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_actions(args: argparse.Namespace) -> int:
+    """Print OK and the actions, or what is wrong; exit 0 or 1."""
+    from .actions import InvalidActions, parse_actions
+
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"receiver: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        actions = parse_actions(data, allow_insecure=args.allow_insecure)
+    except InvalidActions as exc:
+        print(f"invalid action payload: {exc.reason}")
+        return 1
+    print(f"OK: {len(actions)} action(s)" + (": " + ", ".join(a.type for a in actions) if actions else ""))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -143,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "repair":
             return repair(args)
+        if args.command == "check-actions":
+            return check_actions(args)
+        if args.command == "simulate":
+            from .simulator.cli import simulate
+
+            return simulate(args)
     except ConfigError as exc:
         print(f"receiver: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -214,7 +214,7 @@ class ReceiverServer:
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
             log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
-            await ws.close(exc.close_code, exc.close_reason)
+            await _close_discarding(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
@@ -258,6 +258,20 @@ class ReceiverServer:
                     tracks={t.value: s.as_dict() for t, s in pipeline.clock.stats().items()},
                     sink_losses=pipeline.fanout.losses,
                 )
+
+
+async def _close_discarding(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close, reading and discarding what the peer sent before it saw our close.
+
+    A peer sending fast can have more messages queued than websockets' max_queue:
+    reading stays paused, the peer's close frame is never read, and close() would
+    wait out close_timeout (10 s) before the stream could finish.
+    """
+    closing = asyncio.ensure_future(ws.close(code, reason))
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in ws:
+            pass
+    await closing
 
 
 def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]) -> Response:

@@ -1,0 +1,269 @@
+"""
+``receiver simulate FLOW``: argument parsing and the summary (the command's thin shell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..actions import InvalidActions, parse_actions
+from ..events import Encoding
+from ..logging import configure
+from .audio import AudioError, AudioSpec, load
+from .http import MAX_ATTEMPTS, WebhookSettings
+from .plan import Faults, MediaSpec
+from .runner import Flow, RunReport, RunSettings, run
+from .wire import WireFormat, check_format
+
+ENCODINGS = {"mulaw": Encoding.MULAW, "alaw": Encoding.ALAW, "l16": Encoding.L16}
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``simulate`` on the ``receiver`` command's subparsers."""
+    p: argparse.ArgumentParser = commands.add_parser(
+        "simulate",
+        help="run a MiniVoice call flow against a receiver (streams, faults, webhooks, load)",
+        description="Run an answer_url flow on simulated calls against a stream receiver.",
+    )
+    p.add_argument("flow", metavar="FLOW", help="a JSON actions file, or an http(s) answer_url to POST to")
+    audio = p.add_argument_group("audio")
+    audio.add_argument(
+        "--inbound-audio",
+        default="tone:440",
+        metavar="SPEC",
+        help="inbound track: a WAV file, say:TEXT (espeak-ng), tone:HZ or silence (default tone:440)",
+    )
+    audio.add_argument(
+        "--outbound-audio",
+        default="tone:660",
+        metavar="SPEC",
+        help="outbound track, as --inbound-audio (default tone:660)",
+    )
+    audio.add_argument(
+        "--format", choices=[w.value for w in WireFormat], default="minivoice", help="wire format (default minivoice)"
+    )
+    audio.add_argument("--encoding", choices=list(ENCODINGS), default="mulaw", help="default mulaw")
+    audio.add_argument(
+        "--sample-rate",
+        type=int,
+        choices=[8000, 16000, 24000],
+        default=8000,
+        help="default 8000 (16000/24000: l16 only)",
+    )
+    net = p.add_argument_group("connection")
+    net.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="permit ws:// stream URLs (the platform requires wss://); local testing only",
+    )
+    net.add_argument("--fast", action="store_true", help="send as fast as possible instead of on the real-time clock")
+    net.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="WebSocket handshake timeout")
+    hooks = p.add_argument_group("webhooks")
+    hooks.add_argument("--webhook-url", metavar="URL", help="POST call.completed and recording.* webhooks here")
+    hooks.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for a 2xx before sending again (default 10)",
+    )
+    hooks.add_argument(
+        "--webhook-backoff",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="pause before the 2nd attempt, doubled after (default 1)",
+    )
+    hooks.add_argument(
+        "--webhook-attempts",
+        type=int,
+        default=MAX_ATTEMPTS,
+        metavar="N",
+        help=f"attempts per webhook (default {MAX_ATTEMPTS})",
+    )
+    hooks.add_argument(
+        "--answer-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the answer_url"
+    )
+    faults = p.add_argument_group("faults (seeded, reproducible)")
+    faults.add_argument("--seed", type=int, default=0, metavar="N", help="seed for ids and faults (default 0)")
+    faults.add_argument("--loss", type=float, default=0.0, metavar="P", help="probability that a frame is lost")
+    faults.add_argument(
+        "--duplicate", type=float, default=0.0, metavar="P", help="probability that a frame is sent twice"
+    )
+    faults.add_argument(
+        "--reorder-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="reorder frames within this window: a reordered frame arrives while the newest audio is at most MS past its start (40: neighbours swap; up to the receiver's window, no frame is lost)",
+    )
+    faults.add_argument(
+        "--reorder",
+        type=float,
+        default=0.1,
+        metavar="P",
+        help="probability that a frame is reordered, with --reorder-ms (default 0.1)",
+    )
+    faults.add_argument(
+        "--delay", type=float, default=0.0, metavar="P", help="probability that a frame is delayed by --delay-ms"
+    )
+    faults.add_argument(
+        "--delay-ms", type=int, default=200, metavar="MS", help="how late a delayed frame arrives (default 200)"
+    )
+    faults.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="random extra send delay per frame, order kept (real-time clock only)",
+    )
+    faults.add_argument(
+        "--drop-at",
+        type=float,
+        metavar="SECONDS",
+        help="drop every open stream's connection, without stop, at this call time",
+    )
+    faults.add_argument(
+        "--receiver-window-ms",
+        type=int,
+        default=100,
+        metavar="MS",
+        help="the receiver's reorder window, for --record-sent (default 100, the receiver's default)",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--record-sent",
+        metavar="DIR",
+        help="write {call_id}/{stream_id}.{track}.wav: what a correct receiver must decode",
+    )
+    out.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    out.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress line on stderr (default: on with --calls > 1)",
+    )
+    out.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="default info for one call, warning for load"
+    )
+    out.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    load_ = p.add_argument_group("load")
+    load_.add_argument("--calls", type=int, default=1, metavar="N", help="calls to run (default 1)")
+    load_.add_argument("--concurrency", type=int, default=1, metavar="M", help="calls at once (default 1)")
+    load_.add_argument(
+        "--ramp", type=float, default=0.0, metavar="SECONDS", help="spread the first M calls over this time"
+    )
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Run the command; return the exit status (0 ran, 1 flow rejected or unreachable, 2 bad options)."""
+    from ..cli import loop_factory
+
+    configure(fmt="json" if args.json else "auto", level=args.log_level or ("info" if args.calls == 1 else "warning"))
+    try:
+        flow, media, faults, settings = _options(args)
+    except InvalidActions as exc:
+        print(f"invalid action payload: {exc.reason}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": exc.body["error"], "reason": exc.reason}))
+        return 1
+    except (ValueError, AudioError, OSError) as exc:
+        print(f"receiver simulate: {exc}", file=sys.stderr)
+        return 2
+    progress = args.progress if args.progress is not None else args.calls > 1
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        report = runner.run(
+            run(
+                flow,
+                media,
+                faults,
+                settings,
+                calls=args.calls,
+                concurrency=args.concurrency,
+                ramp=args.ramp,
+                progress=sys.stderr if progress else None,
+            )
+        )
+    if args.json:
+        print(json.dumps(report.as_dict(details=args.calls <= 10), indent=2))
+    else:
+        print(_text(report))
+    if report.stats.calls_failed and report.stats.calls_failed == args.calls:
+        return 1
+    return 0
+
+
+def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSettings]:
+    if args.calls < 1 or args.concurrency < 1:
+        raise ValueError("--calls and --concurrency must be at least 1")
+    if args.webhook_attempts < 1:
+        raise ValueError("--webhook-attempts must be at least 1")
+    wire = WireFormat(args.format)
+    encoding = ENCODINGS[args.encoding]
+    check_format(wire, encoding, args.sample_rate)
+    specs = {"inbound": AudioSpec.parse(args.inbound_audio), "outbound": AudioSpec.parse(args.outbound_audio)}
+    for spec in specs.values():
+        load(spec, args.sample_rate)  # fail now, not in the middle of a call
+    media = MediaSpec(wire, encoding, args.sample_rate, specs)
+    faults = Faults(
+        seed=args.seed,
+        loss=args.loss,
+        duplicate=args.duplicate,
+        reorder_ms=args.reorder_ms,
+        reorder=args.reorder,
+        delay=args.delay,
+        delay_ms=args.delay_ms,
+        jitter_ms=args.jitter_ms,
+        drop_at=args.drop_at,
+        receiver_window_ms=args.receiver_window_ms,
+    )
+    if args.flow.startswith(("http://", "https://")):
+        flow = Flow(answer_url=args.flow)
+    else:
+        flow = Flow(actions=tuple(parse_actions(Path(args.flow).read_bytes(), allow_insecure=args.allow_insecure)))
+    settings = RunSettings(
+        fast=args.fast,
+        allow_insecure=args.allow_insecure,
+        webhooks=WebhookSettings(args.webhook_url, args.webhook_timeout, args.webhook_backoff, args.webhook_attempts),
+        record_sent=Path(args.record_sent) if args.record_sent else None,
+        open_timeout=args.open_timeout,
+        answer_timeout=args.answer_timeout,
+    )
+    return flow, media, faults, settings
+
+
+def _text(report: RunReport) -> str:
+    s = report.stats.as_dict()
+    lines = [
+        f"calls: {s['calls_completed']} completed, {s['calls_failed']} failed; streams: {s['streams']}",
+        f"frames sent: {s['frames_sent']} in {s['elapsed_seconds']} s ({s['frames_per_second']}/s); messages: {s['messages_sent']}",
+        f"send lag: max {s['send_lag_ms']['max']} ms, mean {s['send_lag_ms']['mean']} ms, {s['send_lag_ms']['late_sends']} sent over 20 ms late",
+        f"connection errors: {s['connection_errors']}; closed by receiver: {s['receiver_closed']}",
+        f"webhooks: {s['webhooks_delivered']} delivered, {s['webhooks_failed']} failed",
+    ]
+    if len(report.calls) <= 10:
+        for call in report.calls:
+            lines.append(f"call {call.call_id} ({call.duration_seconds} s)")
+            for st in call.streams:
+                altered = {
+                    name: {k: len(v) for k, v in tf.items() if v} for name, tf in st.faults.items() if any(tf.values())
+                }
+                lines.append(
+                    f"  stream {st.stream_id} {st.track} {st.start_seconds}-{st.end_seconds} s: {st.outcome}"
+                    f" ({st.media_sent}/{st.frames_planned * (2 if st.track == 'both' else 1)} frames sent)"
+                    + (f" faults {altered}" if altered else "")
+                    + (f" error {st.error}" if st.error else "")
+                )
+            if call.unmatched_stop_streams:
+                lines.append(f"  stop_stream matched nothing {call.unmatched_stop_streams} time(s)")
+            for hook in call.webhooks:
+                lines.append(
+                    f"  webhook {hook.event}: {'delivered' if hook.delivered else 'FAILED'} after {hook.attempts} attempt(s)"
+                )
+    lines.extend(f"error: {e}" for e in report.errors)
+    return "\n".join(lines)

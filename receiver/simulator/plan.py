@@ -1,0 +1,477 @@
+"""
+A call, planned before it runs: the flow's timeline, every message of every
+stream in send order, the faults applied, and the audio a correct receiver
+must decode.
+
+Pure: no I/O, no asyncio (audio sources are loaded by the caller). A flow is a
+static list of actions, so the whole call is known up front:
+
+- ``pause`` advances the call clock; ``start_stream`` opens a stream at the
+  current call time; ``stop_stream`` ends the matching open streams (URL and
+  track equal when given; none given: all); ``hangup`` or the end of the list
+  ends the call, and every open stream ends with ``call_ended``.
+- A stream that runs ``d`` ms carries ``ceil(d / 20)`` frames per track.
+  Frame ``k`` (chunk ``k + 1``) has timestamp ``20 k`` and is due ``20 k`` ms
+  after the stream started; ``stop`` is due at ``20 n``.
+- Sequence numbers are given in the platform's order (``start`` is 1, then
+  each 20 ms slot's frames, inbound first); faults then change what is sent:
+  a lost frame's number is skipped, a duplicate repeats its number, and a
+  reordered frame arrives after higher numbers.
+
+Faults are drawn from ``numpy.random.default_rng([seed, call, stream,
+track])``, so a call with the same seed, flow and options always alters the
+same frames. Kinds (exclusive per frame, in this order): loss; duplicate
+(sent twice in a row); reorder (sent after the frames of the next 1 ..
+``reorder_ms / 20 - 1`` slots, so that when it arrives the newest audio is at
+most ``reorder_ms`` past its start: the same measure as the receiver's
+reorder window, so ``--reorder-ms`` up to that window never loses a frame);
+delay (sent ``delay_ms`` late: after the frames of the next ``delay_ms / 20``
+slots). Jitter only moves send times on the real-time
+clock, never the order. ``drop_at`` closes every stream open at that call
+time without ``stop``, after the messages due before it.
+
+The expected audio follows the receiver's media clock: frame ``k`` of a
+track fills samples ``[k F, (k + 1) F)``; a frame arriving when the newest
+audio of the stream (any track) is more than the receiver's reorder window
+past its start was given up as silence and is dropped (predicted ``late``);
+duplicates change nothing; every track ends at the newest audio of any track.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..actions import Action, Hangup, OtherAction, Pause, StartRecording, StartStream, StopRecording, StopStream
+from ..codecs import decode, encode
+from ..events import Encoding, MediaFormat
+from . import audio
+from .wire import StreamIdentity, Wire, WireFormat
+
+Samples = npt.NDArray[np.int16]
+FRAME_MS = 20
+TRACK_ORDER = ("inbound", "outbound")
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """The faults to apply, and the receiver window the expected audio assumes."""
+
+    seed: int = 0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder_ms: int = 0
+    reorder: float = 0.1  # probability that a frame is reordered, when reorder_ms > 0
+    delay: float = 0.0
+    delay_ms: int = 200
+    jitter_ms: float = 0.0
+    drop_at: float | None = None  # call seconds
+    receiver_window_ms: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder", "delay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability between 0 and 1, not {value}")
+        for name in ("reorder_ms", "delay_ms", "jitter_ms", "receiver_window_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.drop_at is not None and self.drop_at < 0:
+            raise ValueError("drop_at must not be negative")
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            self.loss
+            or self.duplicate
+            or (self.reorder_ms and self.reorder)
+            or (self.delay and self.delay_ms)
+            or self.drop_at is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """The call as the platform describes it in ``start`` and webhooks."""
+
+    call_id: str
+    customer_id: str = "cust_sim"
+    application_id: str = "app_sim"
+    direction: str = "inbound"
+    from_number: str = "+15551230001"
+    to_number: str = "+15551230002"
+
+    def as_dict(self, status: str) -> dict[str, Any]:
+        return {
+            "id": self.call_id,
+            "customer_id": self.customer_id,
+            "application_id": self.application_id,
+            "status": status,
+            "direction": self.direction,
+            "from": self.from_number,
+            "to": self.to_number,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSpec:
+    """The stream format and each track's audio."""
+
+    wire: WireFormat
+    encoding: Encoding
+    sample_rate: int
+    audio: dict[str, audio.AudioSpec]  # track name -> source
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate * FRAME_MS // 1000
+
+
+@dataclass(slots=True)
+class TrackFaults:
+    """Exactly what the simulator did to one track's frames (chunks, from 1)."""
+
+    lost: list[int] = field(default_factory=list)
+    duplicated: list[int] = field(default_factory=list)
+    reordered: list[list[int]] = field(default_factory=list)  # [chunk, slots later]
+    delayed: list[list[int]] = field(default_factory=list)  # [chunk, slots later]
+    late: list[int] = field(default_factory=list)  # sent, but the receiver must drop them (predicted)
+    unsent: list[int] = field(default_factory=list)  # due after the connection was dropped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "reordered": self.reordered,
+            "delayed": self.delayed,
+            "late": self.late,
+            "unsent": self.unsent,
+        }
+
+
+# One message to send: (due ms after the stream started, text, track index or -1, frame index or -1).
+Item = tuple[float, str, int, int]
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    """One stream of the call, every message planned."""
+
+    index: int
+    action: StartStream
+    ident: StreamIdentity
+    wire: Wire
+    start_ms: float
+    end_ms: float
+    end: str  # stop_stream, call_ended or dropped
+    frames: int  # per track
+    tracks: tuple[str, ...]
+    items: list[Item]
+    media_items: int  # media messages in items (duplicates included)
+    decoded: dict[str, Samples]  # per track, what the receiver decodes from every frame
+    faults: dict[str, TrackFaults]
+    frame_samples: int
+    window_samples: int
+
+    def expected(self, delivered: int | None = None) -> dict[str, Samples]:
+        """The audio a correct receiver writes for each track, given the first
+        ``delivered`` items reached it (default: all planned)."""
+        items = self.items if delivered is None else self.items[:delivered]
+        F, W = self.frame_samples, self.window_samples
+        placed = np.zeros((len(self.tracks), self.frames), dtype=bool)
+        head = 0
+        late: dict[int, list[int]] = {t: [] for t in range(len(self.tracks))}
+        for _, _, t, k in items:
+            if t < 0 or placed[t, k]:
+                continue
+            start = k * F
+            if head - W > start:
+                late[t].append(k + 1)
+                continue
+            placed[t, k] = True
+            head = max(head, start + F)
+        out: dict[str, Samples] = {}
+        for t, name in enumerate(self.tracks):
+            track = np.zeros(head, dtype=np.int16)
+            decoded = self.decoded[name]
+            for k in np.flatnonzero(placed[t]).tolist():
+                track[k * F : (k + 1) * F] = decoded[k * F : (k + 1) * F]
+            out[name] = track
+        if delivered is None:
+            for t, name in enumerate(self.tracks):
+                self.faults[name].late = sorted(set(late[t]))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A webhook the call sends at ``at_ms`` of call time."""
+
+    at_ms: float
+    event: str
+    status: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CallPlan:
+    index: int
+    call: CallInfo
+    duration_ms: float
+    streams: list[StreamPlan]
+    webhooks: list[Webhook]  # in order; call.completed last
+    skipped: list[str]  # actions the simulator does not act on (play, collect_digits, ...)
+    unmatched_stops: int
+
+
+def _hex(rng: np.random.Generator, n: int) -> str:
+    return "".join(f"{b:02x}" for b in rng.integers(0, 256, n))
+
+
+def _ids(wire: WireFormat, rng: np.random.Generator) -> tuple[str, str]:
+    """A (call id, account id) pair in the platform's style."""
+    if wire is WireFormat.MINIVOICE:
+        return "call_" + _hex(rng, 6), "acct_sim"
+    if wire is WireFormat.TWILIO:
+        return "CA" + _hex(rng, 16), "AC" + _hex(rng, 16)
+    return _uuid(rng), _uuid(rng)
+
+
+def _uuid(rng: np.random.Generator) -> str:
+    h = _hex(rng, 16)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _stream_id(wire: WireFormat, rng: np.random.Generator) -> str:
+    if wire is WireFormat.MINIVOICE:
+        return "str_" + _hex(rng, 6)
+    if wire is WireFormat.TWILIO:
+        return "MZ" + _hex(rng, 16)
+    return _uuid(rng)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_frames(
+    spec: audio.AudioSpec, encoding: Encoding, rate: int, start: int, frames: int
+) -> tuple[tuple[str, ...], Samples]:
+    """Base64 payloads of ``frames`` frames of a source from call sample ``start``, and their decoding.
+
+    Cached: calls of a load run with the same flow share their payloads.
+    """
+    F = rate * FRAME_MS // 1000
+    fmt = MediaFormat(encoding, rate, "little")
+    samples = audio.span(audio.load(spec, rate), start, frames * F)
+    payload = encode(fmt, samples)
+    step = F * fmt.bytes_per_sample
+    b64 = tuple(base64.b64encode(payload[i * step : (i + 1) * step]).decode("ascii") for i in range(frames))
+    decoded = decode(fmt, payload)
+    decoded.flags.writeable = False
+    return b64, decoded
+
+
+def new_call(wire: WireFormat, seed: int, index: int) -> tuple[CallInfo, str]:
+    """The ids of call ``index`` of a run: (call, account id), the same for the same seed."""
+    rng = np.random.default_rng([seed, index, 0x5EED])
+    call_id, account_id = _ids(wire, rng)
+    return CallInfo(call_id), account_id
+
+
+def plan_call(
+    actions: Sequence[Action],
+    media: MediaSpec,
+    faults: Faults,
+    *,
+    index: int = 0,
+    call: tuple[CallInfo, str] | None = None,
+) -> CallPlan:
+    """Plan one call of the flow (``index`` tells the calls of a load run apart)."""
+    call_info, account_id = call or new_call(media.wire, faults.seed, index)
+    call_id = call_info.call_id
+    rng = np.random.default_rng([faults.seed, index, 0x57])
+    t = 0.0
+    open_streams: list[tuple[int, StartStream, float, str]] = []  # index, action, start, stream id
+    closed: list[tuple[int, StartStream, float, str, float, str]] = []
+    webhooks: list[Webhook] = []
+    skipped: list[str] = []
+    unmatched = 0
+    recording_started: float | None = None
+    recordings = 0
+    counter = itertools.count()
+    for act in actions:
+        if isinstance(act, Pause):
+            t += act.length * 1000
+        elif isinstance(act, StartStream):
+            open_streams.append((next(counter), act, t, _stream_id(media.wire, rng)))
+        elif isinstance(act, StopStream):
+            keep = []
+            for entry in open_streams:
+                if act.matches(entry[1].stream_url, entry[1].track):
+                    closed.append((*entry, t, "stop_stream"))
+                else:
+                    keep.append(entry)
+            if len(keep) == len(open_streams):
+                unmatched += 1
+            open_streams = keep
+        elif isinstance(act, StartRecording):
+            if recording_started is None:
+                recording_started = t
+        elif isinstance(act, StopRecording):
+            if recording_started is None:
+                webhooks.append(
+                    Webhook(t, "recording.failed", "in_progress", {"status": "failed", "error": "no active recording"})
+                )
+            else:
+                recordings += 1
+                webhooks.append(_recording_completed(call_id, recordings, t - recording_started, t))
+                recording_started = None
+        elif isinstance(act, Hangup):
+            break
+        elif isinstance(act, OtherAction):
+            skipped.append(act.type)
+    end = t
+    for entry in open_streams:
+        closed.append((*entry, end, "call_ended"))
+    if recording_started is not None:  # the call ended the recording
+        recordings += 1
+        webhooks.append(_recording_completed(call_id, recordings, end - recording_started, end))
+    webhooks.append(Webhook(end, "call.completed", "completed", {}))
+    closed.sort(key=lambda c: c[0])
+    streams = [
+        _plan_stream(i, act, start, stop, reason, sid, call_info, account_id, media, faults, index)
+        for i, act, start, sid, stop, reason in closed
+    ]
+    return CallPlan(index, call_info, end, streams, webhooks, skipped, unmatched)
+
+
+def _recording_completed(call_id: str, number: int, duration_ms: float, at: float) -> Webhook:
+    seconds = duration_ms / 1000
+    recording_id = f"rec_{call_id}" if number == 1 else f"rec_{call_id}_{number}"
+    # The size of the recording as 16-bit 8 kHz mono WAV (the simulator records nothing itself).
+    size = 44 + int(round(seconds * 8000)) * 2
+    data = {
+        "recording_id": recording_id,
+        "status": "completed",
+        "duration_seconds": round(seconds, 3),
+        "size_bytes": size,
+    }
+    return Webhook(at, "recording.completed", "in_progress", data)
+
+
+def _plan_stream(
+    index: int,
+    act: StartStream,
+    start_ms: float,
+    end_ms: float,
+    end: str,
+    stream_id: str,
+    call: CallInfo,
+    account_id: str,
+    media: MediaSpec,
+    faults: Faults,
+    call_index: int,
+) -> StreamPlan:
+    rate = media.sample_rate
+    F = media.frame_samples
+    tracks = tuple(tr.value for tr in act.track.tracks)
+    ident = StreamIdentity(
+        stream_id=stream_id,
+        call_id=call.call_id,
+        stream_url=act.stream_url,
+        track=act.track.value,
+        tracks=tracks,
+        encoding=media.encoding,
+        sample_rate=rate,
+        parameters=dict(act.parameters),
+        account_id=account_id,
+        customer_id=call.customer_id,
+        application_id=call.application_id,
+        direction=call.direction,
+        from_number=call.from_number,
+        to_number=call.to_number,
+    )
+    wire = Wire(media.wire, ident)
+    n = max(0, -int(-(end_ms - start_ms) // FRAME_MS))  # ceil
+    start_sample = int(round(start_ms * rate / 1000))
+    drop_rel: float | None = None
+    if faults.drop_at is not None and start_ms <= faults.drop_at * 1000 < end_ms:
+        drop_rel = faults.drop_at * 1000 - start_ms
+        end, end_ms = "dropped", faults.drop_at * 1000
+    ntracks = len(tracks)
+    keyed: list[tuple[int, int, int, int, int, float, str]] = []  # slot, phase, k, t, copy, jitter, text
+    track_faults: dict[str, TrackFaults] = {}
+    decoded: dict[str, Samples] = {}
+    max_reorder = faults.reorder_ms // FRAME_MS - 1
+    delay_slots = faults.delay_ms // FRAME_MS
+    for t, name in enumerate(tracks):
+        payloads, decoded[name] = _encoded_frames(media.audio[name], media.encoding, rate, start_sample, n)
+        tf = track_faults[name] = TrackFaults()
+        rng = np.random.default_rng([faults.seed, call_index, index, t])
+        u = rng.random((5, n))
+        disp = rng.integers(1, max(1, max_reorder) + 1, n)
+        lost = u[0] < faults.loss
+        dup = ~lost & (u[1] < faults.duplicate)
+        reo = ~lost & (max_reorder > 0) & (u[2] < faults.reorder)
+        dly = ~lost & ~reo & (delay_slots > 0) & (u[3] < faults.delay)
+        jitter = u[4] * faults.jitter_ms
+        for k in range(n):
+            chunk = k + 1
+            if lost[k]:
+                tf.lost.append(chunk)
+                continue
+            shift = int(disp[k]) if reo[k] else delay_slots if dly[k] else 0
+            slot = min(k + shift, n - 1)
+            if slot > k:
+                (tf.reordered if reo[k] else tf.delayed).append([chunk, slot - k])
+            text = wire.media(2 + k * ntracks + t, name, chunk, k * FRAME_MS, payloads[k])
+            phase = 1 if slot > k else 0
+            keyed.append((slot, phase, k, t, 0, float(jitter[k]), text))
+            if dup[k]:
+                tf.duplicated.append(chunk)
+                keyed.append((slot, phase, k, t, 1, float(jitter[k]), text))
+    keyed.sort(key=lambda x: x[:5])
+    items: list[Item] = [(0.0, wire.connected(), -1, -1), (0.0, wire.start(1), -1, -1)]
+    due = 0.0
+    for slot, _, k, t, _, jit, text in keyed:
+        due = max(due, slot * FRAME_MS + jit)
+        items.append((due, text, t, k))
+    if drop_rel is not None:
+        # Frames due after the drop are reported as unsent, and only as unsent.
+        items = [it for it in items if it[0] < drop_rel]
+        for t, name in enumerate(tracks):
+            tf = track_faults[name]
+            sent = {it[3] + 1 for it in items if it[2] == t}
+            tf.lost = [c for c in tf.lost if (c - 1) * FRAME_MS < drop_rel]
+            tf.duplicated = [c for c in tf.duplicated if c in sent]
+            tf.reordered = [r for r in tf.reordered if r[0] in sent]
+            tf.delayed = [d for d in tf.delayed if d[0] in sent]
+            gone = set(tf.lost) | sent
+            tf.unsent = [c for c in range(1, n + 1) if c not in gone]
+    else:
+        items.append((max(due, n * FRAME_MS), wire.stop(2 + n * ntracks, end), -1, -1))
+    plan = StreamPlan(
+        index=index,
+        action=act,
+        ident=ident,
+        wire=wire,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        end=end,
+        frames=n,
+        tracks=tracks,
+        items=items,
+        media_items=sum(1 for it in items if it[2] >= 0),
+        decoded=decoded,
+        faults=track_faults,
+        frame_samples=F,
+        window_samples=rate * faults.receiver_window_ms // 1000,
+    )
+    if faults.any:
+        plan.expected()  # fills in the predicted late frames
+    return plan

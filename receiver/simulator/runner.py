@@ -1,0 +1,511 @@
+"""
+Runs planned calls against a receiver: WebSocket streams, webhooks, load.
+
+The only network code of the simulator. Talks to the receiver as the
+platform does, over a WebSocket per stream (``websockets`` client), and to
+the application over HTTP (``http.py``). Per frame it does one ``ws.send`` of
+a message built at plan time, plus, on the real-time clock, a sleep to the
+frame's due time and two float operations for the send lag.
+
+Send lag is how late the simulator itself sent a message against its plan
+(real-time mode): when it grows, the simulator, not the receiver, is the
+bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode
+
+from ..actions import Action, InvalidActions, parse_actions
+from ..logging import get_logger
+from .http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
+from .plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+
+log = get_logger("receiver.simulator")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How calls run (everything but the flow, the media and the faults)."""
+
+    fast: bool = False
+    allow_insecure: bool = False
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    record_sent: Path | None = None
+    open_timeout: float = 10.0
+    answer_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters shared by every call of a run (read by the progress line)."""
+
+    calls_started: int = 0
+    calls_completed: int = 0
+    calls_failed: int = 0
+    streams: int = 0
+    frames_sent: int = 0  # media messages sent (duplicates included)
+    messages_sent: int = 0
+    connection_errors: int = 0  # streams that could not connect
+    receiver_closed: int = 0  # streams the receiver closed before the simulator was done
+    lag_max: float = 0.0  # seconds
+    lag_sum: float = 0.0
+    lag_count: int = 0
+    late_sends: int = 0  # messages sent more than one frame (20 ms) late
+    webhooks_delivered: int = 0
+    webhooks_failed: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started_at
+        return {
+            "calls_started": self.calls_started,
+            "calls_completed": self.calls_completed,
+            "calls_failed": self.calls_failed,
+            "streams": self.streams,
+            "frames_sent": self.frames_sent,
+            "messages_sent": self.messages_sent,
+            "elapsed_seconds": round(elapsed, 3),
+            "frames_per_second": round(self.frames_sent / elapsed, 1) if elapsed > 0 else 0.0,
+            "send_lag_ms": {
+                "max": round(self.lag_max * 1000, 3),
+                "mean": round(self.lag_sum / self.lag_count * 1000, 3) if self.lag_count else 0.0,
+                "late_sends": self.late_sends,
+            },
+            "connection_errors": self.connection_errors,
+            "receiver_closed": self.receiver_closed,
+            "webhooks_delivered": self.webhooks_delivered,
+            "webhooks_failed": self.webhooks_failed,
+        }
+
+
+@dataclass(slots=True)
+class StreamReport:
+    stream_id: str
+    stream_url: str
+    track: str
+    start_seconds: float
+    end_seconds: float
+    planned_end: str  # stop_stream, call_ended or dropped
+    outcome: str = "pending"  # stopped, dropped, connect_failed, closed_by_receiver
+    close_code: int | None = None
+    error: str | None = None
+    frames_planned: int = 0
+    media_sent: int = 0
+    messages_sent: int = 0
+    faults: dict[str, Any] = field(default_factory=dict)
+    recorded: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "stream_url": self.stream_url,
+            "track": self.track,
+            "start_seconds": self.start_seconds,
+            "end_seconds": self.end_seconds,
+            "planned_end": self.planned_end,
+            "outcome": self.outcome,
+            "close_code": self.close_code,
+            "error": self.error,
+            "frames_planned": self.frames_planned,
+            "media_sent": self.media_sent,
+            "messages_sent": self.messages_sent,
+            "faults": self.faults,
+            "recorded": self.recorded,
+        }
+
+
+@dataclass(slots=True)
+class CallReport:
+    call_id: str
+    duration_seconds: float = 0.0
+    streams: list[StreamReport] = field(default_factory=list)
+    webhooks: list[Delivery] = field(default_factory=list)
+    skipped_actions: list[str] = field(default_factory=list)
+    unmatched_stop_streams: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "duration_seconds": self.duration_seconds,
+            "streams": [s.as_dict() for s in self.streams],
+            "webhooks": [w.as_dict() for w in self.webhooks],
+            "skipped_actions": self.skipped_actions,
+            "unmatched_stop_streams": self.unmatched_stop_streams,
+            "error": self.error,
+        }
+
+
+# -- one stream ----------------------------------------------------------------------
+
+
+class Ticker:
+    """Wakes every stream of a run from one timer per time bucket.
+
+    A stream waiting for its next frame awaits the future of the bucket its due
+    time falls in (rounded up to ``resolution``), so a hundred streams share a
+    handful of timers instead of arming one each per frame: the per-frame cost
+    of the real-time clock is one resumed coroutine.
+    """
+
+    __slots__ = ("_futures", "_loop", "_resolution")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.002) -> None:
+        self._loop = loop
+        self._resolution = resolution
+        self._futures: dict[int, asyncio.Future[None]] = {}
+
+    def at(self, when: float) -> asyncio.Future[None]:
+        """A future done at ``when`` (at most ``resolution`` later)."""
+        key = -int(-when // self._resolution)
+        future = self._futures.get(key)
+        if future is None:
+            future = self._futures[key] = self._loop.create_future()
+            self._loop.call_at(key * self._resolution, self._fire, key)
+        return future
+
+    def _fire(self, key: int) -> None:
+        future = self._futures.pop(key)
+        if not future.done():
+            future.set_result(None)
+
+
+async def run_stream(
+    sp: StreamPlan, call_t0: float, settings: RunSettings, stats: Stats, ticker: Ticker | None = None
+) -> StreamReport:
+    """Connect, send every planned message on time (or at once with ``fast``), stop or drop."""
+    report = StreamReport(
+        stream_id=sp.ident.stream_id,
+        stream_url=sp.action.stream_url,
+        track=sp.action.track.value,
+        start_seconds=round(sp.start_ms / 1000, 3),
+        end_seconds=round(sp.end_ms / 1000, 3),
+        planned_end=sp.end,
+        frames_planned=sp.frames,
+        faults={name: tf.as_dict() for name, tf in sp.faults.items()},
+    )
+    loop = asyncio.get_running_loop()
+    fast = settings.fast
+    base = call_t0 + sp.start_ms / 1000
+    if not fast:
+        await _sleep_until(loop, base)
+    stats.streams += 1
+    wire = sp.ident
+    try:
+        ws = await connect(
+            sp.action.stream_url,
+            additional_headers=sp.wire.headers(),
+            user_agent_header=sp.wire.user_agent(),
+            compression=None,
+            open_timeout=settings.open_timeout,
+            ping_interval=None,
+            max_size=2**20,
+        )
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        stats.connection_errors += 1
+        report.outcome, report.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
+        log.warning(
+            "stream_connect_failed",
+            call_id=wire.call_id,
+            stream_id=wire.stream_id,
+            url=sp.action.stream_url,
+            error=report.error,
+        )
+        return report
+    log.debug("stream_connected", call_id=wire.call_id, stream_id=wire.stream_id, url=sp.action.stream_url)
+    sent = media = 0
+    try:
+        if fast:
+            for _, text, t, _ in sp.items:
+                await ws.send(text)
+                sent += 1
+                if t >= 0:
+                    media += 1
+                    stats.frames_sent += 1
+        else:
+            clock = loop.time
+            ticker = ticker or Ticker(loop)
+            lag_max, lag_sum, late = stats.lag_max, 0.0, 0
+            for due, text, t, _ in sp.items:
+                when = base + due / 1000
+                now = clock()
+                if when > now:
+                    await ticker.at(when)
+                    now = clock()
+                lag = now - when
+                lag_sum += lag
+                if lag > lag_max:
+                    lag_max = lag
+                if lag > 0.02:
+                    late += 1
+                await ws.send(text)
+                sent += 1
+                if t >= 0:
+                    media += 1
+                    stats.frames_sent += 1
+            stats.lag_max = max(stats.lag_max, lag_max)
+            stats.lag_sum += lag_sum
+            stats.lag_count += sent
+            stats.late_sends += late
+        if sp.end == "dropped":
+            if not fast:
+                await _sleep_until(loop, call_t0 + sp.end_ms / 1000)
+            _drop(ws)
+            report.outcome = "dropped"
+        else:
+            await ws.close(CloseCode.NORMAL_CLOSURE)
+            rcvd = ws.protocol.close_rcvd
+            if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
+                # The receiver closed first, dropped the connection, or answered our close
+                # with an error: every message was written, but not every one was read.
+                stats.receiver_closed += 1
+                report.outcome = "closed_by_receiver"
+                report.close_code = None if rcvd is None else rcvd.code
+                report.error = "connection lost" if rcvd is None else rcvd.reason[:200]
+                log.warning(
+                    "stream_closed_by_receiver",
+                    call_id=wire.call_id,
+                    stream_id=wire.stream_id,
+                    close_code=report.close_code,
+                    reason=report.error,
+                    media_sent=media,
+                )
+            else:
+                report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
+    except ConnectionClosed as exc:
+        stats.receiver_closed += 1
+        report.outcome = "closed_by_receiver"
+        report.close_code = exc.rcvd.code if exc.rcvd is not None else None
+        report.error = (exc.rcvd.reason if exc.rcvd is not None else "connection lost")[:200]
+        log.warning(
+            "stream_closed_by_receiver",
+            call_id=wire.call_id,
+            stream_id=wire.stream_id,
+            close_code=report.close_code,
+            reason=report.error,
+            media_sent=media,
+        )
+    finally:
+        stats.messages_sent += sent
+        report.messages_sent, report.media_sent = sent, media
+    if settings.record_sent is not None:
+        delivered = None if report.outcome in ("stopped", "dropped") else sent
+        report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
+    log.info("stream_done", call_id=wire.call_id, stream_id=wire.stream_id, outcome=report.outcome, media_sent=media)
+    return report
+
+
+def _drop(ws: ClientConnection) -> None:
+    """Drop the connection without a close frame: what was written is still flushed, then FIN."""
+    ws.transport.close()
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    delay = when - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def write_expected(sp: StreamPlan, root: Path, delivered: int | None) -> list[str]:
+    """Write what a correct receiver must decode: ``{call_id}/{stream_id}.{track}.wav`` (+ ``.stereo.wav``)."""
+    expected = sp.expected(delivered)
+    directory = root / sp.ident.call_id
+    directory.mkdir(parents=True, exist_ok=True)
+    rate = sp.ident.sample_rate
+    paths = []
+    for name, samples in expected.items():
+        path = directory / f"{sp.ident.stream_id}.{name}.wav"
+        _write_wav(path, rate, 1, samples.astype("<i2").tobytes())
+        paths.append(str(path))
+    if len(expected) == 2:
+        import numpy as np
+
+        stereo = np.stack([expected["inbound"], expected["outbound"]], axis=1).astype("<i2")
+        path = directory / f"{sp.ident.stream_id}.stereo.wav"
+        _write_wav(path, rate, 2, stereo.tobytes())
+        paths.append(str(path))
+    return paths
+
+
+def _write_wav(path: Path, rate: int, channels: int, data: bytes) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data)
+
+
+# -- one call --------------------------------------------------------------------------
+
+
+async def run_call(
+    plan: CallPlan,
+    settings: RunSettings,
+    stats: Stats,
+    session: aiohttp.ClientSession | None,
+    ticker: Ticker | None = None,
+) -> CallReport:
+    """Run a planned call: its streams side by side, its webhooks in order, call.completed last."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    report = CallReport(
+        plan.call.call_id,
+        round(plan.duration_ms / 1000, 3),
+        skipped_actions=plan.skipped,
+        unmatched_stop_streams=plan.unmatched_stops,
+    )
+    log.info("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
+    streams = [asyncio.ensure_future(run_stream(sp, t0, settings, stats, ticker)) for sp in plan.streams]
+    try:
+        for hook in plan.webhooks:
+            if hook.event == "call.completed":
+                # call.completed comes after the call ended, whether or not a receiver stayed.
+                await asyncio.gather(*streams)
+            if not settings.fast:
+                await _sleep_until(loop, t0 + hook.at_ms / 1000)
+            if session is not None and settings.webhooks.url:
+                delivery = await post_webhook(
+                    session, settings.webhooks, envelope(hook.event, plan.call, hook.status, hook.data)
+                )
+                report.webhooks.append(delivery)
+                if delivery.delivered:
+                    stats.webhooks_delivered += 1
+                else:
+                    stats.webhooks_failed += 1
+        report.streams = list(await asyncio.gather(*streams))
+    finally:
+        for task in streams:
+            task.cancel()
+    stats.calls_completed += 1
+    log.info("call_ended", call_id=plan.call.call_id, duration_seconds=report.duration_seconds)
+    return report
+
+
+# -- a run: one call or many -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Where the actions come from: a parsed file, or an answer_url fetched per call."""
+
+    actions: tuple[Action, ...] | None = None
+    answer_url: str | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    stats: Stats
+    calls: list[CallReport]
+    errors: list[str]
+
+    def as_dict(self, *, details: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": self.stats.as_dict(), "errors": self.errors[:20]}
+        if details:
+            out["calls"] = [c.as_dict() for c in self.calls]
+        return out
+
+
+async def run(
+    flow: Flow,
+    media: MediaSpec,
+    faults: Faults,
+    settings: RunSettings,
+    *,
+    calls: int = 1,
+    concurrency: int = 1,
+    ramp: float = 0.0,
+    progress: TextIO | None = None,
+    progress_interval: float = 1.0,
+) -> RunReport:
+    """Run ``calls`` calls of the flow, at most ``concurrency`` at once.
+
+    The first ``concurrency`` calls start spread over ``ramp`` seconds; then a
+    new call starts whenever one ends.
+    """
+    stats = Stats()
+    reports: list[CallReport] = []
+    errors: list[str] = []
+    slots = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    need_http = flow.answer_url is not None or settings.webhooks.url is not None
+    connector = aiohttp.TCPConnector(limit=max(10, concurrency)) if need_http else None
+    session = aiohttp.ClientSession(connector=connector) if need_http else None
+    progress_task = asyncio.ensure_future(_progress(stats, calls, progress, progress_interval)) if progress else None
+    t0 = loop.time()
+    ticker = Ticker(loop)
+
+    async def one(index: int) -> None:
+        try:
+            stats.calls_started += 1
+            actions = flow.actions
+            call = new_call(media.wire, faults.seed, index)
+            if actions is None:
+                assert flow.answer_url is not None and session is not None
+                body = await fetch_answer_url(session, flow.answer_url, call[0], settings.answer_timeout)
+                actions = tuple(parse_actions(body, allow_insecure=settings.allow_insecure))
+            # Planning builds every message of the call: off the loop, so running calls keep their clock.
+            plan = await asyncio.to_thread(plan_call, actions, media, faults, index=index, call=call)
+            reports.append(await run_call(plan, settings, stats, session, ticker))
+        except InvalidActions as exc:
+            stats.calls_failed += 1
+            errors.append(f"call {index}: answer_url_error: {exc.reason}")
+            log.warning("answer_url_rejected", call_index=index, reason=exc.reason, body=exc.body)
+        except AnswerUrlError as exc:
+            stats.calls_failed += 1
+            errors.append(f"call {index}: {exc}")
+            log.warning("answer_url_failed", call_index=index, error=str(exc))
+        finally:
+            slots.release()
+
+    tasks: list[asyncio.Future[None]] = []
+    try:
+        for index in range(calls):
+            await slots.acquire()
+            if ramp and index < concurrency:
+                await _sleep_until(loop, t0 + ramp * index / concurrency)
+            tasks.append(asyncio.ensure_future(one(index)))
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if progress_task is not None:
+            progress_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress_task
+            _print_progress(stats, calls, progress, final=True)
+        if session is not None:
+            await session.close()
+    return RunReport(stats, reports, errors)
+
+
+async def _progress(stats: Stats, total: int, out: TextIO | None, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        _print_progress(stats, total, out)
+
+
+def _print_progress(stats: Stats, total: int, out: TextIO | None, final: bool = False) -> None:
+    if out is None:
+        return
+    s = stats.as_dict()
+    active = stats.calls_started - stats.calls_completed - stats.calls_failed
+    line = (
+        f"calls {stats.calls_completed}/{total} done, {active} active, {stats.calls_failed} failed | "
+        f"frames {stats.frames_sent} ({s['frames_per_second']:.0f}/s) | "
+        f"lag max {s['send_lag_ms']['max']:.1f} ms | conn errors {stats.connection_errors}"
+    )
+    tty = out.isatty()
+    out.write(("\r" + line + ("\n" if final else "")) if tty else line + "\n")
+    out.flush()
