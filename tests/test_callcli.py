@@ -1,0 +1,112 @@
+"""``receiver webhooks``, ``receiver serve`` with the listener, and ``receiver calls``, as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from receiver.store import SqliteCallStore
+from receiver.webhooks import parse_webhook
+
+from .webhook_support import SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED
+
+RECEIVER = [sys.executable, "-m", "receiver"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+
+
+async def start(args: list[str], cwd: Path, wait_for: set[str]) -> tuple[asyncio.subprocess.Process, dict[str, dict[str, object]]]:
+    """Start ``receiver args`` and read its JSON log lines until every event in ``wait_for`` was logged."""
+    proc = await asyncio.create_subprocess_exec(*RECEIVER, *args, "--log-format", "json", cwd=cwd, env=clean_env(), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    seen: dict[str, dict[str, object]] = {}
+    assert proc.stderr is not None
+    async with asyncio.timeout(20):
+        while not wait_for <= seen.keys():
+            line = await proc.stderr.readline()
+            assert line, f"receiver exited early ({await proc.wait()})"
+            entry = orjson.loads(line)
+            seen[entry["event"]] = entry
+    return proc, seen
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(20):
+        await proc.communicate()
+    return proc.returncode or 0
+
+
+async def test_receiver_webhooks_runs_the_listener_alone(tmp_path: Path) -> None:
+    database = tmp_path / "calls.db"
+    proc, seen = await start(["webhooks", "--webhook-port", "0", "--database", str(database)], tmp_path, {"webhooks_started"})
+    try:
+        port = seen["webhooks_started"]["port"]
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/webhooks", json=SEED_CALL_COMPLETED) as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/calls/call_123") as response:
+                assert (await response.json())["status"] == "completed"
+    finally:
+        assert await stop(proc) == 0
+
+
+async def test_receiver_serve_starts_the_listener_by_default_and_can_skip_it(tmp_path: Path) -> None:
+    args = ["serve", "--port", "0", "--webhook-port", "0", "--database", str(tmp_path / "calls.db"), "--recordings-dir", str(tmp_path / "rec")]
+    proc, seen = await start(args, tmp_path, {"server_started", "webhooks_started"})
+    assert await stop(proc) == 0
+
+    proc, seen = await start([*args, "--no-webhooks"], tmp_path, {"server_started"})
+    assert await stop(proc) == 0
+    assert "webhooks_started" not in seen
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Path:
+    path = tmp_path / "calls.db"
+    async with SqliteCallStore(path) as store:
+        await store.record_webhook(parse_webhook(orjson.dumps(SEED_CALL_COMPLETED)))
+        await store.record_webhook(parse_webhook(orjson.dumps(SEED_RECORDING_COMPLETED)))
+    return path
+
+
+async def calls(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*RECEIVER, "calls", *args, env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path) -> None:
+    code, out, _ = await calls("--database", str(database))
+    assert code == 0
+    assert "call_123" in out and "completed" in out and "call.completed" in out
+
+    code, out, _ = await calls("call_123", "--database", str(database))
+    assert code == 0
+    assert "status          completed" in out
+    assert "recording rec_call_123 completed  120 s  204800 bytes" in out
+
+    code, out, _ = await calls("call_123", "--events", "--database", str(database))
+    assert code == 0
+    assert [line.split()[2] for line in out.splitlines()] == ["recording.completed", "call.completed"]
+
+    code, out, _ = await calls("call_123", "--json", "--database", str(database))
+    assert code == 0
+    assert orjson.loads(out)["recordings"][0]["size_bytes"] == 204800
+
+    code, out, _ = await calls("--status", "busy", "--json", "--database", str(database))
+    assert (code, orjson.loads(out)) == (0, {"calls": [], "count": 0})
+
+
+async def test_receiver_calls_says_what_is_missing(database: Path, tmp_path: Path) -> None:
+    assert (await calls("nope", "--database", str(database)))[::2] == (1, "receiver: no call nope\n")
+    assert (await calls("--database", str(tmp_path / "absent.db")))[0] == 1
+    assert (await calls("--limit", "x", "--database", str(database)))[0] == 2
