@@ -60,6 +60,7 @@ class Settings:
     store_timeout: float = 5.0  # seconds a store write may take before the webhook gets a 503
     answer: bool = False  # POST /answer on the webhook port
     answer_actions: str = ""  # the JSON action list /answer returns: {"actions": [...]}
+    answer_allow_ws: bool = False  # accept ws:// stream URLs in answer_actions (local testing only)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import queue
 import sqlite3
 import threading
@@ -71,7 +72,7 @@ CREATE INDEX IF NOT EXISTS calls_status ON calls (status, updated_at);
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id     TEXT NOT NULL,
-    source      TEXT NOT NULL,            -- webhook, stream
+    source      TEXT NOT NULL,            -- webhook, stream, answer
     kind        TEXT NOT NULL,            -- call.completed, stream.started, ...
     occurred_at TEXT NOT NULL,
     received_at TEXT NOT NULL,
@@ -140,6 +141,15 @@ class StreamEnd:
     files: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """The answer_url response returned for a call."""
+
+    call_id: str
+    answered_at: datetime
+    response: Mapping[str, Any]
+
+
 # -- the interface ----------------------------------------------------------------
 
 
@@ -163,6 +173,9 @@ class CallStore(Protocol):
 
     def stream_ended(self, end: StreamEnd) -> None:
         """Enqueue a stream end; returns at once, never raises."""
+
+    def answer_returned(self, answer: AnswerRecord) -> None:
+        """Enqueue an answer_url response for the timeline; returns at once, never raises."""
 
     async def flush(self) -> None:
         """Wait until every write enqueued so far has been attempted."""
@@ -392,6 +405,18 @@ def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, det
         (end.call_id, end.stream_id, at, end.reason, end.close_code, _dumps(dict(end.outcome)), _dumps(list(end.files))),
     )
     _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
+
+
+def apply_answer(conn: sqlite3.Connection, answer: AnswerRecord) -> None:
+    at = format_timestamp(answer.answered_at)
+    detail = dict(answer.response)
+    key = f"answer:{answer.call_id}:{at}:" + hashlib.sha256(_dumps(detail).encode()).hexdigest()[:16]
+
+    def work() -> None:
+        if _insert_event(conn, call_id=answer.call_id, source="answer", kind="answer_url", occurred_at=at, key=key, detail=detail):
+            _update_call(conn, CallUpdate(answer.call_id, at, "answer_url"))
+
+    _in_transaction(conn, work)
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
@@ -666,6 +691,10 @@ class SqliteCallStore:
     def stream_ended(self, end: StreamEnd) -> None:
         if self._writer is not None:
             self._writer.enqueue(lambda conn: apply_stream_end(conn, end))
+
+    def answer_returned(self, answer: AnswerRecord) -> None:
+        if self._writer is not None:
+            self._writer.enqueue(lambda conn: apply_answer(conn, answer))
 
     async def flush(self) -> None:
         assert self._writer is not None, "store not started"

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .answer import AnswerEndpoint
 from .callrecords import CallRecordObserver
 from .config import Settings
 from .logging import get_logger
@@ -263,7 +264,8 @@ class WebhookService:
         self.observer = CallRecordObserver(self.store)
         self.listener: WebhookServer | None = None
         if listen:
-            self.listener = WebhookServer(settings, self.store, answer=answer_handler(settings))
+            answer = AnswerEndpoint(settings, self.store) if settings.answer else None
+            self.listener = WebhookServer(settings, self.store, answer=answer)
 
     @property
     def observers(self) -> list[StreamObserver]:
@@ -292,7 +294,3 @@ class WebhookService:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-
-def answer_handler(settings: Settings) -> Handler | None:
-    """The ``POST /answer`` handler when ``settings.answer`` is on."""
-    return None
