@@ -152,9 +152,13 @@ def _events_text(events: list[dict[str, Any]]) -> str:
         if e["source"] == "webhook":
             call = detail.get("call", {})
             extra = f"status={call.get('status')}" + (f" recording={detail['data'].get('recording_id')}" if detail.get("data", {}).get("recording_id") else "")
+        elif e["source"] == "answer":
+            extra = "actions=" + ",".join(str(a.get("type")) for a in detail.get("actions", []) if isinstance(a, dict))
         elif e["kind"] == "stream.started":
-            extra = f"stream={detail['stream_id']} tracks={','.join(detail['tracks'])} {detail['encoding']}"
+            extra = f"stream={detail.get('stream_id')} tracks={','.join(detail.get('tracks') or [])} {detail.get('encoding')}"
+        elif e["kind"] == "stream.ended":
+            extra = f"stream={detail.get('stream_id')} reason={detail.get('reason')} close={detail.get('close_code')}"
         else:
-            extra = f"stream={detail['stream_id']} reason={detail['reason']} close={detail['close_code']}"
+            extra = ""
         lines.append(f"{e['occurred_at']}  {e['source']:<8} {e['kind']:<22} {extra}")
     return "\n".join(lines) + "\n"

@@ -6,13 +6,14 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
-from receiver.store import SqliteCallStore
+from receiver.store import AnswerRecord, SqliteCallStore, StreamEnd, StreamStart
 from receiver.webhooks import parse_webhook
 
 from .webhook_support import SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED
@@ -75,6 +76,10 @@ async def database(tmp_path: Path) -> Path:
     async with SqliteCallStore(path) as store:
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_CALL_COMPLETED)))
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_RECORDING_COMPLETED)))
+        at = datetime(2026, 5, 29, 12, 0, tzinfo=UTC)
+        store.answer_returned(AnswerRecord("call_123", at, {"actions": [{"type": "start_stream", "stream_url": "wss://x/y", "track": "both"}]}))
+        store.stream_started(StreamStart("call_123", "str_1", at + timedelta(seconds=1), "minivoice", "both", ("inbound", "outbound"), "audio/x-mulaw", 8000))
+        store.stream_ended(StreamEnd("call_123", "str_1", at + timedelta(seconds=9), "call_ended", 1000, {"duration_seconds": 8.0}, ("/r/a.wav",)))
     return path
 
 
@@ -93,10 +98,19 @@ async def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path
     assert code == 0
     assert "status          completed" in out
     assert "recording rec_call_123 completed  120 s  204800 bytes" in out
+    assert "stream str_1 (minivoice, inbound,outbound, audio/x-mulaw 8000)" in out
+    assert "file /r/a.wav" in out
 
     code, out, _ = await calls("call_123", "--events", "--database", str(database))
     assert code == 0
-    assert [line.split()[2] for line in out.splitlines()] == ["recording.completed", "call.completed"]
+    assert [line.split()[1:3] for line in out.splitlines()] == [
+        ["answer", "answer_url"],
+        ["stream", "stream.started"],
+        ["stream", "stream.ended"],
+        ["webhook", "recording.completed"],
+        ["webhook", "call.completed"],
+    ]
+    assert "actions=start_stream" in out and "reason=call_ended close=1000" in out
 
     code, out, _ = await calls("call_123", "--json", "--database", str(database))
     assert code == 0
