@@ -51,6 +51,8 @@ from .webhooks import (
 
 log = get_logger(WEBHOOKS_LOGGER)
 
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -152,6 +154,9 @@ class WebhookServer:
             error = NotFound("no such route")
         except web.HTTPMethodNotAllowed:
             error = MethodNotAllowed(f"{request.method} is not allowed here")
+        except Exception as exc:  # a bug: a JSON 500 with no details, the details in the log
+            log.error("request_failed", method=request.method, path=_route(request), error=repr(exc)[:300], exc_info=exc)
+            return json_response(INTERNAL_ERROR, HTTPStatus.INTERNAL_SERVER_ERROR)
         log.warning("request_rejected", method=request.method, path=_route(request), status=int(error.status), error_code=error.code, detail=error.message, remote=request.remote)
         return error_response(error, self.auth)
 

@@ -13,7 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.config import Settings
-from receiver.webhook_server import WebhookService
+from receiver.store import SqliteCallStore
+from receiver.webhook_server import WebhookServer, WebhookService
 
 from .webhook_support import RECORDING_FAILED, SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED, read_only, webhook
 
@@ -282,3 +283,18 @@ async def test_a_read_only_store_gives_503_so_the_platform_retries(hook_settings
             assert [e["event"] for e in logs if e.get("logger_name") == "receiver.webhooks"] == ["webhook_store_unavailable"]
     async for client in running(hook_settings):
         assert (await client.post("/webhooks", SEED_CALL_COMPLETED))[1]["result"] == "stored"  # the retry, once it is writable
+
+
+async def test_an_unexpected_error_is_a_json_500_without_details(hook_settings: Settings) -> None:
+    class BrokenStore(SqliteCallStore):
+        async def get_call(self, call_id: str) -> dict[str, Any] | None:
+            raise RuntimeError("secret detail")
+
+    store = BrokenStore(hook_settings.database)
+    async with store, WebhookServer(hook_settings, store) as listener, aiohttp.ClientSession() as session:
+        with capture_logs() as logs:
+            async with session.get(f"http://127.0.0.1:{listener.port}/calls/x") as response:
+                status, body = response.status, await response.json()
+
+    assert (status, body) == (500, {"error": {"code": "internal_error", "message": "internal error"}})
+    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.webhooks"] == ["request_failed"]
