@@ -58,7 +58,9 @@ class CallRecordObserver:
         self.store = store
 
     def stream_started(self, info: StreamInfo) -> None:
-        self.store.stream_started(stream_start(info))
+        if info.call_id:  # a record is keyed by call id: a stream without one has none
+            self.store.stream_started(stream_start(info))
 
     def stream_ended(self, info: StreamInfo, outcome: StreamOutcome) -> None:
-        self.store.stream_ended(stream_end(info, outcome))
+        if info.call_id:
+            self.store.stream_ended(stream_end(info, outcome))

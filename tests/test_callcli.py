@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,8 +72,13 @@ async def test_receiver_serve_starts_the_listener_by_default_and_can_skip_it(tmp
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> Path:
+def database(tmp_path: Path) -> Path:
     path = tmp_path / "calls.db"
+    asyncio.run(fill(path))
+    return path
+
+
+async def fill(path: Path) -> None:
     async with SqliteCallStore(path) as store:
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_CALL_COMPLETED)))
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_RECORDING_COMPLETED)))
@@ -80,28 +86,26 @@ async def database(tmp_path: Path) -> Path:
         store.answer_returned(AnswerRecord("call_123", at, {"actions": [{"type": "start_stream", "stream_url": "wss://x/y", "track": "both"}]}))
         store.stream_started(StreamStart("call_123", "str_1", at + timedelta(seconds=1), "minivoice", "both", ("inbound", "outbound"), "audio/x-mulaw", 8000))
         store.stream_ended(StreamEnd("call_123", "str_1", at + timedelta(seconds=9), "call_ended", 1000, {"duration_seconds": 8.0}, ("/r/a.wav",)))
-    return path
 
 
-async def calls(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(*RECEIVER, "calls", *args, env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
+def calls(*args: str) -> tuple[int, str, str]:
+    done = subprocess.run([*RECEIVER, "calls", *args], env=clean_env(), capture_output=True, text=True, timeout=30, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
-async def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path) -> None:
-    code, out, _ = await calls("--database", str(database))
+def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path) -> None:
+    code, out, _ = calls("--database", str(database))
     assert code == 0
     assert "call_123" in out and "completed" in out and "call.completed" in out
 
-    code, out, _ = await calls("call_123", "--database", str(database))
+    code, out, _ = calls("call_123", "--database", str(database))
     assert code == 0
     assert "status          completed" in out
     assert "recording rec_call_123 completed  120 s  204800 bytes" in out
     assert "stream str_1 (minivoice, inbound,outbound, audio/x-mulaw 8000)" in out
     assert "file /r/a.wav" in out
 
-    code, out, _ = await calls("call_123", "--events", "--database", str(database))
+    code, out, _ = calls("call_123", "--events", "--database", str(database))
     assert code == 0
     assert [line.split()[1:3] for line in out.splitlines()] == [
         ["answer", "answer_url"],
@@ -112,15 +116,15 @@ async def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path
     ]
     assert "actions=start_stream" in out and "reason=call_ended close=1000" in out
 
-    code, out, _ = await calls("call_123", "--json", "--database", str(database))
+    code, out, _ = calls("call_123", "--json", "--database", str(database))
     assert code == 0
     assert orjson.loads(out)["recordings"][0]["size_bytes"] == 204800
 
-    code, out, _ = await calls("--status", "busy", "--json", "--database", str(database))
+    code, out, _ = calls("--status", "busy", "--json", "--database", str(database))
     assert (code, orjson.loads(out)) == (0, {"calls": [], "count": 0})
 
 
-async def test_receiver_calls_says_what_is_missing(database: Path, tmp_path: Path) -> None:
-    assert (await calls("nope", "--database", str(database)))[::2] == (1, "receiver: no call nope\n")
-    assert (await calls("--database", str(tmp_path / "absent.db")))[0] == 1
-    assert (await calls("--limit", "x", "--database", str(database)))[0] == 2
+def test_receiver_calls_says_what_is_missing(database: Path, tmp_path: Path) -> None:
+    assert (calls("nope", "--database", str(database)))[::2] == (1, "receiver: no call nope\n")
+    assert (calls("--database", str(tmp_path / "absent.db")))[0] == 1
+    assert (calls("--limit", "x", "--database", str(database)))[0] == 2
