@@ -26,9 +26,10 @@ import orjson
 from aiohttp import web
 
 from .actions import ERROR_BODY, InvalidActions, parse_actions, to_payload
+from .calldb import AnswerRecord
 from .config import Settings
 from .logging import get_logger
-from .store import AnswerRecord, CallStore
+from .store import CallStore
 
 ANSWER_LOGGER: Final = "receiver.answer"
 

@@ -70,7 +70,7 @@ async def _serve_webhooks(settings: Settings) -> None:
 
 
 def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from .store import connect, read_call, read_calls, read_events
+    from .calldb import connect, read_call, read_calls, read_events
 
     database = args.database or Settings.load(args.config).database
     if not Path(database).is_file():

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .calldb import StreamEnd, StreamStart
 from .sinks import StreamInfo, StreamOutcome
-from .store import CallStore, StreamEnd, StreamStart
+from .store import CallStore
 
 
 def stream_start(info: StreamInfo) -> StreamStart:

@@ -14,7 +14,8 @@ import aiohttp
 import orjson
 import pytest
 
-from receiver.store import AnswerRecord, SqliteCallStore, StreamEnd, StreamStart
+from receiver.calldb import AnswerRecord, StreamEnd, StreamStart
+from receiver.store import SqliteCallStore
 from receiver.webhooks import parse_webhook
 
 from .webhook_support import SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED
