@@ -27,6 +27,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("receiver.simulator") i
 CALLS = 2
 
 
+def all_files(paths: list[str]) -> bool:
+    return all(Path(p).is_file() for p in paths)
+
+
 async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Settings, tmp_path: Path) -> None:
     async with ReceiverServer(settings) as probe:
         stream_url = f"ws://127.0.0.1:{probe.port}/minivoice"  # a free port for the real receiver below
@@ -72,6 +76,6 @@ async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Se
             assert record["status"] == "completed"
             [stream] = record["streams"]
             assert (stream["stop_reason"], stream["close_code"], stream["tracks"]) == ("stop_stream", 1000, ["inbound", "outbound"])
-            assert all(Path(p).is_file() for p in stream["files"]) and len(stream["files"]) == 3
+            assert all_files(stream["files"]) and len(stream["files"]) == 3
             assert [r["status"] for r in record["recordings"]] == ["completed"]
             assert {"answer_url", "stream.started", "stream.ended", "recording.completed", "call.completed"} <= {e["kind"] for e in timeline}
