@@ -20,10 +20,16 @@ ENV RECEIVER_CONFIG=/etc/receiver/config.toml \
     RECEIVER_HOST=0.0.0.0 \
     RECEIVER_RECORDINGS_DIR=/data/recordings \
     RECEIVER_LOG_FORMAT=json
+# Webhooks and the call-record API on 8081; call records in their own volume.
+ENV RECEIVER_WEBHOOK_HOST=0.0.0.0 \
+    RECEIVER_DATABASE=/data/calls/receiver.db
 RUN mkdir -p /data/recordings && chown receiver:receiver /data/recordings
+RUN mkdir -p /data/calls && chown receiver:receiver /data/calls
 VOLUME ["/data/recordings"]
+VOLUME ["/data/calls"]
 USER receiver
 EXPOSE 8080
+EXPOSE 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"
 CMD ["receiver", "serve"]

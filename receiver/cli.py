@@ -44,6 +44,9 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["auto", "json", "console"])
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    parser.add_argument("--webhook-port", type=int, help="port for webhooks and the call-record API (0: any free port)")
+    parser.add_argument("--no-webhooks", dest="webhooks", action="store_false", default=None, help="do not run the webhook listener")
+    parser.add_argument("--database", help="call-record database (SQLite)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .simulator.cli import add_parser as add_simulate
 
     add_simulate(commands)
+    from .callcli import add_commands
+
+    add_commands(commands)
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {
         key: getattr(args, key, None)
-        for key in ("host", "port", "recordings_dir", "workers", "log_format", "log_level")
+        for key in ("host", "port", "recordings_dir", "workers", "log_format", "log_level", "webhook_host", "webhook_port", "webhooks", "database")
     }
     return Settings.load(args.config, overrides=overrides)
 
@@ -75,17 +81,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly (streams closed, files finalised)."""
     from .server import ReceiverServer
+    from .webhook_server import WebhookService
 
-    server = ReceiverServer(settings)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start-up stops cleanly too
         loop.add_signal_handler(sig, stop.set)
+    hooks = WebhookService(settings) if settings.webhooks else None
+    if hooks is not None:
+        await hooks.start()  # first, so every stream's start reaches the store
     try:
-        await stop.wait()
+        server = ReceiverServer(settings, observers=hooks.observers if hooks is not None else ())
+        await server.start()
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
     finally:
-        await server.stop()
+        if hooks is not None:
+            await hooks.stop()  # last, so the final streams' ends are written
 
 
 def _run(settings: Settings, loop_name: str) -> None:
@@ -174,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .simulator.cli import simulate
 
             return simulate(args)
+        if args.command in ("webhooks", "calls"):
+            return int(args.run(args))
     except ConfigError as exc:
         print(f"receiver: configuration error: {exc}", file=sys.stderr)
         return 2

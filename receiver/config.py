@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,20 @@ class Settings:
     log_level: str = "info"
     media_summary_seconds: float = 10.0
 
+    # Webhooks and call records
+    webhooks: bool = True  # `receiver serve` also runs the webhook listener
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8081
+    database: str = "receiver.db"  # the call records (SQLite, WAL mode)
+    webhook_secret: str = field(default="", repr=False)  # token in the URL: /webhooks/<secret> or ?token=<secret>
+    webhook_user: str = ""  # HTTP basic auth, with webhook_password
+    webhook_password: str = field(default="", repr=False)
+    webhook_max_body_bytes: int = 65_536
+    store_timeout: float = 5.0  # seconds a store write may take before the webhook gets a 503
+    answer: bool = False  # POST /answer on the webhook port
+    answer_actions: str = ""  # the JSON action list /answer returns: {"actions": [...]}
+    answer_allow_ws: bool = False  # accept ws:// stream URLs in answer_actions (local testing only)
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
@@ -65,6 +79,14 @@ class Settings:
             raise ConfigError("log_format must be auto, json or console")
         if self.media_summary_seconds <= 0:
             raise ConfigError("media_summary_seconds must be positive")
+        if not 0 <= self.webhook_port <= 65535:
+            raise ConfigError(f"webhook_port must be 0-65535, not {self.webhook_port}")
+        if self.webhook_max_body_bytes < 1024:
+            raise ConfigError("webhook_max_body_bytes must be at least 1024")
+        if self.store_timeout <= 0:
+            raise ConfigError("store_timeout must be positive")
+        if bool(self.webhook_user) != bool(self.webhook_password):
+            raise ConfigError("webhook_user and webhook_password go together")
 
     @classmethod
     def load(

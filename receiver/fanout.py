@@ -82,6 +82,11 @@ class Fanout:
         return {r.sink.name: r.lost for r in self._runners}
 
     @property
+    def files(self) -> tuple[str, ...]:
+        """The files the sinks report (a sink's optional ``paths`` attribute)."""
+        return tuple(str(path) for r in self._runners for path in getattr(r.sink, "paths", ()))
+
+    @property
     def disabled(self) -> tuple[str, ...]:
         return tuple(r.sink.name for r in self._runners if r.disabled)
 

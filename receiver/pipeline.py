@@ -115,4 +115,5 @@ class StreamPipeline:
             sink_losses=self.fanout.losses,
             disabled_sinks=self.fanout.disabled,
             error=error,
+            files=self.fanout.files,
         )

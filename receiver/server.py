@@ -38,6 +38,7 @@ from .errors import MalformedMessage, StreamProtocolError
 from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
 from .logging import MEDIA, SERVER, STREAM, get_logger
 from .mediaclock import Placement
+from .observers import StreamObserver, notify_ended, notify_started
 from .pipeline import MediaSettings, StreamPipeline
 from .session import StreamSession
 from .sinks import SinkFactory, StreamOutcome
@@ -77,11 +78,15 @@ class ReceiverServer:
     Args:
         settings: The configuration.
         sinks: Sink factories for every stream (default: from the settings).
+        observers: Told when each stream starts and ends (``observers.StreamObserver``).
     """
 
-    def __init__(self, settings: Settings, sinks: Sequence[SinkFactory] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sinks: Sequence[SinkFactory] | None = None, observers: Sequence[StreamObserver] = ()
+    ) -> None:
         self.settings = settings
         self._sinks = list(default_sinks(settings) if sinks is None else sinks)
+        self._observers = list(observers)
         self._media = MediaSettings(
             reorder_window_ms=settings.reorder_window_ms,
             max_gap_ms=settings.max_gap_ms,
@@ -191,6 +196,7 @@ class ReceiverServer:
                     log = stream.log = log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
                     pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
                     pipeline.start()
+                    notify_started(self._observers, pipeline.info, log)
                     fmt = event.media_format
                     log.info(
                         "stream_started",
@@ -233,6 +239,7 @@ class ReceiverServer:
                 return
             outcome = await pipeline.finish(reason=reason, close_code=close_code, session=stream.session.stats, error=error)
             self.outcomes = [*self.outcomes[-99:], outcome]
+            notify_ended(self._observers, pipeline.info, outcome, stream.log)
             summary = outcome.as_dict()
             summary.pop("reason")
             stream.log.info("stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary)

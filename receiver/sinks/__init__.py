@@ -88,6 +88,7 @@ class StreamOutcome:
     sink_losses: Mapping[str, int] = field(default_factory=dict)
     disabled_sinks: tuple[str, ...] = ()
     error: str | None = None
+    files: tuple[str, ...] = ()  # what the sinks wrote (every sink with a ``paths`` attribute)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +99,8 @@ class Sink(Protocol):
     """Where decoded audio goes. Implementations own their I/O and failures.
 
     ``interval`` (seconds) is how often the sink wants to be handed new audio:
-    larger intervals mean fewer, larger blocks.
+    larger intervals mean fewer, larger blocks. A sink that writes files may
+    list them in a ``paths`` attribute; they end up in ``StreamOutcome.files``.
     """
 
     name: str

@@ -1,0 +1,111 @@
+"""
+The answer_url endpoint (``POST /answer``, off by default): returns a configured action list.
+
+It lets a user run the whole loop locally: the simulator (or the platform)
+POSTs the answered call to ``/answer``, gets back, say, a ``start_stream`` to
+this receiver with track ``both``, streams to it, and sends its webhooks to
+``/webhooks``. The action list comes from ``answer_actions`` and is validated
+once, at start-up, with the actions library; when it is invalid every answer
+is the platform's own error body (HTTP 500: the configuration is at fault)
+and the reason is logged.
+
+The seed pages ask for three separate logs; this is the answer_url one:
+every answer returned is logged under ``receiver.answer`` with the call id
+and the exact body, and it is added to the call's timeline (the store only
+enqueues it, as it does for streams).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from .actions import ERROR_BODY, InvalidActions, parse_actions, to_payload
+from .calldb import AnswerRecord
+from .config import Settings
+from .logging import get_logger
+from .store import CallStore
+
+ANSWER_LOGGER: Final = "receiver.answer"
+
+log = get_logger(ANSWER_LOGGER)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerConfig:
+    """The validated answer: a payload to return, or why there is none."""
+
+    payload: dict[str, Any] | None
+    reason: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.payload is not None
+
+
+def answer_config(settings: Settings) -> AnswerConfig:
+    """Validate ``answer_actions`` with the actions library (``ws://`` only with ``answer_allow_ws``)."""
+    if not settings.answer_actions.strip():
+        return AnswerConfig(None, "answer is on but answer_actions is empty")
+    try:
+        actions = parse_actions(settings.answer_actions, allow_insecure=settings.answer_allow_ws)
+    except InvalidActions as exc:
+        return AnswerConfig(None, exc.reason)
+    return AnswerConfig(to_payload(actions))
+
+
+def call_id_of(body: bytes, query: Any = None, headers: Any = None) -> str | None:
+    """The call id of an answer_url request, wherever it is (lenient: a request is never refused for it).
+
+    The platform POSTs the answered call as a webhook envelope (``call.id``);
+    ``call_id`` at the top level, a ``call_id`` query parameter and the
+    ``X-MiniVoice-Call-Id`` header are accepted too.
+    """
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        call = data.get("call")
+        if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+            return str(call["id"])
+        if isinstance(data.get("call_id"), str) and data["call_id"]:
+            return str(data["call_id"])
+    for source, key in ((query, "call_id"), (headers, "X-MiniVoice-Call-Id")):
+        if source is not None and source.get(key):
+            return str(source.get(key))
+    return None
+
+
+class AnswerEndpoint:
+    """``POST /answer``: the configured actions, logged and added to the call's timeline."""
+
+    def __init__(self, settings: Settings, store: CallStore) -> None:
+        self.config = answer_config(settings)
+        self.store = store
+        if self.config.valid:
+            assert self.config.payload is not None
+            log.info("answer_configured", actions=[a.get("type") for a in self.config.payload["actions"]])
+        else:
+            log.error("answer_config_invalid", reason=self.config.reason)
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            body = b""  # the answer does not depend on the request: answer anyway
+        call_id = call_id_of(body, request.query, request.headers)
+        if not self.config.valid:
+            log.error("answer_returned", call_id=call_id, valid=False, reason=self.config.reason, response=ERROR_BODY)
+            return web.Response(body=orjson.dumps(ERROR_BODY), status=HTTPStatus.INTERNAL_SERVER_ERROR, content_type="application/json")
+        payload = self.config.payload
+        assert payload is not None
+        log.info("answer_returned", call_id=call_id, valid=True, response=payload)
+        if call_id is not None:
+            self.store.answer_returned(AnswerRecord(call_id=call_id, answered_at=datetime.now(UTC), response=payload))
+        return web.Response(body=orjson.dumps(payload), content_type="application/json")

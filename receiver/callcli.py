@@ -1,0 +1,164 @@
+"""
+The ``receiver webhooks`` and ``receiver calls`` commands.
+
+``receiver webhooks`` runs the webhook listener alone (no stream port).
+``receiver calls`` prints call records from the database for support staff:
+the list (``--status``, ``--since``, ``--limit``), one call, or one call's
+timeline (``--events``); ``--json`` prints what the read API would return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from .config import Settings
+from .webhooks import WebhookRejected, parse_limit, parse_since
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``webhooks`` and ``calls`` to the ``receiver`` command's subparsers."""
+    hooks = commands.add_parser("webhooks", help="run the webhook listener and call-record API alone")
+    hooks.add_argument("--config", help="path to config.toml (default: $RECEIVER_CONFIG or ./config.toml)")
+    hooks.add_argument("--webhook-host", help="address to listen on")
+    hooks.add_argument("--webhook-port", type=int, help="port to listen on (0: any free port)")
+    hooks.add_argument("--database", help="call-record database (SQLite)")
+    hooks.add_argument("--log-format", choices=["auto", "json", "console"])
+    hooks.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    hooks.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    hooks.set_defaults(run=run_webhooks)
+
+    calls = commands.add_parser("calls", help="print call records from the database")
+    calls.add_argument("call_id", nargs="?", help="one call's record (default: the list)")
+    calls.add_argument("--events", action="store_true", help="the call's timeline: webhooks and stream lifecycle")
+    calls.add_argument("--status", help="only calls with this status")
+    calls.add_argument("--since", help="only calls active at or after this time (RFC 3339 or a date, UTC)")
+    calls.add_argument("--limit", help="at most this many calls (default 50)")
+    calls.add_argument("--json", action="store_true", help="print JSON, as the read API does")
+    calls.add_argument("--config")
+    calls.add_argument("--database", help="call-record database (default: from settings)")
+    calls.set_defaults(run=run_calls)
+
+
+def run_webhooks(args: argparse.Namespace) -> int:
+    from .cli import loop_factory, settings_from_args
+    from .logging import configure
+
+    settings = settings_from_args(args)
+    configure(fmt=settings.log_format, level=settings.log_level)
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(_serve_webhooks(settings))
+    return 0
+
+
+async def _serve_webhooks(settings: Settings) -> None:
+    from .webhook_server import WebhookService
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with WebhookService(settings):
+        await stop.wait()
+
+
+def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from .calldb import connect, read_call, read_calls, read_events
+
+    database = args.database or Settings.load(args.config).database
+    if not Path(database).is_file():
+        print(f"receiver: no call database at {database}", file=sys.stderr)
+        return 1
+    try:
+        since = parse_since(args.since) if args.since else None
+        limit = parse_limit(args.limit)
+    except WebhookRejected as exc:
+        print(f"receiver: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        conn = connect(database, read_only=True)
+    except sqlite3.Error as exc:
+        print(f"receiver: cannot read {database}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.call_id is None:
+            calls = read_calls(conn, status=args.status, since=since, limit=limit)
+            _print(out, {"calls": calls, "count": len(calls)} if args.json else _calls_text(calls), args.json)
+            return 0
+        found = read_events(conn, args.call_id) if args.events else read_call(conn, args.call_id)
+        if found is None:
+            print(f"receiver: no call {args.call_id}", file=sys.stderr)
+            return 1
+        if args.events:
+            assert isinstance(found, list)
+            _print(out, {"call_id": args.call_id, "events": found} if args.json else _events_text(found), args.json)
+        else:
+            assert isinstance(found, dict)
+            _print(out, found if args.json else _call_text(found), args.json)
+        return 0
+    finally:
+        conn.close()
+
+
+def _print(out: TextIO, value: Any, as_json: bool) -> None:
+    if as_json:
+        out.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(value)
+
+
+def _calls_text(calls: list[dict[str, Any]]) -> str:
+    if not calls:
+        return "no calls\n"
+    lines = [f"{'CALL':<24} {'STATUS':<12} {'LAST STEP':<28} {'UPDATED':<25} FROM -> TO"]
+    for c in calls:
+        lines.append(
+            f"{c['call_id']:<24} {c['status'] or '-':<12} {c['last_step'] or '-':<28} {c['updated_at']:<25} {c['from'] or '?'} -> {c['to'] or '?'}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _call_text(call: dict[str, Any]) -> str:
+    lines = [f"call {call['call_id']}"]
+    for key in ("status", "status_at", "last_step", "last_step_at", "direction", "from", "to", "customer_id", "application_id", "first_seen_at", "updated_at"):
+        lines.append(f"  {key:<15} {call[key] if call[key] is not None else '-'}")
+    if call["variables"]:
+        lines.append(f"  {'variables':<15} {orjson.dumps(call['variables']).decode()}")
+    lines.append(f"  {'events':<15} {call['events']}")
+    for s in call["streams"]:
+        lines.append(f"  stream {s['stream_id']} ({s['platform'] or '?'}, {','.join(s['tracks']) or '?'}, {s['encoding'] or '?'} {s['sample_rate'] or ''})")
+        lines.append(f"    started {s['started_at'] or '-'}  stopped {s['stopped_at'] or '-'}  reason {s['stop_reason'] or '-'}  close {s['close_code'] if s['close_code'] is not None else '-'}")
+        if s["outcome"]:
+            o = s["outcome"]
+            lines.append(f"    {o.get('duration_seconds', 0):.2f} s of media, {o.get('messages', 0)} messages, {o.get('sequence_gaps', 0)} gaps")
+        for path in s["files"]:
+            lines.append(f"    file {path}")
+    for r in call["recordings"]:
+        lines.append(f"  recording {r['recording_id']} {r['status']}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes")
+    return "\n".join(lines) + "\n"
+
+
+def _events_text(events: list[dict[str, Any]]) -> str:
+    lines = []
+    for e in events:
+        detail = e["detail"]
+        if e["source"] == "webhook":
+            call = detail.get("call", {})
+            extra = f"status={call.get('status')}" + (f" recording={detail['data'].get('recording_id')}" if detail.get("data", {}).get("recording_id") else "")
+        elif e["source"] == "answer":
+            extra = "actions=" + ",".join(str(a.get("type")) for a in detail.get("actions", []) if isinstance(a, dict))
+        elif e["kind"] == "stream.started":
+            extra = f"stream={detail.get('stream_id')} tracks={','.join(detail.get('tracks') or [])} {detail.get('encoding')}"
+        elif e["kind"] == "stream.ended":
+            extra = f"stream={detail.get('stream_id')} reason={detail.get('reason')} close={detail.get('close_code')}"
+        else:
+            extra = ""
+        lines.append(f"{e['occurred_at']}  {e['source']:<8} {e['kind']:<22} {extra}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,464 @@
+"""
+The call-record database, synchronously: schema, values, merge rules, and one
+function per write and per read.
+
+Blocking: these run only on the store's threads (``store.py``) or in the
+``receiver calls`` command, never on the event loop. Every write is one
+transaction and is idempotent: each event has a dedupe key (a webhook's is a
+hash of its body; a stream's is its call, stream and phase), and an event
+already stored changes nothing.
+
+Ordering rules (``merge_call``, pure): every event has an ``occurred_at``
+(the webhook's ``created_at``, or the receiver's clock for stream lifecycle
+and answers). The newest event sets the call's last step and metadata; an
+older one arriving late only fills what is still unknown; the newest status
+wins, except that a call that reached a terminal status (``completed``,
+``failed``, ...) never goes back to a non-terminal one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+
+from .webhooks import TERMINAL_STATUSES, WebhookEvent, format_timestamp
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id        TEXT PRIMARY KEY,
+    customer_id    TEXT,
+    application_id TEXT,
+    direction      TEXT,
+    from_number    TEXT,
+    to_number      TEXT,
+    status         TEXT,
+    status_at      TEXT,
+    last_step      TEXT,
+    last_step_at   TEXT,
+    first_seen_at  TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    variables      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
+CREATE INDEX IF NOT EXISTS calls_status ON calls (status, updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id     TEXT NOT NULL,
+    source      TEXT NOT NULL,            -- webhook, stream, answer
+    kind        TEXT NOT NULL,            -- call.completed, stream.started, ...
+    occurred_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    dedupe_key  TEXT NOT NULL UNIQUE,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_call ON events (call_id, occurred_at, id);
+CREATE TABLE IF NOT EXISTS streams (
+    call_id      TEXT NOT NULL,
+    stream_id    TEXT NOT NULL,
+    platform     TEXT,
+    track        TEXT,
+    tracks       TEXT,
+    encoding     TEXT,
+    sample_rate  INTEGER,
+    started_at   TEXT,
+    stopped_at   TEXT,
+    stop_reason  TEXT,
+    close_code   INTEGER,
+    outcome      TEXT,
+    files        TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (call_id, stream_id)
+);
+CREATE TABLE IF NOT EXISTS recordings (
+    call_id          TEXT NOT NULL,
+    recording_id     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    duration_seconds REAL,
+    size_bytes       INTEGER,
+    event_at         TEXT NOT NULL,
+    PRIMARY KEY (call_id, recording_id)
+);
+"""
+
+Outcome = Literal["stored", "duplicate"]
+
+
+# -- what the stream side reports ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """A stream of a call began (written by the stream observer)."""
+
+    call_id: str
+    stream_id: str
+    started_at: datetime
+    platform: str
+    track: str | None  # as the action asked: inbound, outbound, both
+    tracks: tuple[str, ...]
+    encoding: str
+    sample_rate: int
+    call: Mapping[str, str | None] = field(default_factory=dict)  # customer_id, direction, from_number, ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """A stream of a call ended."""
+
+    call_id: str
+    stream_id: str
+    stopped_at: datetime
+    reason: str
+    close_code: int | None
+    outcome: Mapping[str, Any]
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """The answer_url response returned for a call."""
+
+    call_id: str
+    answered_at: datetime
+    response: Mapping[str, Any]
+
+
+# -- pure merge rules ----------------------------------------------------------------
+
+_META: Final = ("customer_id", "application_id", "direction", "from_number", "to_number")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    call_id: str
+    first_seen_at: str
+    updated_at: str
+    customer_id: str | None = None
+    application_id: str | None = None
+    direction: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    status: str | None = None
+    status_at: str | None = None
+    last_step: str | None = None
+    last_step_at: str | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    """What one event says about its call."""
+
+    call_id: str
+    occurred_at: str  # format_timestamp form: compares as it reads
+    step: str
+    status: str | None = None
+    meta: Mapping[str, str | None] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
+    """The call record after ``update``, whatever order events arrive in. Pure."""
+    at = update.occurred_at
+    if current is None:
+        current = CallRow(call_id=update.call_id, first_seen_at=at, updated_at=at)
+        newest = True
+    else:
+        newest = current.last_step_at is None or at >= current.last_step_at
+    changes: dict[str, Any] = {
+        "first_seen_at": min(current.first_seen_at, at),
+        "updated_at": max(current.updated_at, at),
+    }
+    for name in _META:
+        new, old = update.meta.get(name), getattr(current, name)
+        changes[name] = (new or old) if newest else (old or new)
+    if update.variables:
+        changes["variables"] = {**current.variables, **update.variables} if newest else {**update.variables, **current.variables}
+    if update.status and _status_wins(current, update.status, at):
+        changes["status"], changes["status_at"] = update.status, at
+    if newest:
+        changes["last_step"], changes["last_step_at"] = update.step, at
+    return replace(current, **changes)
+
+
+def _status_wins(current: CallRow, status: str, at: str) -> bool:
+    if current.status is None or current.status_at is None:
+        return True
+    old_terminal, new_terminal = current.status in TERMINAL_STATUSES, status in TERMINAL_STATUSES
+    if old_terminal and not new_terminal:
+        return False
+    if new_terminal and not old_terminal:
+        return True
+    return at >= current.status_at
+
+
+# -- SQLite ---------------------------------------------------------------------------
+
+
+def connect(path: str | Path, *, timeout: float = 5.0, read_only: bool = False) -> sqlite3.Connection:
+    """Open the database (WAL mode, autocommit; transactions are explicit).
+
+    Raises:
+        sqlite3.Error: It cannot be opened (missing when ``read_only``, not a database, ...).
+    """
+    if read_only:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    try:
+        if not read_only:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, never corrupt
+            conn.executescript(SCHEMA)
+        conn.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def _read_row(conn: sqlite3.Connection, call_id: str) -> CallRow | None:
+    row = conn.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    if row is None:
+        return None
+    values = dict(row)
+    values["variables"] = orjson.loads(values["variables"])
+    return CallRow(**values)
+
+
+def _write_row(conn: sqlite3.Connection, row: CallRow) -> None:
+    conn.execute(
+        """INSERT OR REPLACE INTO calls (call_id, customer_id, application_id, direction, from_number, to_number,
+               status, status_at, last_step, last_step_at, first_seen_at, updated_at, variables)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        (
+            row.call_id, row.customer_id, row.application_id, row.direction, row.from_number, row.to_number,
+            row.status, row.status_at, row.last_step, row.last_step_at, row.first_seen_at, row.updated_at,
+            _dumps(dict(row.variables)),
+        ),
+    )  # fmt: skip
+
+
+def _insert_event(conn: sqlite3.Connection, *, call_id: str, source: str, kind: str, occurred_at: str, key: str, detail: Any) -> bool:
+    cur = conn.execute(
+        """INSERT INTO events (call_id, source, kind, occurred_at, received_at, dedupe_key, detail)
+           VALUES (?,?,?,?,?,?,?) ON CONFLICT (dedupe_key) DO NOTHING""",
+        (call_id, source, kind, occurred_at, _now(), key, _dumps(detail)),
+    )
+    return cur.rowcount == 1
+
+
+def _update_call(conn: sqlite3.Connection, update: CallUpdate) -> None:
+    _write_row(conn, merge_call(_read_row(conn, update.call_id), update))
+
+
+def apply_webhook(conn: sqlite3.Connection, event: WebhookEvent) -> Outcome:
+    """Store one webhook in one transaction; a known ``dedupe_key`` changes nothing."""
+    at = format_timestamp(event.occurred_at)
+    call = event.call
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _insert_event(conn, call_id=call.id, source="webhook", kind=event.event, occurred_at=at, key=event.dedupe_key, detail=dict(event.envelope)):
+            conn.execute("ROLLBACK")
+            return "duplicate"
+        meta = {name: getattr(call, name) for name in _META}
+        _update_call(conn, CallUpdate(call.id, at, event.event, call.status, meta, event.variables))
+        rec = event.recording
+        if rec is not None and rec.recording_id is not None:
+            conn.execute(
+                """INSERT INTO recordings (call_id, recording_id, status, duration_seconds, size_bytes, event_at)
+                   VALUES (?,?,?,?,?,?)
+                   ON CONFLICT (call_id, recording_id) DO UPDATE SET
+                     status = excluded.status,
+                     duration_seconds = COALESCE(excluded.duration_seconds, duration_seconds),
+                     size_bytes = COALESCE(excluded.size_bytes, size_bytes),
+                     event_at = excluded.event_at
+                   WHERE excluded.event_at >= event_at""",
+                (call.id, rec.recording_id, rec.status, rec.duration_seconds, rec.size_bytes, at),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return "stored"
+
+
+def apply_stream_start(conn: sqlite3.Connection, start: StreamStart) -> None:
+    at = format_timestamp(start.started_at)
+    detail = {
+        "stream_id": start.stream_id,
+        "platform": start.platform,
+        "track": start.track,
+        "tracks": list(start.tracks),
+        "encoding": start.encoding,
+        "sample_rate": start.sample_rate,
+    }
+    key = f"stream:{start.call_id}:{start.stream_id}:started"
+    _in_transaction(conn, lambda: _stream_start(conn, start, at, key, detail))
+
+
+def _stream_start(conn: sqlite3.Connection, start: StreamStart, at: str, key: str, detail: dict[str, Any]) -> None:
+    if not _insert_event(conn, call_id=start.call_id, source="stream", kind="stream.started", occurred_at=at, key=key, detail=detail):
+        return
+    conn.execute(
+        """INSERT INTO streams (call_id, stream_id, platform, track, tracks, encoding, sample_rate, started_at)
+           VALUES (?,?,?,?,?,?,?,?)
+           ON CONFLICT (call_id, stream_id) DO UPDATE SET platform = excluded.platform, track = excluded.track,
+             tracks = excluded.tracks, encoding = excluded.encoding, sample_rate = excluded.sample_rate,
+             started_at = excluded.started_at""",
+        (start.call_id, start.stream_id, start.platform, start.track, _dumps(list(start.tracks)), start.encoding, start.sample_rate, at),
+    )
+    _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call)))
+
+
+def apply_stream_end(conn: sqlite3.Connection, end: StreamEnd) -> None:
+    at = format_timestamp(end.stopped_at)
+    detail = {"stream_id": end.stream_id, "reason": end.reason, "close_code": end.close_code, "files": list(end.files), "outcome": dict(end.outcome)}
+    key = f"stream:{end.call_id}:{end.stream_id}:ended"
+    _in_transaction(conn, lambda: _stream_end(conn, end, at, key, detail))
+
+
+def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, detail: dict[str, Any]) -> None:
+    if not _insert_event(conn, call_id=end.call_id, source="stream", kind="stream.ended", occurred_at=at, key=key, detail=detail):
+        return
+    conn.execute(
+        """INSERT INTO streams (call_id, stream_id, stopped_at, stop_reason, close_code, outcome, files)
+           VALUES (?,?,?,?,?,?,?)
+           ON CONFLICT (call_id, stream_id) DO UPDATE SET stopped_at = excluded.stopped_at,
+             stop_reason = excluded.stop_reason, close_code = excluded.close_code, outcome = excluded.outcome,
+             files = excluded.files""",
+        (end.call_id, end.stream_id, at, end.reason, end.close_code, _dumps(dict(end.outcome)), _dumps(list(end.files))),
+    )
+    _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
+
+
+def apply_answer(conn: sqlite3.Connection, answer: AnswerRecord) -> None:
+    at = format_timestamp(answer.answered_at)
+    detail = dict(answer.response)
+    key = f"answer:{answer.call_id}:{at}:" + hashlib.sha256(_dumps(detail).encode()).hexdigest()[:16]
+
+    def work() -> None:
+        if _insert_event(conn, call_id=answer.call_id, source="answer", kind="answer_url", occurred_at=at, key=key, detail=detail):
+            _update_call(conn, CallUpdate(answer.call_id, at, "answer_url"))
+
+    _in_transaction(conn, work)
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+# -- reads (shared by the read API and ``receiver calls``) -----------------------------------
+
+
+def _call_json(row: sqlite3.Row) -> dict[str, Any]:
+    values = dict(row)
+    return {
+        "call_id": values["call_id"],
+        "customer_id": values["customer_id"],
+        "application_id": values["application_id"],
+        "direction": values["direction"],
+        "from": values["from_number"],
+        "to": values["to_number"],
+        "status": values["status"],
+        "status_at": values["status_at"],
+        "last_step": values["last_step"],
+        "last_step_at": values["last_step_at"],
+        "first_seen_at": values["first_seen_at"],
+        "updated_at": values["updated_at"],
+        "variables": orjson.loads(values["variables"]),
+    }
+
+
+def read_call(conn: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
+    """The whole record of one call: its fields, streams and platform recordings."""
+    row = conn.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    if row is None:
+        return None
+    record = _call_json(row)
+    streams = []
+    for s in conn.execute("SELECT * FROM streams WHERE call_id = ? ORDER BY COALESCE(started_at, stopped_at), stream_id", (call_id,)):
+        streams.append(
+            {
+                "stream_id": s["stream_id"],
+                "platform": s["platform"],
+                "track": s["track"],
+                "tracks": orjson.loads(s["tracks"]) if s["tracks"] else [],
+                "encoding": s["encoding"],
+                "sample_rate": s["sample_rate"],
+                "started_at": s["started_at"],
+                "stopped_at": s["stopped_at"],
+                "stop_reason": s["stop_reason"],
+                "close_code": s["close_code"],
+                "outcome": orjson.loads(s["outcome"]) if s["outcome"] else None,
+                "files": orjson.loads(s["files"]),
+            }
+        )
+    record["streams"] = streams
+    record["recordings"] = [
+        {
+            "recording_id": r["recording_id"],
+            "status": r["status"],
+            "duration_seconds": r["duration_seconds"],
+            "size_bytes": r["size_bytes"],
+            "updated_at": r["event_at"],
+        }
+        for r in conn.execute("SELECT * FROM recordings WHERE call_id = ? ORDER BY event_at, recording_id", (call_id,))
+    ]
+    record["events"] = conn.execute("SELECT COUNT(*) FROM events WHERE call_id = ?", (call_id,)).fetchone()[0]
+    return record
+
+
+def read_calls(conn: sqlite3.Connection, *, status: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Calls, most recently active first; ``since`` keeps calls active at or after it."""
+    sql, args = "SELECT * FROM calls WHERE 1=1", list[Any]()
+    if status:
+        sql += " AND status = ?"
+        args.append(status)
+    if since:
+        sql += " AND updated_at >= ?"
+        args.append(since)
+    sql += " ORDER BY updated_at DESC, call_id LIMIT ?"
+    args.append(limit)
+    return [_call_json(row) for row in conn.execute(sql, args)]
+
+
+def read_events(conn: sqlite3.Connection, call_id: str) -> list[dict[str, Any]] | None:
+    """The timeline of one call: webhooks and stream lifecycle, in the order they happened."""
+    if conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is None:
+        return None
+    return [
+        {
+            "id": e["id"],
+            "source": e["source"],
+            "kind": e["kind"],
+            "occurred_at": e["occurred_at"],
+            "received_at": e["received_at"],
+            "detail": orjson.loads(e["detail"]),
+        }
+        for e in conn.execute("SELECT * FROM events WHERE call_id = ? ORDER BY occurred_at, id", (call_id,))
+    ]

@@ -1,0 +1,301 @@
+"""
+The webhook listener: its own HTTP port (aiohttp), apart from the stream port.
+
+::
+
+    POST /webhooks[/<secret>]          a MiniVoice webhook → 200 {"result": "stored" | "duplicate"}
+    GET  /calls?status=&since=&limit=  call records, most recently active first
+    GET  /calls/<call_id>              one call's whole record
+    GET  /calls/<call_id>/events       its timeline: webhooks and stream lifecycle, in order
+    POST /answer[/<secret>]            the configured answer_url action list (off by default)
+    GET  /healthz                      liveness (no auth)
+
+A thin shell: authentication and parsing are ``webhooks.py`` (pure), records
+are ``store.py`` (threads, never the loop). Every error is a JSON body
+``{"error": {"code", "message"}}`` with the status the error suggests, and
+one log line under ``receiver.webhooks``. A store that cannot take a write
+answers 503, so the platform retries; nothing here ever waits on a stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .answer import AnswerEndpoint
+from .callrecords import CallRecordObserver
+from .config import Settings
+from .logging import get_logger
+from .observers import StreamObserver
+from .store import CallStore, SqliteCallStore
+from .webhooks import (
+    WEBHOOKS_LOGGER,
+    BodyTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    StoreUnavailable,
+    WebhookAuth,
+    WebhookRejected,
+    check_content_type,
+    check_size,
+    parse_limit,
+    parse_since,
+    parse_webhook,
+)
+
+log = get_logger(WEBHOOKS_LOGGER)
+
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: Any, status: int = HTTPStatus.OK) -> web.Response:
+    return web.Response(body=orjson.dumps(body) + b"\n", status=int(status), content_type="application/json")
+
+
+def error_response(exc: WebhookRejected, auth: WebhookAuth | None = None) -> web.Response:
+    response = json_response(exc.body(), exc.status)
+    if exc.status == HTTPStatus.UNAUTHORIZED and auth is not None and auth.basic:
+        response.headers["WWW-Authenticate"] = 'Basic realm="receiver", charset="UTF-8"'
+    return response
+
+
+def auth_from(settings: Settings) -> WebhookAuth:
+    return WebhookAuth(secret=settings.webhook_secret, user=settings.webhook_user, password=settings.webhook_password)
+
+
+class WebhookServer:
+    """The webhook listener and read API: ``async with WebhookServer(settings, store) as hooks: ...``.
+
+    Args:
+        settings: The configuration (``webhook_*``, ``answer*``).
+        store: Where call records go; started and closed by the caller.
+        answer: Handles ``POST /answer`` when ``settings.answer`` is on (see ``answer.py``).
+    """
+
+    def __init__(self, settings: Settings, store: CallStore, *, answer: Handler | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.auth = auth_from(settings)
+        self._answer = answer
+        self._runner: web.AppRunner | None = None
+        self.received = 0  # webhook requests, for tests and logs
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.webhook_max_body_bytes, middlewares=[self._errors])
+        app.router.add_post("/webhooks", self._webhook)
+        app.router.add_post("/webhooks/{token}", self._webhook)
+        app.router.add_get("/calls", self._calls)
+        app.router.add_get("/calls/{call_id}", self._call)
+        app.router.add_get("/calls/{call_id}/events", self._events)
+        app.router.add_get("/healthz", self._healthz)
+        if self._answer is not None:
+            answer = self._authorized(self._answer)
+            app.router.add_post("/answer", answer)
+            app.router.add_post("/answer/{token}", answer)
+        return app
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            self.settings.webhook_host,
+            self.settings.webhook_port,
+            reuse_address=True,
+            reuse_port=self.settings.workers > 1,  # every worker listens; they share the database
+        )
+        await site.start()
+        log.info(
+            "webhooks_started",
+            host=self.settings.webhook_host,
+            port=self.port,
+            auth="token+basic" if self.auth.secret and self.auth.basic else "token" if self.auth.secret else "basic" if self.auth.basic else "none",
+            answer=self._answer is not None,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None, "listener not started"
+        return int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            log.info("webhooks_stopped", received=self.received)
+
+    async def __aenter__(self) -> WebhookServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every error as JSON: ours keep their status; aiohttp's routing errors are translated."""
+        try:
+            return await handler(request)
+        except WebhookRejected as exc:
+            error = exc
+        except web.HTTPNotFound:
+            error = NotFound("no such route")
+        except web.HTTPMethodNotAllowed:
+            error = MethodNotAllowed(f"{request.method} is not allowed here")
+        except Exception as exc:  # a bug: a JSON 500 with no details, the details in the log
+            log.error("request_failed", method=request.method, path=_route(request), error=repr(exc)[:300], exc_info=exc)
+            return json_response(INTERNAL_ERROR, HTTPStatus.INTERNAL_SERVER_ERROR)
+        log.warning("request_rejected", method=request.method, path=_route(request), status=int(error.status), error_code=error.code, detail=error.message, remote=request.remote)
+        return error_response(error, self.auth)
+
+    def _check_auth(self, request: web.Request) -> None:
+        token = request.match_info.get("token")
+        if token is None:
+            token = request.query.get("token")
+        self.auth.check(token=token, authorization=request.headers.get("Authorization"))
+
+    def _authorized(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            self._check_auth(request)
+            return await handler(request)
+
+        return wrapped
+
+    # -- webhooks --------------------------------------------------------------------
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        self.received += 1
+        started = time.monotonic()
+        try:
+            self._check_auth(request)
+            check_content_type(request.headers.get("Content-Type"))
+            if request.content_length is not None:
+                check_size(request.content_length, self.settings.webhook_max_body_bytes)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise BodyTooLarge(f"body is over the {self.settings.webhook_max_body_bytes}-byte limit") from None
+            event = parse_webhook(body, received_at=datetime.now(UTC))
+        except WebhookRejected as exc:
+            log.warning("webhook_rejected", status=int(exc.status), error_code=exc.code, detail=exc.message, remote=request.remote)
+            return error_response(exc, self.auth)
+        try:
+            result = await self.store.record_webhook(event)
+        except StoreUnavailable as exc:
+            log.error("webhook_store_unavailable", webhook_event=event.event, call_id=event.call.id, detail=exc.message[:200])
+            return error_response(StoreUnavailable("call store unavailable, retry later"))
+        log.info(
+            "webhook_" + result,
+            webhook_event=event.event,
+            call_id=event.call.id,
+            call_status=event.call.status,
+            created_at=event.created_at,
+            recording_id=event.recording.recording_id if event.recording else None,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return json_response({"result": result, "event": event.event, "call_id": event.call.id})
+
+    # -- the read API ----------------------------------------------------------------
+
+    async def _calls(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        query = request.query
+        status = query.get("status") or None
+        since = parse_since(query["since"]) if query.get("since") else None
+        limit = parse_limit(query.get("limit"))
+        calls = await self._read(self.store.list_calls(status=status, since=since, limit=limit))
+        return json_response({"calls": calls, "count": len(calls)})
+
+    async def _call(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        call_id = request.match_info["call_id"]
+        record = await self._read(self.store.get_call(call_id))
+        if record is None:
+            raise NotFound(f"no call {call_id}")
+        return json_response(record)
+
+    async def _events(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        call_id = request.match_info["call_id"]
+        events = await self._read(self.store.call_events(call_id))
+        if events is None:
+            raise NotFound(f"no call {call_id}")
+        return json_response({"call_id": call_id, "events": events})
+
+    async def _read(self, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except StoreUnavailable as exc:
+            log.error("read_store_unavailable", detail=exc.message[:200])
+            raise StoreUnavailable("call store unavailable, retry later") from None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+
+def _route(request: web.Request) -> str:
+    """The path without a token segment (never log a secret)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+class WebhookService:
+    """The call-record side of the service: the store, its stream observer and the listener.
+
+    ``receiver serve`` starts it before the stream server and stops it after,
+    so the last streams' ends still reach the store; ``receiver webhooks``
+    runs it alone.
+
+    Args:
+        settings: The configuration.
+        listen: Run the HTTP listener (off: only the stream observer writes).
+    """
+
+    def __init__(self, settings: Settings, *, listen: bool = True) -> None:
+        self.settings = settings
+        self.store = SqliteCallStore(settings.database, timeout=settings.store_timeout)
+        self.observer = CallRecordObserver(self.store)
+        self.listener: WebhookServer | None = None
+        if listen:
+            answer = AnswerEndpoint(settings, self.store) if settings.answer else None
+            self.listener = WebhookServer(settings, self.store, answer=answer)
+
+    @property
+    def observers(self) -> list[StreamObserver]:
+        return [self.observer]
+
+    async def start(self) -> None:
+        await self.store.start()
+        if self.listener is not None:
+            try:
+                await self.listener.start()
+            except BaseException:
+                await self.store.close()
+                raise
+
+    async def stop(self) -> None:
+        try:
+            if self.listener is not None:
+                await self.listener.stop()
+        finally:
+            await self.store.close()
+
+    async def __aenter__(self) -> WebhookService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+

@@ -1,0 +1,404 @@
+"""
+MiniVoice webhooks, pure: authenticate a request, parse and validate its envelope.
+
+The listener (``webhook_server.py``) is a thin shell around these functions;
+this module does no I/O, no asyncio and no logging, so every rule here is
+tested without a socket.
+
+The envelope, as the seed pages and the stream protocol give it::
+
+    {"event": "call.completed", "created_at": "2026-05-29T12:10:00Z",
+     "call": {"id": "call_123", "customer_id": ..., "application_id": ...,
+              "status": ..., "direction": ..., "from": ..., "to": ...},
+     "variables": {}, "data": {}}
+
+Strict with what we know (``event``, ``call.id``, ``created_at``, the known
+``call`` fields, ``recording.completed``'s ``data``), lenient with what we do
+not: any other event type is accepted, and unknown keys are kept verbatim.
+
+Errors suggest an HTTP status (h11's ``error_status_hint``); the listener
+decides. ``WebhookRejected`` never carries a close code: it never ends a stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, ClassVar, Final
+
+import orjson
+
+WEBHOOKS_LOGGER: Final = "receiver.webhooks"
+
+CALL_COMPLETED: Final = "call.completed"
+RECORDING_COMPLETED: Final = "recording.completed"
+RECORDING_FAILED: Final = "recording.failed"
+
+# call.status values after which a call never goes back to an earlier state.
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "busy", "no_answer", "no-answer", "canceled", "cancelled"})
+
+_CALL_FIELDS: Final = (
+    ("customer_id", "customer_id"),
+    ("application_id", "application_id"),
+    ("status", "status"),
+    ("direction", "direction"),
+    ("from", "from_number"),
+    ("to", "to_number"),
+)
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+class WebhookRejected(Exception):
+    """A webhook request we refuse; ``status`` is the HTTP status it suggests."""
+
+    status: ClassVar[HTTPStatus] = HTTPStatus.BAD_REQUEST
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body, shaped like the platform's own error bodies."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class MalformedJSON(WebhookRejected):
+    status = HTTPStatus.BAD_REQUEST
+    code = "malformed_json"
+
+
+class InvalidEnvelope(WebhookRejected):
+    """Valid JSON that is not a webhook envelope (a missing ``event`` or ``call.id``, a wrong type)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "invalid_envelope"
+
+
+class UnsupportedContentType(WebhookRejected):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_content_type"
+
+
+class BodyTooLarge(WebhookRejected):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "body_too_large"
+
+
+class Unauthorized(WebhookRejected):
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized"
+
+
+class StoreUnavailable(WebhookRejected):
+    """The call store cannot take the write now: a 5xx, so the platform retries."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "store_unavailable"
+
+
+# -- values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallFields:
+    """What a webhook says about its call (``call``); ``None`` where it says nothing."""
+
+    id: str
+    customer_id: str | None = None
+    application_id: str | None = None
+    status: str | None = None
+    direction: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFields:
+    """A platform recording, from ``recording.completed`` / ``recording.failed`` ``data``."""
+
+    recording_id: str | None
+    status: str
+    duration_seconds: float | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One validated webhook delivery.
+
+    ``occurred_at`` is ``created_at`` in UTC (or the receipt time when the
+    platform sent none); ``dedupe_key`` is the same for every retry of the
+    same body, whatever its whitespace or key order.
+    """
+
+    event: str
+    call: CallFields
+    occurred_at: datetime
+    created_at: str | None  # as sent
+    variables: Mapping[str, Any]
+    data: Mapping[str, Any]
+    dedupe_key: str
+    envelope: Mapping[str, Any] = field(repr=False)
+    recording: RecordingFields | None = None
+
+
+# -- parsing ---------------------------------------------------------------------
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Accept ``application/json`` (any charset) and ``application/*+json``.
+
+    Raises:
+        UnsupportedContentType: Anything else, or none.
+    """
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
+        return
+    raise UnsupportedContentType(f"content type must be application/json, not {mime or 'none'}")
+
+
+def check_size(length: int, limit: int) -> None:
+    """Raises ``BodyTooLarge`` when ``length`` bytes exceed ``limit``."""
+    if length > limit:
+        raise BodyTooLarge(f"body is over the {limit}-byte limit")
+
+
+def parse_timestamp(value: str, *, what: str = "created_at") -> datetime:
+    """An RFC 3339 timestamp with an offset, in UTC.
+
+    Raises:
+        InvalidEnvelope: Not a timestamp, or no offset.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEnvelope(f"{what} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise InvalidEnvelope(f"{what} has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """The one text form timestamps are stored in: UTC, milliseconds, ``Z`` (sorts as it reads)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_webhook(body: bytes, *, received_at: datetime | None = None) -> WebhookEvent:
+    """Validate one webhook body.
+
+    Args:
+        body: The request body as received.
+        received_at: When it arrived (stands in for a missing ``created_at``).
+
+    Raises:
+        MalformedJSON: Not JSON, or not a JSON object.
+        InvalidEnvelope: A missing or ill-typed ``event``, ``call``, ``call.id``,
+            ``created_at``, ``variables``, ``data``, or a ``recording.completed``
+            without ``data.recording_id``.
+    """
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedJSON("body is not valid JSON") from None
+    if not isinstance(envelope, dict):
+        raise MalformedJSON("body must be a JSON object")
+    event = envelope.get("event")
+    if not isinstance(event, str) or not event.strip():
+        raise InvalidEnvelope("missing event" if event is None else "event must be a non-empty string")
+    call = envelope.get("call")
+    if not isinstance(call, dict):
+        raise InvalidEnvelope("missing call" if call is None else "call must be an object")
+    call_id = call.get("id")
+    if not isinstance(call_id, str) or not call_id.strip():
+        raise InvalidEnvelope("missing call.id" if call_id is None else "call.id must be a non-empty string")
+    values: dict[str, str | None] = {}
+    for key, attr in _CALL_FIELDS:
+        value = call.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidEnvelope(f"call.{key} must be a string")
+        values[attr] = value
+    created_at = envelope.get("created_at")
+    if created_at is None:
+        occurred_at = (received_at or datetime.now(UTC)).astimezone(UTC)
+    elif isinstance(created_at, str):
+        occurred_at = parse_timestamp(created_at)
+    else:
+        raise InvalidEnvelope("created_at must be an RFC 3339 string")
+    variables = _object(envelope, "variables")
+    data = _object(envelope, "data")
+    recording = _recording(event, data)
+    return WebhookEvent(
+        event=event,
+        call=CallFields(id=call_id, **values),
+        occurred_at=occurred_at,
+        created_at=created_at,
+        variables=variables,
+        data=data,
+        dedupe_key=dedupe_key(envelope),
+        envelope=envelope,
+        recording=recording,
+    )
+
+
+def dedupe_key(envelope: Mapping[str, Any]) -> str:
+    """A hash of the envelope in canonical form (sorted keys, no whitespace).
+
+    A retry carries the same body, so it gets the same key; two different
+    events for one call differ in ``event``, ``created_at`` or ``data``.
+    """
+    canonical = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _object(envelope: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = envelope.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEnvelope(f"{key} must be an object")
+    return value
+
+
+def _recording(event: str, data: Mapping[str, Any]) -> RecordingFields | None:
+    if event not in (RECORDING_COMPLETED, RECORDING_FAILED):
+        return None
+    recording_id = data.get("recording_id")
+    if recording_id is not None and (not isinstance(recording_id, str) or not recording_id):
+        raise InvalidEnvelope("data.recording_id must be a non-empty string")
+    if recording_id is None and event == RECORDING_COMPLETED:
+        raise InvalidEnvelope("recording.completed without data.recording_id")
+    status = data.get("status")
+    if status is not None and not isinstance(status, str):
+        raise InvalidEnvelope("data.status must be a string")
+    duration = data.get("duration_seconds")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0):
+        raise InvalidEnvelope("data.duration_seconds must be a non-negative number")
+    size = data.get("size_bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise InvalidEnvelope("data.size_bytes must be a non-negative integer")
+    default = "completed" if event == RECORDING_COMPLETED else "failed"
+    return RecordingFields(recording_id=recording_id, status=status or default, duration_seconds=duration, size_bytes=size)
+
+
+# -- authentication --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAuth:
+    """What a request must carry; nothing configured means open (the default, for local use).
+
+    With a ``secret``, the URL carries it as a path segment (``/webhooks/<secret>``)
+    or a ``token`` query parameter. With ``user`` and ``password``, HTTP basic
+    auth. With both configured, either one is enough.
+    """
+
+    secret: str = ""
+    user: str = ""
+    password: str = ""
+
+    @property
+    def required(self) -> bool:
+        return bool(self.secret or self.user)
+
+    @property
+    def basic(self) -> bool:
+        return bool(self.user)
+
+    def check(self, *, token: str | None, authorization: str | None) -> None:
+        """Fail closed: when anything is configured, the request must prove it.
+
+        Args:
+            token: The token from the path or the query string, if any.
+            authorization: The ``Authorization`` header, if any.
+
+        Raises:
+            Unauthorized: Credentials are required and missing or wrong.
+        """
+        if not self.required:
+            return
+        if self.secret and token is not None and _same(token, self.secret):
+            return
+        if self.basic and authorization is not None and check_basic(authorization, self.user, self.password):
+            return
+        if token is None and authorization is None:
+            raise Unauthorized("credentials required")
+        raise Unauthorized("credentials rejected")
+
+
+def check_basic(authorization: str, user: str, password: str) -> bool:
+    """True when ``authorization`` is HTTP basic auth for ``user`` and ``password`` (constant time)."""
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    given_user, sep, given_password = decoded.partition(b":")
+    # Compare both parts even when the first differs: no early exit to time.
+    user_ok = hmac.compare_digest(given_user, user.encode())
+    password_ok = hmac.compare_digest(given_password, password.encode())
+    return bool(sep) and user_ok and password_ok
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+# -- the read API's errors ---------------------------------------------------------
+
+
+class InvalidQuery(WebhookRejected):
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid_query"
+
+
+class NotFound(WebhookRejected):
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+
+
+class MethodNotAllowed(WebhookRejected):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+
+
+def parse_since(value: str) -> str:
+    """A ``since`` filter (RFC 3339, or a date or time without offset, taken as UTC) in stored form.
+
+    Raises:
+        InvalidQuery: Not a date or timestamp.
+    """
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidQuery("since must be an RFC 3339 timestamp or a date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_timestamp(moment)
+
+
+def parse_limit(value: str | None, *, default: int = 50, maximum: int = 1000) -> int:
+    """A ``limit`` query parameter, 1 to ``maximum``.
+
+    Raises:
+        InvalidQuery: Not an integer in range.
+    """
+    if value is None or value == "":
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise InvalidQuery("limit must be an integer") from None
+    if not 1 <= limit <= maximum:
+        raise InvalidQuery(f"limit must be 1-{maximum}")
+    return limit

@@ -1,0 +1,50 @@
+"""The call record's merge rules (pure: no database)."""
+
+from __future__ import annotations
+
+from receiver.calldb import CallRow, CallUpdate, merge_call
+
+
+def test_the_newest_status_wins() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:00:01.000Z", "call.answered", "in_progress"))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:00:02.000Z", "call.transferring", "transferring"))
+
+    assert (row.status, row.last_step) == ("transferring", "call.transferring")
+
+
+def test_an_older_event_only_fills_what_is_unknown() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed", {"direction": "inbound"}))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:02:00.000Z", "recording.completed", "in_progress", {"direction": "outbound", "to_number": "+1"}))
+
+    assert (row.status, row.status_at) == ("completed", "2026-01-01T00:10:00.000Z")
+    assert row.last_step == "call.completed"
+    assert (row.direction, row.to_number) == ("inbound", "+1")
+    assert (row.first_seen_at, row.updated_at) == ("2026-01-01T00:02:00.000Z", "2026-01-01T00:10:00.000Z")
+
+
+def test_a_terminal_status_is_never_undone() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed"))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:11:00.000Z", "call.late", "in_progress"))
+
+    assert row.status == "completed"
+    assert row.last_step == "call.late"  # the step is still the newest event
+
+
+def test_a_terminal_status_replaces_a_newer_non_terminal_one() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:11:00.000Z", "x", "in_progress"))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed"))
+
+    assert row.status == "completed"
+
+
+def test_variables_merge_newest_first() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:00:02.000Z", "a", variables={"k": "new", "x": 1}))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:00:01.000Z", "b", variables={"k": "old", "y": 2}))
+
+    assert row.variables == {"k": "new", "x": 1, "y": 2}
+
+
+def test_stream_steps_carry_no_status() -> None:
+    row = merge_call(CallRow("c", "t0", "t0", status="completed", status_at="t0"), CallUpdate("c", "t1", "stream.ended: call_ended"))
+
+    assert (row.status, row.last_step) == ("completed", "stream.ended: call_ended")

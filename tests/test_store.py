@@ -1,0 +1,178 @@
+"""``SqliteCallStore`` on a real SQLite file: records, idempotency, order, an unavailable database."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from receiver.calldb import StreamEnd, StreamStart, connect
+from receiver.store import SqliteCallStore
+from receiver.webhooks import StoreUnavailable, parse_webhook
+
+from .webhook_support import RECORDING_FAILED, SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED, read_only, webhook
+
+
+def event(payload: dict[str, object]):  # type: ignore[no-untyped-def]
+    return parse_webhook(orjson.dumps(payload))
+
+
+# -- SqliteCallStore -------------------------------------------------------------------
+
+
+async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db"):
+        pass
+
+    conn = sqlite3.connect(tmp_path / "calls.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_a_repeated_webhook_is_a_duplicate_and_changes_nothing(tmp_path: Path) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        assert await store.record_webhook(event(SEED_CALL_COMPLETED)) == "stored"
+        before = await store.get_call("call_123")
+        assert await store.record_webhook(event(SEED_CALL_COMPLETED)) == "duplicate"
+
+        assert await store.get_call("call_123") == before
+        assert len(await store.call_events("call_123") or []) == 1
+
+
+ORDERED = [SEED_RECORDING_COMPLETED, RECORDING_FAILED, SEED_CALL_COMPLETED]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+async def test_any_delivery_order_leaves_the_same_record(tmp_path: Path, order: tuple[int, ...]) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        for i in order:
+            await store.record_webhook(event(ORDERED[i]))
+        record = await store.get_call("call_123")
+        timeline = await store.call_events("call_123")
+
+    assert record is not None and timeline is not None
+    assert record["status"] == "completed"
+    assert record["last_step"] == "call.completed"
+    assert (record["from"], record["to"], record["customer_id"]) == ("+15551230001", "+15551230002", "cust_123")
+    assert {r["recording_id"]: r["status"] for r in record["recordings"]} == {"rec_call_123": "completed", "rec_call_123_b": "failed"}
+    assert [e["kind"] for e in timeline] == ["recording.completed", "recording.failed", "call.completed"]
+
+
+async def test_a_late_recording_event_does_not_undo_a_newer_one(tmp_path: Path) -> None:
+    newer = webhook(SEED_RECORDING_COMPLETED, created_at="2026-05-29T12:09:00Z")
+    newer["data"] = {**newer["data"], "status": "deleted", "size_bytes": None}
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        await store.record_webhook(event(newer))
+        await store.record_webhook(event(SEED_RECORDING_COMPLETED))
+        record = await store.get_call("call_123")
+
+    assert record is not None
+    assert record["recordings"] == [
+        {"recording_id": "rec_call_123", "status": "deleted", "duration_seconds": 120, "size_bytes": None, "updated_at": "2026-05-29T12:09:00.000Z"}
+    ]
+
+
+def stream_start(call_id: str = "call_s", stream_id: str = "str_1") -> StreamStart:
+    return StreamStart(
+        call_id=call_id,
+        stream_id=stream_id,
+        started_at=datetime(2026, 5, 29, 12, 0, 1, tzinfo=UTC),
+        platform="minivoice",
+        track="both",
+        tracks=("inbound", "outbound"),
+        encoding="audio/x-mulaw",
+        sample_rate=8000,
+        call={"customer_id": "cust_1", "direction": "inbound", "from_number": "+1", "to_number": "+2"},
+    )
+
+
+def stream_end(call_id: str = "call_s", stream_id: str = "str_1") -> StreamEnd:
+    return StreamEnd(
+        call_id=call_id,
+        stream_id=stream_id,
+        stopped_at=datetime(2026, 5, 29, 12, 0, 9, tzinfo=UTC),
+        reason="call_ended",
+        close_code=1000,
+        outcome={"duration_seconds": 8.0, "messages": 801},
+        files=("/r/call_s/str_1.inbound.wav",),
+    )
+
+
+async def test_stream_lifecycle_lands_in_the_call_record(tmp_path: Path) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        store.stream_started(stream_start())
+        store.stream_ended(stream_end())
+        store.stream_ended(stream_end())  # a replayed write changes nothing
+        await store.flush()
+        record = await store.get_call("call_s")
+        timeline = await store.call_events("call_s")
+
+    assert record is not None and timeline is not None
+    assert record["last_step"] == "stream.ended: call_ended"
+    assert record["status"] is None  # only the platform says what the call's status is
+    assert (record["customer_id"], record["from"], record["to"]) == ("cust_1", "+1", "+2")
+    [stream] = record["streams"]
+    assert stream["tracks"] == ["inbound", "outbound"]
+    assert (stream["started_at"], stream["stopped_at"]) == ("2026-05-29T12:00:01.000Z", "2026-05-29T12:00:09.000Z")
+    assert (stream["stop_reason"], stream["close_code"]) == ("call_ended", 1000)
+    assert stream["outcome"] == {"duration_seconds": 8.0, "messages": 801}
+    assert stream["files"] == ["/r/call_s/str_1.inbound.wav"]
+    assert [e["kind"] for e in timeline] == ["stream.started", "stream.ended"]
+
+
+async def test_list_calls_filters_by_status_and_since(tmp_path: Path) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="a", created_at="2026-05-29T10:00:00Z")))
+        await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="b", created_at="2026-05-29T11:00:00Z")))
+        await store.record_webhook(event(webhook(SEED_RECORDING_COMPLETED, call_id="c", created_at="2026-05-29T12:00:00Z")))
+
+        everything = await store.list_calls()
+        completed = await store.list_calls(status="completed")
+        recent = await store.list_calls(since="2026-05-29T10:30:00.000Z")
+        one = await store.list_calls(limit=1)
+
+    assert [c["call_id"] for c in everything] == ["c", "b", "a"]
+    assert [c["call_id"] for c in completed] == ["b", "a"]
+    assert [c["call_id"] for c in recent] == ["c", "b"]
+    assert [c["call_id"] for c in one] == ["c"]
+
+
+async def test_an_unknown_call_reads_as_none(tmp_path: Path) -> None:
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        assert await store.get_call("nope") is None
+        assert await store.call_events("nope") is None
+
+
+async def test_a_locked_database_is_unavailable_and_stream_writes_wait_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    async with SqliteCallStore(path, timeout=0.2) as store:
+        blocker = connect(path)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        try:
+            store.stream_started(stream_start())
+            with pytest.raises(StoreUnavailable):
+                await store.record_webhook(event(SEED_CALL_COMPLETED))
+            await store.flush()
+            assert store.backlog == 1
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        assert await store.record_webhook(event(SEED_CALL_COMPLETED)) == "stored"  # the platform's retry
+        assert store.backlog == 0
+        assert (await store.get_call("call_s") or {})["streams"][0]["stream_id"] == "str_1"
+
+
+async def test_a_read_only_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    async with SqliteCallStore(path):
+        pass
+    with read_only(path):
+        async with SqliteCallStore(path) as store:
+            with pytest.raises(StoreUnavailable, match="readonly"):
+                await store.record_webhook(event(SEED_CALL_COMPLETED))
+            assert await store.list_calls() == []  # reads still work
