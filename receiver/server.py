@@ -42,6 +42,7 @@ from .pipeline import MediaSettings, StreamPipeline
 from .session import StreamSession
 from .sinks import SinkFactory, StreamOutcome
 from .sinks.wav import WavSink, repair_directory
+from .transcription.plugins import plugin_sinks
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -56,6 +57,7 @@ def default_sinks(settings: Settings) -> list[SinkFactory]:
     if settings.wav:
         recordings = settings.recordings_dir
         factories.append(lambda info: WavSink(recordings))
+    factories.extend(plugin_sinks(settings))
     return factories
 
 
