@@ -11,10 +11,11 @@ the start of the track) or plain text (timed at the audio fed so far).
 The stream never waits for the command: audio goes into a bounded buffer
 (``buffer_seconds``) that a writer task drains into the pipe; when the
 buffer is full, new audio is dropped and counted. A command that exits early
-or crashes is logged once with its exit code and the tail of its stderr and
-is not restarted. At stream end the buffer is flushed, stdin is closed (EOF),
-the command gets ``grace_seconds`` to finish, then SIGTERM, then SIGKILL
-after ``kill_seconds``.
+or crashes (exit code not 0, or an exit before the end of its input) is
+logged once with its exit code and the tail of its stderr, and is not
+restarted. At stream end the buffer is flushed, stdin is closed (EOF), the
+command gets ``grace_seconds`` to finish, then SIGTERM, then SIGKILL after
+``kill_seconds``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class _Process:
         self.buffered = 0
         self.wake = asyncio.Event()
         self.closing = False
+        self.eof_sent = False
+        self.signalled = False
         self.written = 0
         self.fed = 0  # bytes accepted into the buffer or dropped: the track's audio so far
         self.dropped = 0
@@ -159,6 +162,7 @@ class PipeSink:
                 await asyncio.wait_for(p.exited.wait(), self.grace_seconds)
             if not p.exited.is_set():
                 self._log.warning("pipe_terminated", track=str(p.track), grace_seconds=self.grace_seconds)
+                p.signalled = True
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
                 with contextlib.suppress(TimeoutError):
@@ -198,6 +202,7 @@ class PipeSink:
                 await stdin.drain()
                 p.written += len(data)
             stdin.write_eof()
+            p.eof_sent = True
             await stdin.drain()
             stdin.close()
         except (BrokenPipeError, ConnectionResetError):
@@ -246,7 +251,8 @@ class PipeSink:
         code = await p.proc.wait()
         p.returncode = code
         p.exited.set()
-        if not p.closing:
+        if not p.signalled and (code != 0 or not p.eof_sent):
+            # It crashed, or quit before its input ended: never restarted (a broken command would loop).
             if p.stderr_task is not None:  # let stderr reach its end so the tail is complete
                 await asyncio.wait([p.stderr_task], timeout=1.0)
             self._log.error("pipe_exited", track=str(p.track), exit_code=code, stderr_tail=list(p.stderr), restarted=False)
