@@ -41,6 +41,7 @@ TRANSCRIPT_FILE: Final = "transcript.jsonl"
 QUEUE_SIZE: Final = 1000
 CALLBACK_ATTEMPTS: Final = 3
 CALLBACK_TIMEOUT: Final = 5.0
+CALLBACK_BACKOFF = 0.2  # seconds before the first retry; doubles
 
 log = get_logger(TRANSCRIPTS)
 
@@ -209,7 +210,8 @@ async def _post_one(session: Any, url: str, event: Transcript) -> bool:
                     return bool(200 <= response.status < 300)
         except (aiohttp.ClientError, TimeoutError):
             pass
-        await asyncio.sleep(0.2 * 2**attempt)
+        if attempt + 1 < CALLBACK_ATTEMPTS:
+            await asyncio.sleep(CALLBACK_BACKOFF * 2**attempt)
     return False
 
 

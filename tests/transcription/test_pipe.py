@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_streams_done
 from structlog.testing import capture_logs
 
-from conftest import wait_streams_done
 from receiver.config import Settings
 from receiver.errors import ConfigError
 from receiver.server import ReceiverServer
