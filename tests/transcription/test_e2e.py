@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import wave
+from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import wait_streams_done
 
 from receiver import cli
@@ -12,7 +14,7 @@ from receiver.config import Settings
 from receiver.events import Track
 from receiver.server import ReceiverServer
 from receiver.transcription.audio import convert
-from receiver.transcription.sphinx import SphinxOptions, transcribe
+from receiver.transcription.sphinx import Result, SphinxOptions, transcribe
 from receiver.transcription.transcript import read_transcript, transcript_path
 
 from .helpers import needs_espeak, save_wav, speak, stream_call, telephone
@@ -38,10 +40,22 @@ def _calls() -> tuple[np.ndarray, np.ndarray, float, float]:
     return inbound, outbound, start, start + len(keyword) / 8000
 
 
-async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equals_offline(tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def call(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray, float, float, dict[Track, list[Result]]]:
+    """The call's source files, and the engine's transcript of each decoded offline from its file."""
     inbound, outbound, keyword_start, keyword_end = _calls()
-    save_wav(tmp_path / "caller.wav", inbound, 8000)
-    save_wav(tmp_path / "agent.wav", outbound, 8000)
+    sources = tmp_path_factory.mktemp("sources")
+    offline = {}
+    for track, name, audio in ((Track.INBOUND, "caller.wav", inbound), (Track.OUTBOUND, "agent.wav", outbound)):
+        save_wav(sources / name, audio, 8000)
+        with wave.open(str(sources / name)) as w:
+            source = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        offline[track] = transcribe(convert(telephone(source), 8000, 16000))
+    return sources, inbound, outbound, keyword_start, keyword_end, offline
+
+
+async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equals_offline(call, tmp_path, capsys) -> None:
+    _sources, inbound, outbound, keyword_start, keyword_end, offline = call
     recordings = tmp_path / "recordings"
     settings = Settings(
         host="127.0.0.1",
@@ -64,13 +78,10 @@ async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equa
     assert (recordings / "call_e2e" / "str_test.inbound.wav").is_file()
 
     # The same audio decoded offline, from the source files.
-    for track, name in ((Track.INBOUND, "caller.wav"), (Track.OUTBOUND, "agent.wav")):
-        with wave.open(str(tmp_path / name)) as w:
-            source = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-        offline = transcribe(convert(telephone(source), 8000, 16000))
+    for track in (Track.INBOUND, Track.OUTBOUND):
         streamed = [(e.start, e.end, e.text) for e in events if e.engine == "sphinx" and e.track == track]
-        assert offline, f"the engine heard nothing on {track}"
-        assert streamed == [(round(s, 3), round(e, 3), text) for s, e, text, _kind in offline]
+        assert offline[track], f"the engine heard nothing on {track}"
+        assert streamed == [(round(s, 3), round(e, 3), text) for s, e, text, _kind in offline[track]]
     offline_keywords = transcribe(convert(telephone(outbound), 8000, 16000), SphinxOptions.parse(keywords=[KEYWORD]))
     assert offline_keywords == []
 
