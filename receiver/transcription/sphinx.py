@@ -12,7 +12,9 @@ order per track, with start and end on the stream's media clock:
   (the language model shipped in the package);
 - ``keywords``: pocketsphinx's keyword-spotting search; one ``keyword`` event
   per detection, timed to the keyword itself;
-- ``grammar``: a JSGF grammar file (phone menus); one event per utterance.
+- ``grammar``: a JSGF grammar file (phone menus); one event per utterance;
+- ``decoder``: pocketsphinx settings passed through (beams, pruning: trade
+  accuracy for speed, e.g. ``{ maxhmmpf = 3000, maxwpf = 10, pl_window = 5 }``).
 
 A track whose decoding falls behind by more than ``max_pending`` utterances
 drops the newest (counted), so memory stays bounded. ``transcribe`` runs the
@@ -46,8 +48,10 @@ DEFAULT_KWS_THRESHOLD: Final = 1e-20
 
 log = get_logger(TRANSCRIPTS)
 
-# (mode, keywords ((phrase, threshold), ...), grammar path)
-DecoderKey = tuple[str, tuple[tuple[str, float], ...], str | None]
+# (mode, keywords ((phrase, threshold), ...), grammar path, extra decoder settings)
+DecoderKey = tuple[str, tuple[tuple[str, float], ...], str | None, tuple[tuple[str, Any], ...]]
+# Settings the plugin owns: a decoder option may not change them.
+_RESERVED: Final = frozenset({"samprate", "kws", "keyphrase", "jsgf", "fsg", "lm", "hmm", "dict", "loglevel"})
 # (start seconds, end seconds, text, kind), relative to the utterance
 Result = tuple[float, float, str, str]
 
@@ -71,6 +75,7 @@ class SphinxOptions:
     workers: int = 0  # decoder processes (0: one per CPU)
     max_pending: int = 20
     vad: VadOptions = VadOptions()
+    decoder: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def parse(
@@ -82,6 +87,7 @@ class SphinxOptions:
         workers: int = 0,
         max_pending: int = 20,
         vad: Mapping[str, Any] | None = None,
+        decoder: Mapping[str, Any] | None = None,
     ) -> SphinxOptions:
         if isinstance(keywords, str):
             raise ValueError("keywords must be a list of phrases (or a table phrase = threshold)")
@@ -104,12 +110,23 @@ class SphinxOptions:
             raise ValueError(f"grammar file {grammar!r} not found")
         if workers < 0 or max_pending < 1:
             raise ValueError("workers must be >= 0 and max_pending >= 1")
-        return cls(tuple(checked), os.path.abspath(grammar) if grammar else None, workers, max_pending, VadOptions(**(vad or {})))
+        extra = tuple(sorted((decoder or {}).items()))
+        if extra:
+            from pocketsphinx import Config
+
+            reserved = _RESERVED.intersection(k for k, _v in extra)
+            if reserved:
+                raise ValueError(f"decoder settings the plugin owns: {', '.join(sorted(reserved))}")
+            try:
+                Config(loglevel="FATAL", **dict(extra))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"decoder: {exc}") from None
+        return cls(tuple(checked), os.path.abspath(grammar) if grammar else None, workers, max_pending, VadOptions(**(vad or {})), extra)
 
     @property
     def key(self) -> DecoderKey:
         mode = "kws" if self.keywords else "jsgf" if self.grammar else "lm"
-        return (mode, self.keywords, self.grammar)
+        return (mode, self.keywords, self.grammar, self.decoder)
 
 
 # -- in the worker process -------------------------------------------------------
@@ -122,18 +139,19 @@ def _decoder(key: DecoderKey) -> Any:
     if decoder is None:
         from pocketsphinx import Decoder
 
-        mode, keywords, grammar = key
+        mode, keywords, grammar, extra = key
+        settings = dict(extra, samprate=RATE, loglevel="FATAL")
         if mode == "kws":
             with tempfile.NamedTemporaryFile("w", suffix=".kws", delete=False) as f:
                 f.writelines(f"{phrase} /{threshold:g}/\n" for phrase, threshold in keywords)
             try:
-                decoder = Decoder(samprate=RATE, loglevel="FATAL", kws=f.name)
+                decoder = Decoder(kws=f.name, **settings)
             finally:
                 os.unlink(f.name)
         elif mode == "jsgf":
-            decoder = Decoder(samprate=RATE, loglevel="FATAL", jsgf=grammar)
+            decoder = Decoder(jsgf=grammar, **settings)
         else:
-            decoder = Decoder(samprate=RATE, loglevel="FATAL")
+            decoder = Decoder(**settings)
         _decoders[key] = decoder
     return decoder
 

@@ -82,6 +82,8 @@ def test_sinks_from_the_environment_are_json() -> None:
         ([{"plugin": "pocketsphinx", "options": {"keywords": ["xyzzyq"]}}], "not in the pronunciation dictionary: xyzzyq"),
         ([{"plugin": "pocketsphinx", "options": {"keywords": "refund"}}], "list of phrases"),
         ([{"plugin": "pocketsphinx", "options": {"grammar": "/nonexistent.gram"}}], "not found"),
+        ([{"plugin": "pocketsphinx", "options": {"decoder": {"nosuchsetting": 1}}}], "nosuchsetting"),
+        ([{"plugin": "pocketsphinx", "options": {"decoder": {"samprate": 8000}}}], "the plugin owns: samprate"),
         ([{"plugin": "wav"}], "bad options"),
         ("[not json", "not valid JSON"),
         ({"plugin": "vad"}, "list of tables"),
