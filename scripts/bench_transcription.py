@@ -38,9 +38,9 @@ import numpy as np
 import uvloop
 from websockets.asyncio.client import connect
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from transcription.helpers import speak  # noqa: E402
+from tests.transcription.helpers import speak  # noqa: E402
 
 from receiver.codecs import encode_ulaw  # noqa: E402
 from receiver.config import Settings  # noqa: E402

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_streams_done
 
 from receiver import cli
 from receiver.config import Settings
@@ -17,6 +16,7 @@ from receiver.transcription.audio import convert
 from receiver.transcription.sphinx import Result, SphinxOptions, transcribe
 from receiver.transcription.transcript import read_transcript, transcript_path
 
+from ..conftest import wait_streams_done
 from .helpers import needs_espeak, save_wav, speak, stream_call, telephone
 
 pytestmark = needs_espeak
@@ -68,7 +68,7 @@ async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equa
     )
     async with ReceiverServer(settings) as server:
         await stream_call(server.port, inbound, outbound, call_id="call_e2e")
-        await wait_streams_done(server, timeout=60)
+        await wait_streams_done(server, limit=60)
     events = read_transcript(transcript_path(recordings, "call_e2e"))
 
     keywords = [e for e in events if e.engine == "spotter"]

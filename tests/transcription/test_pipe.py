@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_streams_done
 from structlog.testing import capture_logs
 
 from receiver.config import Settings
@@ -18,6 +17,7 @@ from receiver.transcription.audio import convert
 from receiver.transcription.pipe import PipeSink
 from receiver.transcription.transcript import read_transcript, transcript_path
 
+from ..conftest import wait_streams_done
 from .helpers import stream_call, telephone
 
 RECORD = """

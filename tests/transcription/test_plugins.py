@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_streams_done
 
 from receiver.config import Settings
 from receiver.errors import ConfigError
@@ -28,6 +27,7 @@ from receiver.transcription.plugins import (
 )
 from receiver.transcription.transcript import read_transcript, transcript_path
 
+from ..conftest import wait_streams_done
 from .helpers import stream_call
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "receiver-loudness"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_streams_done
 
 from receiver.config import Settings
 from receiver.server import ReceiverServer
 from receiver.transcription.transcript import read_transcript, transcript_path
 from receiver.transcription.vad import Segmenter, VadOptions
 
+from ..conftest import wait_streams_done
 from .helpers import needs_espeak, speak, stream_call
 
 pytestmark = needs_espeak
