@@ -24,6 +24,7 @@ same segmentation and decoding on a whole signal, offline.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import functools
 import multiprocessing
@@ -187,7 +188,16 @@ def decoder_pool(workers: int = 0) -> concurrent.futures.ProcessPoolExecutor:
         count = workers or os.cpu_count() or 1
         # spawn: never fork a process that runs an event loop and threads.
         _pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(shutdown_decoders)
     return _pool
+
+
+def shutdown_decoders() -> None:
+    """Stop the decoder processes (at exit; the next use starts new ones)."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def results_for(utterance: Utterance, results: list[Result]) -> list[Result]:
