@@ -217,7 +217,7 @@ def transcribe(samples: npt.NDArray[np.int16], options: SphinxOptions | None = N
 
 
 class _Track:
-    __slots__ = ("decoded", "dropped", "queue", "segmenter", "task", "track")
+    __slots__ = ("decoded", "dropped", "failed", "queue", "segmenter", "task", "track")
 
     def __init__(self, track: Any, options: SphinxOptions) -> None:
         self.track = track
@@ -226,6 +226,7 @@ class _Track:
         self.task: asyncio.Task[None] | None = None
         self.decoded = 0
         self.dropped = 0
+        self.failed = 0
 
 
 class PocketsphinxSink:
@@ -268,6 +269,7 @@ class PocketsphinxSink:
             "engine_summary",
             utterances={str(s.track): s.decoded for s in self._tracks},
             dropped={str(s.track): s.dropped for s in self._tracks},
+            failed={str(s.track): s.failed for s in self._tracks},
             decode_seconds=round(self._decode_seconds, 3),
         )
 
@@ -291,6 +293,11 @@ class PocketsphinxSink:
             except concurrent.futures.BrokenExecutor:
                 # A worker died (killed, out of memory): a new pool serves the next utterance.
                 self._log.error("engine_worker_died", track=str(state.track))
+                continue
+            except Exception as exc:  # the decoder failed on this utterance: count it, go on with the next
+                state.failed += 1
+                if state.failed == 1:
+                    self._log.error("engine_decode_failed", track=str(state.track), error=repr(exc)[:200])
                 continue
             self._decode_seconds += time.monotonic() - started
             state.decoded += 1
