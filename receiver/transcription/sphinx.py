@@ -26,9 +26,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import functools
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -132,6 +135,16 @@ class SphinxOptions:
 
 # -- in the worker process -------------------------------------------------------
 
+
+def _worker_init() -> None:
+    """Die with the receiver: a killed receiver must not leave decoders behind (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
 _decoders: dict[DecoderKey, Any] = {}
 
 
@@ -187,7 +200,7 @@ def decoder_pool(workers: int = 0) -> concurrent.futures.ProcessPoolExecutor:
     if _pool is None or getattr(_pool, "_broken", False):
         count = workers or os.cpu_count() or 1
         # spawn: never fork a process that runs an event loop and threads.
-        _pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+        _pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
         atexit.register(shutdown_decoders)
     return _pool
 
