@@ -206,6 +206,8 @@ class PluginSink:
         self._next = block.end
         if len(next(iter(channels.values()))):
             await self.plugin.write(AudioBlock(start, self._rate, channels))
+        if self._output is not None:
+            self._output.advance(block.end / block.sample_rate)
 
     async def close(self, outcome: StreamOutcome) -> None:
         if not self._converters:

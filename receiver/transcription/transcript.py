@@ -5,16 +5,20 @@ Every event a plugin publishes (``Transcript``: call id, stream id, track,
 start and end on the stream's media clock in seconds, text, final or partial,
 engine) goes to
 
-- ``{recordings_dir}/{call_id}/transcript.jsonl``, one JSON object a line,
-  appended as events arrive (next to the call's WAV files);
+- ``{recordings_dir}/{call_id}/transcript.jsonl``, one JSON object a line
+  (next to the call's WAV files), in media-clock order: an event waits there
+  until the audio fed to the plugins is ``REORDER_SECONDS`` past its start
+  (or the stream ends), so slower engines' events fall into place; one later
+  still is written when it comes (counted as out of order);
 - the log, under the logger name ``receiver.transcripts``;
 - an optional HTTP callback URL, one POST per event, retried a few times with
   back-off from a bounded queue: a slow or dead endpoint loses events
   (counted and logged at stream end), it never blocks the stream.
 
-Engines finish utterances at different times, so the file holds events in
-arrival order; ``read_transcript`` puts both tracks' events back in
-media-clock order, which is the dialogue ``receiver transcript`` prints.
+The log and the callback get every event as soon as it is published.
+``read_transcript`` sorts a call's events by media-clock time (a call may
+have had several streams), which is the dialogue ``receiver transcript``
+prints.
 
 Uses asyncio (one writer task per stream); never touches the media socket.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -42,6 +47,7 @@ QUEUE_SIZE: Final = 1000
 CALLBACK_ATTEMPTS: Final = 3
 CALLBACK_TIMEOUT: Final = 5.0
 CALLBACK_BACKOFF = 0.2  # seconds before the first retry; doubles
+REORDER_SECONDS: Final = 10.0  # media-clock seconds an event waits for earlier ones before the file gets it
 
 log = get_logger(TRANSCRIPTS)
 
@@ -123,6 +129,10 @@ class StreamTranscripts:
         self.events: list[Transcript] = []  # everything published (for tests and summaries)
         self.dropped = 0
         self.callback_failed = 0
+        self.out_of_order = 0  # events that came later than the reorder window
+        self._held: list[tuple[float, float, int, Transcript]] = []  # a heap, by start on the media clock
+        self._clock = 0.0  # the media clock as far as the plugins have been fed (seconds)
+        self._last_written = float("-inf")
         self._queue: asyncio.Queue[Transcript | None] = asyncio.Queue(QUEUE_SIZE)
         self._callbacks: asyncio.Queue[Transcript | None] = asyncio.Queue(QUEUE_SIZE)
         self._users = 0
@@ -142,8 +152,12 @@ class StreamTranscripts:
         self._users -= 1
         if self._users > 0:
             return False
+        self._flush(float("inf"))
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
+        if self.callback_url:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._callbacks.put_nowait(None)
         _done, pending = await asyncio.wait(self._tasks, timeout=drain_seconds)
         for task in pending:
             task.cancel()
@@ -152,15 +166,44 @@ class StreamTranscripts:
                 await task
         self._tasks.clear()
         if self.events or self.dropped:
-            self._log.info("transcript_summary", events=len(self.events), dropped=self.dropped, callback_failed=self.callback_failed, path=str(self.path))
+            self._log.info(
+                "transcript_summary",
+                events=len(self.events),
+                dropped=self.dropped,
+                out_of_order=self.out_of_order,
+                callback_failed=self.callback_failed,
+                path=str(self.path),
+            )
         return True
 
     def put(self, event: Transcript) -> None:
+        """Log and post the event now; hold it for the file until the media clock passes the reorder window."""
         self.events.append(event)
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped += 1
+        self._log.info("transcript", track=event.track, start=event.start, end=event.end, text=event.text, final=event.final, engine=event.engine, kind=event.kind)
+        if self.callback_url:
+            try:
+                self._callbacks.put_nowait(event)
+            except asyncio.QueueFull:
+                self.callback_failed += 1
+        heapq.heappush(self._held, (event.start, event.end, len(self.events), event))
+        self._flush(self._clock - REORDER_SECONDS)
+
+    def advance(self, seconds: float) -> None:
+        """The plugins have been fed the media clock up to ``seconds``."""
+        if seconds > self._clock:
+            self._clock = seconds
+            self._flush(seconds - REORDER_SECONDS)
+
+    def _flush(self, until: float) -> None:
+        while self._held and self._held[0][0] <= until:
+            event = heapq.heappop(self._held)[3]
+            if event.start < self._last_written:
+                self.out_of_order += 1
+            self._last_written = max(self._last_written, event.start)
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
 
     async def _write(self) -> None:
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
@@ -169,21 +212,10 @@ class StreamTranscripts:
             batch = [event]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            done = None in batch
             events = [e for e in batch if e is not None]
             if events:
-                lines = b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in events)
-                await asyncio.to_thread(_append, self.path, lines)
-                for e in events:
-                    self._log.info("transcript", track=e.track, start=e.start, end=e.end, text=e.text, final=e.final, engine=e.engine, kind=e.kind)
-                    if self.callback_url:
-                        try:
-                            self._callbacks.put_nowait(e)
-                        except asyncio.QueueFull:
-                            self.callback_failed += 1
-            if done:
-                if self.callback_url:
-                    await self._callbacks.put(None)
+                await asyncio.to_thread(_append, self.path, b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in events))
+            if None in batch:
                 return
 
     async def _post(self) -> None:

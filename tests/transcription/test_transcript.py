@@ -112,3 +112,30 @@ def test_the_dialogue_interleaves_both_tracks_in_media_clock_order(tmp_path: Pat
     ]
     assert "let me" in format_dialogue(read_transcript(path), partial=True)
     assert cli.main(["transcript", "no_such_call", "--recordings-dir", str(tmp_path)]) == 1
+
+
+async def test_the_file_interleaves_both_tracks_in_media_clock_order_whatever_the_arrival_order(tmp_path: Path) -> None:
+    outputs = TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None)
+    output = outputs.acquire(_info())
+    slow, fast = Transcripts(output, "slow-engine"), Transcripts(output, "vad")
+    fast.publish(Track.OUTBOUND, 0.5, 2.0, "", kind="speech")
+    fast.publish(Track.INBOUND, 3.0, 4.0, "", kind="speech")
+    output.advance(5.0)
+    slow.publish(Track.INBOUND, 3.0, 4.0, "hello")  # the slow engine finishes later
+    slow.publish(Track.OUTBOUND, 0.5, 2.0, "how can I help")
+    output.advance(12.0)  # 0.5 and 3.0 are now more than the reorder window behind: written
+    fast.publish(Track.OUTBOUND, 13.0, 14.0, "", kind="speech")
+    output.advance(30.0)
+    slow.publish(Track.OUTBOUND, 1.0, 1.5, "late")  # later than the window: written, counted
+    await outputs.release(output)
+
+    written = [orjson.loads(line) for line in transcript_path(tmp_path, "call_1").read_bytes().splitlines()]
+    assert [(e["start"], e["engine"]) for e in written] == [
+        (0.5, "vad"),
+        (0.5, "slow-engine"),
+        (3.0, "vad"),
+        (3.0, "slow-engine"),
+        (13.0, "vad"),
+        (1.0, "slow-engine"),
+    ]
+    assert output.out_of_order == 1
