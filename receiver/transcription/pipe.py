@@ -120,7 +120,8 @@ class PipeSink:
 
     async def open(self, stream: StreamInfo) -> None:
         rate = self.sample_rate or stream.sample_rate
-        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, sink=self.name)
+        name = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
+        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, sink=name)
         width = 2 if self.sample_format == "int16" else 4
         for track in stream.tracks:
             fields = {"call_id": stream.call_id, "stream_id": stream.stream_id, "track": str(track), "rate": rate}

@@ -258,7 +258,8 @@ class PocketsphinxSink:
         self._log: Any = log
 
     async def open(self, stream: StreamInfo) -> None:
-        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=self.name)
+        engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
+        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=engine)
         self._tracks = [_Track(track, self.options) for track in stream.tracks]
         loop = asyncio.get_running_loop()
         for state in self._tracks:
