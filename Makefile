@@ -19,7 +19,7 @@ run: $(STAMP)
 
 ## The test suite (what CI runs).
 test: $(STAMP)
-	PYTHONASYNCIODEBUG=$${PYTHONASYNCIODEBUG:-0} $(PY) -m pytest $(PYTEST_ARGS)
+	PYTHONASYNCIODEBUG=$${PYTHONASYNCIODEBUG:-} $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Lint and types.
 check: $(STAMP)

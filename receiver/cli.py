@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .callcli import add_commands
 
     add_commands(commands)
+    transcript = commands.add_parser("transcript", help="print a call's transcript as a dialogue")
+    transcript.add_argument("call_id")
+    transcript.add_argument("--recordings-dir", help="where recordings and transcripts are (default: from settings)")
+    transcript.add_argument("--config")
+    transcript.add_argument("--partial", action="store_true", help="show partial results too")
     return parser
 
 
@@ -175,6 +180,18 @@ def check_actions(args: argparse.Namespace) -> int:
     return 0
 
 
+def transcript(args: argparse.Namespace) -> int:
+    from .transcription.transcript import format_dialogue, read_transcript, transcript_path
+
+    directory = args.recordings_dir or Settings.load(args.config).recordings_dir
+    path = transcript_path(directory, args.call_id)
+    if not path.is_file():
+        print(f"receiver: no transcript for call {args.call_id!r} ({path})", file=sys.stderr)
+        return 1
+    print(format_dialogue(read_transcript(path), partial=args.partial))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -190,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return simulate(args)
         if args.command in ("webhooks", "calls"):
             return int(args.run(args))
+        if args.command == "transcript":
+            return transcript(args)
     except ConfigError as exc:
         print(f"receiver: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,10 @@ class Settings:
     # Limits
     max_message_bytes: int = 65_536
 
+    # Transcription plugins ([[sinks]] tables: plugin, name, tracks, options; see receiver.transcription)
+    sinks: tuple[Any, ...] = ()
+    transcript_callback_url: str = ""  # POST every transcript event here (JSON); empty: none
+
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
     log_level: str = "info"

@@ -43,6 +43,7 @@ from .pipeline import MediaSettings, StreamPipeline
 from .session import StreamSession
 from .sinks import SinkFactory, StreamOutcome
 from .sinks.wav import WavSink, repair_directory
+from .transcription.plugins import plugin_sinks
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -57,6 +58,7 @@ def default_sinks(settings: Settings) -> list[SinkFactory]:
     if settings.wav:
         recordings = settings.recordings_dir
         factories.append(lambda info: WavSink(recordings))
+    factories.extend(plugin_sinks(settings))
     return factories
 
 

@@ -1,0 +1,252 @@
+"""
+Sink plugins: found by entry point, chosen per track in config.toml, fed converted audio.
+
+Plugins are classes registered in the entry-point group ``receiver.sinks``
+(ours in pyproject.toml: ``wav``, ``pipe``, ``pocketsphinx``, ``vad``; other
+installed packages add their own). config.toml picks them::
+
+    [[sinks]]
+    plugin = "pocketsphinx"
+    tracks = ["inbound"]                     # inbound, outbound, or both (the default)
+    options = { keywords = ["cancel my order"] }
+
+A plugin is any class matching the ``Sink`` protocol, built per stream as
+``cls(**options)``. It may declare ``sample_rate`` (None: the stream's) and
+``sample_format`` (``"int16"`` or ``"float32"``): ``PluginSink`` converts each
+track it was given to those before ``write`` (see ``audio.TrackConverter``),
+so block ``start`` and ``sample_rate`` are in the plugin's rate. The stream
+the plugin sees at ``open`` lists only its tracks. A plugin that declares a
+``transcripts`` attribute gets, before ``open``, a ``Transcripts`` to publish
+to (see ``transcript.py``).
+
+Every plugin is built once at start-up with its options, so an unknown
+plugin or a bad option is a ``ConfigError`` before any stream arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from ..errors import ConfigError
+from ..events import Track
+from ..sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
+from .audio import SAMPLE_FORMATS, SampleFormat, TrackConverter
+from .transcript import StreamTranscripts, Transcripts
+
+ENTRY_POINT_GROUP: Final = "receiver.sinks"
+_TRACKS: Final = {"inbound": (Track.INBOUND,), "outbound": (Track.OUTBOUND,), "both": (Track.INBOUND, Track.OUTBOUND)}
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    """One ``[[sinks]]`` table of config.toml."""
+
+    plugin: str
+    name: str
+    tracks: tuple[Track, ...]
+    options: Mapping[str, Any]
+
+
+def available_plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Every installed plugin by name (the entry-point group ``receiver.sinks``)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def parse_specs(raw: Any) -> list[SinkSpec]:
+    """Validate the ``sinks`` setting (a list of tables, or its JSON text from the environment).
+
+    Raises:
+        ConfigError: The shape or a value is wrong.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw) if raw.strip() else []
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"sinks: not valid JSON: {exc}") from None
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        raise ConfigError("sinks must be a list of tables ([[sinks]] in config.toml)")
+    specs, names = [], set()
+    for i, table in enumerate(raw):
+        where = f"sinks[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(table) - {"plugin", "name", "tracks", "options"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (plugin, name, tracks, options)")
+        plugin = table.get("plugin")
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(f"{where}: plugin must be a plugin name")
+        name = table.get("name", plugin)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: name must be a string")
+        if name in names:
+            raise ConfigError(f"{where}: two sinks are named {name!r}; give one a name")
+        names.add(name)
+        tracks_raw = table.get("tracks", "both")
+        if isinstance(tracks_raw, str):
+            tracks_raw = [tracks_raw]
+        tracks: list[Track] = []
+        for value in tracks_raw if isinstance(tracks_raw, Sequence) else [tracks_raw]:
+            if value not in _TRACKS:
+                raise ConfigError(f"{where}: tracks must name inbound, outbound or both, not {value!r}")
+            tracks.extend(t for t in _TRACKS[value] if t not in tracks)
+        options = table.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{where}: options must be a table")
+        specs.append(SinkSpec(plugin=plugin, name=name, tracks=tuple(tracks), options=dict(options)))
+    return specs
+
+
+def load_plugin(name: str) -> type[Any]:
+    """The plugin class registered as ``name``.
+
+    Raises:
+        ConfigError: No installed package provides it, or it fails to import.
+    """
+    plugins = available_plugins()
+    if name not in plugins:
+        raise ConfigError(f"unknown sink plugin {name!r} (installed: {', '.join(sorted(plugins)) or 'none'})")
+    try:
+        loaded = plugins[name].load()
+    except Exception as exc:
+        raise ConfigError(f"sink plugin {name!r} failed to load: {exc!r}") from None
+    if not callable(loaded):
+        raise ConfigError(f"sink plugin {name!r} is not a class")
+    return loaded  # type: ignore[no-any-return]
+
+
+def build_plugin(cls: type[Any], spec: SinkSpec) -> Any:
+    """Build one plugin with its options (``ConfigError`` on bad options or a bad plugin)."""
+    where = f"sink {spec.name!r} (plugin {spec.plugin})"
+    try:
+        plugin = cls(**spec.options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: bad options: {exc}") from None
+    if not isinstance(plugin, Sink):
+        raise ConfigError(f"{where}: not a sink (needs name, interval, open, write, close)")
+    rate = getattr(plugin, "sample_rate", None)
+    if rate is not None and (not isinstance(rate, int) or not 1000 <= rate <= 192_000):
+        raise ConfigError(f"{where}: sample_rate must be an int in 1000-192000, not {rate!r}")
+    fmt = getattr(plugin, "sample_format", "int16")
+    if fmt not in SAMPLE_FORMATS:
+        raise ConfigError(f"{where}: sample_format must be one of {SAMPLE_FORMATS}, not {fmt!r}")
+    return plugin
+
+
+class TranscriptOutputs:
+    """The transcript output of every live stream, shared by that stream's plugins."""
+
+    def __init__(self, *, recordings_dir: str, callback_url: str | None) -> None:
+        self.recordings_dir = recordings_dir
+        self.callback_url = callback_url or None
+        self.live: dict[str, StreamTranscripts] = {}
+        self.finished: list[StreamTranscripts] = []  # the last few, for tests
+
+    def acquire(self, info: StreamInfo) -> StreamTranscripts:
+        output = self.live.get(info.stream_id)
+        if output is None or output.info is not info:
+            output = self.live[info.stream_id] = StreamTranscripts(info, recordings_dir=self.recordings_dir, callback_url=self.callback_url)
+        output.acquire()
+        return output
+
+    async def release(self, output: StreamTranscripts) -> None:
+        if await output.release():
+            if self.live.get(output.info.stream_id) is output:
+                del self.live[output.info.stream_id]
+            self.finished = [*self.finished[-99:], output]
+
+
+class PluginSink:
+    """Adapts a plugin to the fan-out: picks its tracks, converts their audio, wires its transcripts."""
+
+    def __init__(self, plugin: Any, spec: SinkSpec, outputs: TranscriptOutputs) -> None:
+        self.plugin = plugin
+        self.spec = spec
+        self.name = spec.name
+        self.interval = float(getattr(plugin, "interval", 0.1))
+        self._outputs = outputs
+        self._output: StreamTranscripts | None = None
+        self._converters: dict[Track, TrackConverter] = {}
+        self._rate = 0
+        self._next = 0  # the next stream-clock sample expected
+
+    async def open(self, stream: StreamInfo) -> None:
+        tracks = tuple(t for t in stream.tracks if t in self.spec.tracks)
+        if not tracks:
+            return  # none of its tracks in this stream: the plugin is never opened
+        self._rate = getattr(self.plugin, "sample_rate", None) or stream.sample_rate
+        fmt: SampleFormat = getattr(self.plugin, "sample_format", "int16")
+        self._converters = {t: TrackConverter(stream.sample_rate, self._rate, fmt) for t in tracks}
+        if hasattr(self.plugin, "transcripts"):
+            self._output = self._outputs.acquire(stream)
+            self.plugin.transcripts = Transcripts(self._output, self.name)
+        await self.plugin.open(dataclasses.replace(stream, tracks=tracks))
+
+    async def write(self, block: AudioBlock) -> None:
+        if not self._converters:
+            return
+        gap = block.start - self._next
+        channels = {}
+        start = 0
+        for track, converter in self._converters.items():
+            samples = block.channels[track]
+            if gap > 0:  # audio the fan-out lost for this sink: silence keeps the clock
+                samples = np.concatenate([np.zeros(gap, dtype=np.int16), samples])
+            start = converter.position
+            out = converter.convert(samples)
+            out.flags.writeable = False
+            channels[track] = out
+        self._next = block.end
+        if len(next(iter(channels.values()))):
+            await self.plugin.write(AudioBlock(start, self._rate, channels))
+        if self._output is not None:
+            self._output.advance(block.end / block.sample_rate)
+
+    async def close(self, outcome: StreamOutcome) -> None:
+        if not self._converters:
+            return
+        try:
+            channels = {}
+            start = 0
+            for track, converter in self._converters.items():
+                start = converter.position
+                out = converter.flush()
+                out.flags.writeable = False
+                channels[track] = out
+            if len(next(iter(channels.values()))):
+                await self.plugin.write(AudioBlock(start, self._rate, channels))
+            await self.plugin.close(outcome)
+        finally:
+            if self._output is not None:
+                await self._outputs.release(self._output)
+
+
+def plugin_sinks(settings: Any) -> list[SinkFactory]:
+    """Sink factories for the ``sinks`` setting (one ``PluginSink`` per stream and table).
+
+    Raises:
+        ConfigError: An unknown plugin, a bad table or bad options.
+    """
+    specs = parse_specs(getattr(settings, "sinks", ()))
+    if not specs:
+        return []
+    outputs = TranscriptOutputs(recordings_dir=settings.recordings_dir, callback_url=getattr(settings, "transcript_callback_url", None))
+    factories: list[SinkFactory] = []
+    for spec in specs:
+        cls = load_plugin(spec.plugin)
+        build_plugin(cls, spec)  # fail at start-up, not on the first call
+
+        def factory(info: StreamInfo, cls: type[Any] = cls, spec: SinkSpec = spec) -> Sink:
+            return PluginSink(build_plugin(cls, spec), spec, outputs)
+
+        factory.__name__ = spec.name
+        factory.outputs = outputs  # type: ignore[attr-defined]
+        factories.append(factory)
+    return factories

@@ -1,0 +1,285 @@
+"""
+Transcript events and where they go: a JSON-lines file per call, the log, an HTTP callback.
+
+Every event a plugin publishes (``Transcript``: call id, stream id, track,
+start and end on the stream's media clock in seconds, text, final or partial,
+engine) goes to
+
+- ``{recordings_dir}/{call_id}/transcript.jsonl``, one JSON object a line
+  (next to the call's WAV files), in media-clock order: an event waits there
+  until the audio fed to the plugins is ``REORDER_SECONDS`` past its start
+  (or the stream ends), so slower engines' events fall into place; one later
+  still is written when it comes (counted as out of order);
+- the log, under the logger name ``receiver.transcripts``;
+- an optional HTTP callback URL, one POST per event, retried a few times with
+  back-off from a bounded queue: a slow or dead endpoint loses events
+  (counted and logged at stream end), it never blocks the stream.
+
+The log and the callback get every event as soon as it is published.
+``read_transcript`` sorts a call's events by media-clock time (a call may
+have had several streams), which is the dialogue ``receiver transcript``
+prints.
+
+Uses asyncio (one writer task per stream); never touches the media socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from ..events import Track
+from ..logging import get_logger
+from ..sinks import StreamInfo
+from ..sinks.wav import safe_name
+
+TRANSCRIPTS = "receiver.transcripts"
+TRANSCRIPT_FILE: Final = "transcript.jsonl"
+QUEUE_SIZE: Final = 1000
+CALLBACK_ATTEMPTS: Final = 3
+CALLBACK_TIMEOUT: Final = 5.0
+CALLBACK_BACKOFF = 0.2  # seconds before the first retry; doubles
+REORDER_SECONDS: Final = 10.0  # media-clock seconds an event waits for earlier ones before the file gets it
+
+log = get_logger(TRANSCRIPTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """One transcript event on a stream's media clock (seconds from the stream's start)."""
+
+    call_id: str
+    stream_id: str
+    track: str
+    start: float
+    end: float
+    text: str
+    final: bool = True
+    engine: str = ""
+    kind: str = "transcript"  # transcript, keyword, or speech (a VAD segment without text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        return cls(
+            call_id=str(data["call_id"]),
+            stream_id=str(data["stream_id"]),
+            track=str(data["track"]),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            text=str(data.get("text", "")),
+            final=bool(data.get("final", True)),
+            engine=str(data.get("engine", "")),
+            kind=str(data.get("kind", "transcript")),
+        )
+
+
+def transcript_path(recordings_dir: str | os.PathLike[str], call_id: str) -> Path:
+    return Path(recordings_dir) / safe_name(call_id) / TRANSCRIPT_FILE
+
+
+class Transcripts:
+    """What a plugin publishes to: the transcript output of one stream, stamped with the plugin's name.
+
+    ``publish`` never blocks and never raises: a full queue drops the event (counted).
+    """
+
+    __slots__ = ("_output", "engine")
+
+    def __init__(self, output: StreamTranscripts, engine: str) -> None:
+        self._output = output
+        self.engine = engine
+
+    def publish(
+        self, track: Track | str, start: float, end: float, text: str, *, final: bool = True, kind: str = "transcript"
+    ) -> Transcript:
+        info = self._output.info
+        event = Transcript(
+            call_id=info.call_id,
+            stream_id=info.stream_id,
+            track=str(track),
+            start=round(float(start), 3),
+            end=round(float(end), 3),
+            text=text,
+            final=final,
+            engine=self.engine,
+            kind=kind,
+        )
+        self._output.put(event)
+        return event
+
+
+class StreamTranscripts:
+    """The transcript output of one stream: a queue and a writer task (file, log, callback)."""
+
+    def __init__(self, info: StreamInfo, *, recordings_dir: str, callback_url: str | None) -> None:
+        self.info = info
+        self.path = transcript_path(recordings_dir, info.call_id)
+        self.callback_url = callback_url
+        self.events: list[Transcript] = []  # everything published (for tests and summaries)
+        self.dropped = 0
+        self.callback_failed = 0
+        self.out_of_order = 0  # events that came later than the reorder window
+        self._held: list[tuple[float, float, int, Transcript]] = []  # a heap, by start on the media clock
+        self._clock = 0.0  # the media clock as far as the plugins have been fed (seconds)
+        self._last_written = float("-inf")
+        self._queue: asyncio.Queue[Transcript | None] = asyncio.Queue(QUEUE_SIZE)
+        self._callbacks: asyncio.Queue[Transcript | None] = asyncio.Queue(QUEUE_SIZE)
+        self._users = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = log.bind(stream_id=info.stream_id, call_id=info.call_id)
+
+    def acquire(self) -> None:
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks.add(loop.create_task(self._write(), name=f"transcripts:{self.info.stream_id}"))
+            if self.callback_url:
+                self._tasks.add(loop.create_task(self._post(), name=f"transcript-callback:{self.info.stream_id}"))
+        self._users += 1
+
+    async def release(self, drain_seconds: float = 5.0) -> bool:
+        """One user is done; the last one drains the queue and stops the tasks. True when it was the last."""
+        self._users -= 1
+        if self._users > 0:
+            return False
+        self._flush(float("inf"))
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        if self.callback_url:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._callbacks.put_nowait(None)
+        _done, pending = await asyncio.wait(self._tasks, timeout=drain_seconds)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.events or self.dropped:
+            self._log.info(
+                "transcript_summary",
+                events=len(self.events),
+                dropped=self.dropped,
+                out_of_order=self.out_of_order,
+                callback_failed=self.callback_failed,
+                path=str(self.path),
+            )
+        return True
+
+    def put(self, event: Transcript) -> None:
+        """Log and post the event now; hold it for the file until the media clock passes the reorder window."""
+        self.events.append(event)
+        self._log.info("transcript", track=event.track, start=event.start, end=event.end, text=event.text, final=event.final, engine=event.engine, kind=event.kind)
+        if self.callback_url:
+            try:
+                self._callbacks.put_nowait(event)
+            except asyncio.QueueFull:
+                self.callback_failed += 1
+        heapq.heappush(self._held, (event.start, event.end, len(self.events), event))
+        self._flush(self._clock - REORDER_SECONDS)
+
+    def advance(self, seconds: float) -> None:
+        """The plugins have been fed the media clock up to ``seconds``."""
+        if seconds > self._clock:
+            self._clock = seconds
+            self._flush(seconds - REORDER_SECONDS)
+
+    def _flush(self, until: float) -> None:
+        while self._held and self._held[0][0] <= until:
+            event = heapq.heappop(self._held)[3]
+            if event.start < self._last_written:
+                self.out_of_order += 1
+            self._last_written = max(self._last_written, event.start)
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    async def _write(self) -> None:
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        while True:
+            event = await self._queue.get()
+            batch = [event]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            events = [e for e in batch if e is not None]
+            if events:
+                await asyncio.to_thread(_append, self.path, b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in events))
+            if None in batch:
+                return
+
+    async def _post(self) -> None:
+        import aiohttp
+
+        assert self.callback_url is not None
+        timeout = aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while (event := await self._callbacks.get()) is not None:
+                if not await _post_one(session, self.callback_url, event):
+                    self.callback_failed += 1
+                    if self.callback_failed == 1:
+                        self._log.warning("transcript_callback_failed", url=self.callback_url, attempts=CALLBACK_ATTEMPTS)
+
+
+async def _post_one(session: Any, url: str, event: Transcript) -> bool:
+    import aiohttp
+
+    body = orjson.dumps(event.as_dict())
+    for attempt in range(CALLBACK_ATTEMPTS):
+        try:
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                if response.status < 500 and response.status != 429:
+                    return bool(200 <= response.status < 300)
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        if attempt + 1 < CALLBACK_ATTEMPTS:
+            await asyncio.sleep(CALLBACK_BACKOFF * 2**attempt)
+    return False
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def read_transcript(path: str | os.PathLike[str]) -> list[Transcript]:
+    """A call's transcript in media-clock order (both tracks interleaved); bad lines are skipped."""
+    events = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                events.append(Transcript.from_dict(orjson.loads(line)))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return sort_events(events)
+
+
+def sort_events(events: Iterable[Transcript]) -> list[Transcript]:
+    return sorted(events, key=lambda e: (e.start, e.end, e.track != Track.INBOUND, e.engine))
+
+
+SPEAKERS: Final = {"inbound": "caller", "outbound": "agent"}
+
+
+def format_dialogue(events: Iterable[Transcript], *, partial: bool = False) -> str:
+    """One line per event: ``[  12.34 -   13.50] caller: text  (engine)``."""
+    lines = []
+    for e in events:
+        if not e.final and not partial:
+            continue
+        text = e.text if e.kind != "speech" else "(speech)"
+        if e.kind == "keyword":
+            text = f"<keyword> {text}"
+        speaker = SPEAKERS.get(e.track, e.track)
+        lines.append(f"[{e.start:8.2f} - {e.end:8.2f}] {speaker:>6}: {text}  ({e.engine})")
+    return "\n".join(lines)
