@@ -38,6 +38,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -56,6 +57,7 @@ CALL_ID_HEADER: Final = "x-minivoice-call-id"
 TWILIO_SIGNATURE_HEADER: Final = "x-twilio-signature"
 FORWARDED_FOR_HEADER: Final = "x-forwarded-for"
 # The request headers ``check_handshake`` reads (lower case).
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 HEADERS: Final = frozenset({"authorization", "host", CALL_ID_HEADER, TWILIO_SIGNATURE_HEADER, FORWARDED_FOR_HEADER})
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -87,8 +89,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _unb64url(text: str) -> bytes:
-    if not text or len(text) % 4 == 1:
-        raise ValueError("bad base64url length")
+    if not text or len(text) % 4 == 1 or not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 

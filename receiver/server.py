@@ -292,7 +292,7 @@ class ReceiverServer:
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
             log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
-            await ws.close(exc.close_code, exc.close_reason)
+            await _close(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
@@ -356,6 +356,20 @@ class ReceiverServer:
                     tracks={t.value: s.as_dict() for t, s in pipeline.clock.stats().items()},
                     sink_losses=pipeline.fanout.losses,
                 )
+
+
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close, reading (and dropping) what the peer still sends until its close frame.
+
+    ``ws.close`` alone waits for the peer's close frame, but the connection stops
+    reading from the socket while its incoming queue is full: a peer that sent
+    a burst before our close would then hold it for ``close_timeout``.
+    """
+    closing = asyncio.ensure_future(ws.close(code, reason))
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in ws:
+            pass
+    await closing
 
 
 def _counting_connection(guard: Guard) -> type[ServerConnection]:
