@@ -74,8 +74,6 @@ _CLOSE_CODES: Final = {
 class LimitExceeded(StreamProtocolError):
     """A connection went over one of its limits (raised by the receive loop for the rate)."""
 
-    kind = "limit_exceeded"
-
     def __init__(self, limit: Limit) -> None:
         super().__init__(f"{limit.value} limit exceeded")
         self.limit = limit
@@ -83,6 +81,10 @@ class LimitExceeded(StreamProtocolError):
     @property
     def close_code(self) -> int:  # type: ignore[override]
         return self.limit.close_code
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.limit.value
 
     @property
     def close_reason(self) -> str:

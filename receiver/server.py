@@ -236,7 +236,7 @@ class ReceiverServer:
         if len(self._streams) >= self.settings.max_streams:
             # Admitted at the handshake, but others got in first.
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
-            await ws.close(Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
+            await _close(ws, Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
             return
         stream = _Stream(log, self.guard.new_limits())
         limits = stream.limits
