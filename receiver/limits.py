@@ -152,16 +152,16 @@ class ConnectionLimits:
     def sweep(self, now: float, messages: int) -> Limit | None:
         """The time-based limit this connection is over, if any (``messages``: its count so far)."""
         settings = self._settings
+        age = now - self.opened_at
+        if not self.started and settings.start_timeout > 0 and age >= settings.start_timeout:
+            self.hit = Limit.START_TIMEOUT
+            return Limit.START_TIMEOUT
         if messages != self._seen:
             self._seen = messages
             self._last_change = now
         elif settings.idle_timeout > 0 and now - self._last_change >= settings.idle_timeout:
             self.hit = Limit.IDLE
             return Limit.IDLE
-        age = now - self.opened_at
-        if not self.started and settings.start_timeout > 0 and age >= settings.start_timeout:
-            self.hit = Limit.START_TIMEOUT
-            return Limit.START_TIMEOUT
         if settings.max_stream_seconds > 0 and age >= settings.max_stream_seconds:
             self.hit = Limit.MAX_DURATION
             return Limit.MAX_DURATION
