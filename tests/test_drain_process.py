@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from serve_process import ReceiverProcess
+from .serve_process import ReceiverProcess
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 

@@ -26,7 +26,7 @@ from receiver.server import ReceiverServer
 from receiver.sinks import StreamInfo
 from receiver.testing import MiniVoiceMessages, RecordingSink, TwilioMessages
 
-from conftest import wait_streams_done
+from .conftest import wait_streams_done
 
 SECRET = "receiver-test-secret"
 FRAME = b"\x7f" * 160
