@@ -18,7 +18,11 @@ def streams() -> dict[str, list[str]]:
         lines = [mv.connected(), mv.start(encoding=encoding, sample_rate=rate)]
         for chunk in range(1, 5):
             for track in ("inbound", "outbound"):
-                lines.append(mv.media(track, chunk, 20 * (chunk - 1), bytes(range(size % 256)) * (size // max(1, size % 256) or 1)))
+                lines.append(
+                    mv.media(
+                        track, chunk, 20 * (chunk - 1), bytes(range(size % 256)) * (size // max(1, size % 256) or 1)
+                    )
+                )
         lines += [mv.dtmf("7", 60), mv.stop()]
         out[f"minivoice-{encoding.split('/')[1]}"] = lines
     for signalwire in (False, True):

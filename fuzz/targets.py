@@ -10,6 +10,7 @@ escaping is a bug, and the media clock's invariants must hold after every frame.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,10 +27,8 @@ EVENT_TYPES = tuple(t for t in Event.__args__)  # type: ignore[attr-defined]
 
 def parse_one(message: Mapping[str, Any]) -> None:
     """Every parser on one decoded message: an event, None, or a documented error."""
-    try:
+    with contextlib.suppress(StreamProtocolError):
         detect(message)
-    except StreamProtocolError:
-        pass
     for parser in PARSERS.values():
         try:
             event = parser(message)

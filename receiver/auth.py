@@ -376,7 +376,9 @@ class AuthPolicy:
         token = self._query_token(path) if self.secrets else None
         if token is not None:
             try:
-                verified = verify_stream_token(token, secrets=self.secrets, now=now, call_id=headers.get(CALL_ID_HEADER))
+                verified = verify_stream_token(
+                    token, secrets=self.secrets, now=now, call_id=headers.get(CALL_ID_HEADER)
+                )
             except TokenInvalid as exc:
                 raise AuthRejected(HTTPStatus.UNAUTHORIZED, f"token_{exc.reason}") from None
             passed.append("url_token")

@@ -86,7 +86,9 @@ class Guard:
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
         if pending >= self.max_streams:
             self._limit_counted(Limit.CAPACITY)
-            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams)
+            return self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
+            )
         try:
             return self.policy.check_handshake(path=path, headers=headers_from(headers), peer=peer, now=time.time())
         except AuthRejected as exc:
@@ -96,13 +98,31 @@ class Guard:
             return self._refuse(exc.status, exc.reason, path, peer, headers=extra)
 
     def _refuse(
-        self, status: HTTPStatus, reason: str, path: str, peer: str | None, *, headers: tuple[tuple[str, str], ...] = (), **fields: Any
+        self,
+        status: HTTPStatus,
+        reason: str,
+        path: str,
+        peer: str | None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        **fields: Any,
     ) -> Refusal:
         self.counts[f"refused_{reason}"] += 1
         security_log.warning(
-            "stream_refused", status=status.value, reason=reason, remote=peer, path=strip_token(path, self.policy.token_param), **fields
+            "stream_refused",
+            status=status.value,
+            reason=reason,
+            remote=peer,
+            path=strip_token(path, self.policy.token_param),
+            **fields,
         )
-        error = "unavailable" if status is HTTPStatus.SERVICE_UNAVAILABLE else "unauthorized" if status is HTTPStatus.UNAUTHORIZED else "forbidden"
+        error = (
+            "unavailable"
+            if status is HTTPStatus.SERVICE_UNAVAILABLE
+            else "unauthorized"
+            if status is HTTPStatus.UNAUTHORIZED
+            else "forbidden"
+        )
         return Refusal(status, {"error": error, "reason": reason}, headers)
 
     def redact(self, path: str | None) -> str | None:
@@ -111,7 +131,9 @@ class Guard:
 
     # -- the start message -----------------------------------------------------
 
-    def admit_start(self, handshake: HandshakeResult | None, limits: ConnectionLimits, started: StreamStarted, log: Any) -> StreamStarted:
+    def admit_start(
+        self, handshake: HandshakeResult | None, limits: ConnectionLimits, started: StreamStarted, log: Any
+    ) -> StreamStarted:
         """Check the start message; return it without our token (what sinks may see).
 
         Raises:

@@ -111,7 +111,9 @@ class LimitSettings:
     @property
     def sweep_interval(self) -> float:
         """How often the time-based limits need looking at (a quarter of the shortest, at most 1 s)."""
-        shortest = min((t for t in (self.idle_timeout, self.start_timeout, self.max_stream_seconds) if t > 0), default=4.0)
+        shortest = min(
+            (t for t in (self.idle_timeout, self.start_timeout, self.max_stream_seconds) if t > 0), default=4.0
+        )
         return max(0.005, min(1.0, shortest / 4))
 
 
@@ -123,7 +125,17 @@ class ConnectionLimits:
         now: When the connection opened.
     """
 
-    __slots__ = ("_budget", "_last_change", "_seen", "_settings", "_window_start", "hit", "opened_at", "rate_check_at", "started")
+    __slots__ = (
+        "_budget",
+        "_last_change",
+        "_seen",
+        "_settings",
+        "_window_start",
+        "hit",
+        "opened_at",
+        "rate_check_at",
+        "started",
+    )
 
     def __init__(self, settings: LimitSettings, now: float) -> None:
         self._settings = settings

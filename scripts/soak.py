@@ -184,7 +184,9 @@ class Soak:
         messages = self._messages()
         async with connect(self.url + "/mv") as ws:
             await self._start(ws, messages, self.rng.randint(0, 50))
-            junk = self.rng.choice(['{"event": "media"', "null", "[1,2]", '{"event":"media","media":{}}', "\x00\xff", ""])
+            junk = self.rng.choice(
+                ['{"event": "media"', "null", "[1,2]", '{"event":"media","media":{}}', "\x00\xff", ""]
+            )
             await ws.send(junk)
             await self._closed(ws)
 
@@ -253,11 +255,14 @@ async def _janitor(root: Path, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 5)
-        cutoff = time.time() - 10
-        for directory in list(root.glob("*")):
-            with contextlib.suppress(OSError):
-                if directory.stat().st_mtime < cutoff:
-                    await asyncio.to_thread(shutil.rmtree, directory, True)
+        await asyncio.to_thread(_sweep, root, time.time() - 10)
+
+
+def _sweep(root: Path, cutoff: float) -> None:
+    for directory in list(root.glob("*")):
+        with contextlib.suppress(OSError):
+            if directory.stat().st_mtime < cutoff:
+                shutil.rmtree(directory, True)
 
 
 async def _settle(server: ReceiverServer) -> None:
@@ -270,7 +275,9 @@ async def _settle(server: ReceiverServer) -> None:
         gc.collect()
 
 
-async def soak(seconds: float, clients: int, seed: int = 1, directory: Path | None = None, timeouts: float = 1.0) -> Report:
+async def soak(
+    seconds: float, clients: int, seed: int = 1, directory: Path | None = None, timeouts: float = 1.0
+) -> Report:
     """Run the soak; return its figures (``report.ok``: nothing leaked).
 
     ``timeouts``: the server's handshake, start and idle timeouts (stalled clients wait that long).

@@ -142,7 +142,10 @@ def test_twilio_signature_matches_twilios_published_vector() -> None:
         "To": "+18005551212",
     }
 
-    assert twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert (
+        twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params)
+        == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,7 +210,9 @@ def test_headers_from_lowercases_and_joins_repeated_headers() -> None:
 
 
 def _check(policy: AuthPolicy, path: str = "/mv", peer: str = "127.0.0.1", **headers: str) -> HandshakeResult:
-    return policy.check_handshake(path=path, headers={k.replace("_", "-"): v for k, v in headers.items()}, peer=peer, now=NOW)
+    return policy.check_handshake(
+        path=path, headers={k.replace("_", "-"): v for k, v in headers.items()}, peer=peer, now=NOW
+    )
 
 
 def _refused(policy: AuthPolicy, path: str = "/mv", peer: str = "127.0.0.1", **headers: str) -> tuple[int, str]:
@@ -230,7 +235,10 @@ def test_url_token_accepted_and_bound_to_its_call() -> None:
     result = _check(policy, f"/mv?token={token}", x_minivoice_call_id="call_a")
 
     assert (result.method, result.call_id, result.pending_start) == ("url_token", "call_a", False)
-    assert _refused(policy, f"/mv?token={token}", x_minivoice_call_id="call_b") == (HTTPStatus.UNAUTHORIZED, "token_wrong_call")
+    assert _refused(policy, f"/mv?token={token}", x_minivoice_call_id="call_b") == (
+        HTTPStatus.UNAUTHORIZED,
+        "token_wrong_call",
+    )
     assert _refused(policy, "/mv") == (HTTPStatus.UNAUTHORIZED, "missing_credentials")
     expired = stream_token(call_id="call_a", secret=SECRET, expires_at=NOW - 1)
     assert _refused(policy, f"/mv?token={expired}") == (HTTPStatus.UNAUTHORIZED, "token_expired")
@@ -243,7 +251,12 @@ def test_without_a_url_token_the_start_message_must_carry_one() -> None:
 
     assert handshake.pending_start
     assert policy.check_start(handshake, call_id="CA1", custom_parameters={"token": good}, now=NOW) == "start_token"
-    for params, call in (({}, "CA1"), ({"token": good}, "CA2"), ({"token": good[:-3] + "AAA"}, "CA1"), ({"token": "x"}, "CA1")):
+    for params, call in (
+        ({}, "CA1"),
+        ({"token": good}, "CA2"),
+        ({"token": good[:-3] + "AAA"}, "CA1"),
+        ({"token": "x"}, "CA1"),
+    ):
         with pytest.raises(StreamRefused):
             policy.check_start(handshake, call_id=call, custom_parameters=params, now=NOW)
     with pytest.raises(StreamRefused):
@@ -282,27 +295,45 @@ def test_twilio_signature_accepted_when_right_and_refused_when_wrong() -> None:
     assert _refused(policy, "/other", x_twilio_signature=signature) == (HTTPStatus.UNAUTHORIZED, "bad_twilio_signature")
     # Without a public base URL, the Host header names the public host.
     by_host = AuthPolicy(twilio_auth_token="tw")
-    assert _check(by_host, "/twilio", host="media.example.com", x_twilio_signature=signature).method == "twilio_signature"
+    assert (
+        _check(by_host, "/twilio", host="media.example.com", x_twilio_signature=signature).method == "twilio_signature"
+    )
 
 
 def test_a_wrong_credential_refuses_even_next_to_a_right_one() -> None:
     policy = AuthPolicy(secrets=(SECRET,), bearer_tokens=("tok",))
     token = stream_token(call_id="c", secret=SECRET, expires_at=NOW + 60)
 
-    assert _refused(policy, f"/mv?token={token}", authorization="Bearer nope") == (HTTPStatus.UNAUTHORIZED, "bad_bearer_token")
+    assert _refused(policy, f"/mv?token={token}", authorization="Bearer nope") == (
+        HTTPStatus.UNAUTHORIZED,
+        "bad_bearer_token",
+    )
 
 
 def test_ip_allowlist_is_required_on_top_of_credentials() -> None:
     policy = AuthPolicy(bearer_tokens=("tok",), allow=parse_networks(["192.0.2.0/24"]), trusted_proxies=PROXIES)
 
     assert _check(policy, peer="192.0.2.7", authorization="Bearer tok").method == "bearer"
-    assert _refused(policy, peer="198.51.100.1", authorization="Bearer tok") == (HTTPStatus.FORBIDDEN, "address_not_allowed")
-    assert _check(policy, peer="10.1.1.1", authorization="Bearer tok", x_forwarded_for="192.0.2.9").client == "192.0.2.9"
-    assert _refused(policy, peer="198.51.100.1", authorization="Bearer tok", x_forwarded_for="192.0.2.9")[0] == HTTPStatus.FORBIDDEN
+    assert _refused(policy, peer="198.51.100.1", authorization="Bearer tok") == (
+        HTTPStatus.FORBIDDEN,
+        "address_not_allowed",
+    )
+    assert (
+        _check(policy, peer="10.1.1.1", authorization="Bearer tok", x_forwarded_for="192.0.2.9").client == "192.0.2.9"
+    )
+    assert (
+        _refused(policy, peer="198.51.100.1", authorization="Bearer tok", x_forwarded_for="192.0.2.9")[0]
+        == HTTPStatus.FORBIDDEN
+    )
 
 
 def test_reasons_and_reprs_never_carry_secrets() -> None:
-    policy = AuthPolicy(secrets=(SECRET,), bearer_tokens=("bearer-secret",), basic_users=("u:basic-secret",), twilio_auth_token="tw-secret")
+    policy = AuthPolicy(
+        secrets=(SECRET,),
+        bearer_tokens=("bearer-secret",),
+        basic_users=("u:basic-secret",),
+        twilio_auth_token="tw-secret",
+    )
     texts = [repr(policy)]
     for headers in ({"authorization": "Bearer wrong-guess"}, {"x_twilio_signature": "forged"}, {}):
         try:

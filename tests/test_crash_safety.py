@@ -10,12 +10,10 @@ import shutil
 import signal
 import subprocess
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from .serve_process import ReceiverProcess
 from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -25,6 +23,8 @@ from receiver.config import Settings
 from receiver.server import ReceiverServer, default_sinks
 from receiver.sinks.wav import repair_wav
 from receiver.testing import MiniVoiceMessages, RecordingSink
+
+from .serve_process import ReceiverProcess
 
 STREAMS = 20
 RATE = 8000
@@ -75,7 +75,8 @@ def header_samples(path: Path) -> int:
         return 0
 
 
-async def _stream(port: int, index: int, sent: list[int], stop: asyncio.Event) -> None:
+async def _stream(port: int, index: int, sent: list[int], stop: asyncio.Event, recorded: asyncio.Event) -> None:
+    """Stream until ``stop``; set ``recorded`` once every stream has sent 3 s."""
     messages = MiniVoiceMessages(stream_id=f"str_{index}", call_id=f"call_{index}")
     ws: ClientConnection
     with contextlib.suppress(ConnectionClosed, OSError):
@@ -91,6 +92,8 @@ async def _stream(port: int, index: int, sent: list[int], stop: asyncio.Event) -
                     for track, name in enumerate(("inbound", "outbound")):
                         await ws.send(messages.media(name, chunk, 20 * (chunk - 1), payload(index, track, chunk)))
                 sent[index] = chunk
+                if min(sent) >= 150:
+                    recorded.set()
                 # Real-time pacing: the audio, not the test, sets the pace.
                 await asyncio.sleep(max(0.0, began + chunk * 0.02 - loop.time()))
 
@@ -100,17 +103,20 @@ def test_sigkill_while_20_streams_record_leaves_readable_wavs_and_start_up_repai
     sent = [0] * STREAMS
 
     async def run() -> dict[int, int]:
-        stop = asyncio.Event()
-        clients = [asyncio.create_task(_stream(server.port, i, sent, stop)) for i in range(STREAMS)]
+        stop, recorded = asyncio.Event(), asyncio.Event()
+        clients = [asyncio.create_task(_stream(server.port, i, sent, stop, recorded)) for i in range(STREAMS)]
         await asyncio.to_thread(server.wait_for, "stream_started", STREAMS, 60)
         # Let every stream record a few seconds, then note how far each was sent ...
-        while min(sent) < 150:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(recorded.wait(), 60)
         mark = list(sent)
         # ... and wait (while they keep streaming) until every header covers that,
         # less one second: the WAV sink refreshes headers at least once a second.
-        files = [tmp_path / "recordings" / f"call_{i}" / f"str_{i}.{t}.wav" for i in range(STREAMS) for t in ("inbound", "outbound", "stereo")]
-        for _ in range(600):
+        files = [
+            tmp_path / "recordings" / f"call_{i}" / f"str_{i}.{t}.wav"
+            for i in range(STREAMS)
+            for t in ("inbound", "outbound", "stereo")
+        ]
+        for _ in range(600):  # another process writes the files: nothing to wait on but them
             seen = {i: min(header_samples(f) for f in files[3 * i : 3 * i + 3]) for i in range(STREAMS)}
             if all(seen[i] >= (mark[i] - 50) * FRAME for i in range(STREAMS)):
                 break
@@ -136,7 +142,9 @@ def test_sigkill_while_20_streams_record_leaves_readable_wavs_and_start_up_repai
         lags.append((result[i] * FRAME - readable) / RATE)
         if shutil.which("soxi"):
             for name in ("inbound", "outbound", "stereo"):
-                out = subprocess.run(["soxi", "-s", str(directory / f"str_{i}.{name}.wav")], capture_output=True, text=True)
+                out = subprocess.run(
+                    ["soxi", "-s", str(directory / f"str_{i}.{name}.wav")], capture_output=True, text=True
+                )
                 assert out.returncode == 0, out.stderr
                 assert int(out.stdout) >= readable
     print(f"readable audio lagged what was sent at the kill by {min(lags):.2f}-{max(lags):.2f} s")
@@ -171,7 +179,24 @@ def _mounted(directory: Path, *options: str) -> Iterator[bool]:
             subprocess.run(["umount", "-l", str(directory)], capture_output=True)
 
 
-async def _one_stream(settings: Settings, frames: int = 100) -> tuple[RecordingSink, list[dict[str, object]], ReceiverServer]:
+def _unwritable(recordings: Path) -> Callable[[], None]:
+    """Without a read-only mount: permissions, or (root ignores those) a file in the directory's place."""
+    if os.geteuid() == 0:
+        recordings.rmdir()
+        recordings.write_text("a file where the directory should be")
+        return lambda: None
+    recordings.chmod(0o500)
+    return lambda: recordings.chmod(0o700)
+
+
+def _link_to_dev_full(recordings: Path) -> None:
+    (recordings / "call_test").mkdir()
+    (recordings / "call_test" / "str_test.inbound.wav").symlink_to("/dev/full")
+
+
+async def _one_stream(
+    settings: Settings, frames: int = 100
+) -> tuple[RecordingSink, list[dict[str, object]], ReceiverServer]:
     recording = RecordingSink()
     with capture_logs() as logs:
         async with ReceiverServer(settings, sinks=[*default_sinks(settings), lambda info: recording]) as server:
@@ -191,7 +216,9 @@ async def _one_stream(settings: Settings, frames: int = 100) -> tuple[RecordingS
     return recording, logs, server
 
 
-def _assert_wav_disabled_once(recording: RecordingSink, logs: list[dict[str, object]], server: ReceiverServer, frames: int) -> None:
+def _assert_wav_disabled_once(
+    recording: RecordingSink, logs: list[dict[str, object]], server: ReceiverServer, frames: int
+) -> None:
     failures = [e for e in logs if e["event"] == "sink_failed"]
     assert len(failures) == 1 and failures[0]["sink"] == "wav" and failures[0]["log_level"] == "error"
     outcome = server.outcomes[0]
@@ -203,19 +230,15 @@ def _assert_wav_disabled_once(recording: RecordingSink, logs: list[dict[str, obj
     assert np.array_equal(recording.audio(Track.INBOUND), expected(0, 0, frames))
 
 
-async def test_read_only_recordings_dir_disables_the_wav_sink_with_one_error(settings: Settings, tmp_path: Path) -> None:
+async def test_read_only_recordings_dir_disables_the_wav_sink_with_one_error(
+    settings: Settings, tmp_path: Path
+) -> None:
     recordings = Path(settings.recordings_dir)
     with _mounted(recordings, "--bind", "-o", "ro", str(recordings)) as mounted:
-        if not mounted:
-            if os.geteuid() == 0:
-                # Root ignores permissions: make the directory's path unusable instead.
-                recordings.rmdir()
-                recordings.write_text("a file where the directory should be")
-            else:
-                recordings.chmod(0o500)
+        restore = None if mounted else _unwritable(recordings)
         recording, logs, server = await _one_stream(settings)
-        if not mounted and os.geteuid() != 0:
-            recordings.chmod(0o700)
+        if restore is not None:
+            restore()
 
     _assert_wav_disabled_once(recording, logs, server, 100)
 
@@ -224,10 +247,8 @@ async def test_full_disk_disables_the_wav_sink_with_one_error(settings: Settings
     recordings = Path(settings.recordings_dir)
     frames = 300  # 6 s: 96 KB a track file, more than the 64 KB disk
     with _mounted(recordings, "-t", "tmpfs", "-o", "size=64k", "tmpfs") as mounted:
-        if not mounted:
-            # No mounting here: the first file is /dev/full (every write: ENOSPC).
-            (recordings / "call_test").mkdir()
-            (recordings / "call_test" / "str_test.inbound.wav").symlink_to("/dev/full")
+        if not mounted:  # no mounting here: the first file is /dev/full (every write: ENOSPC)
+            _link_to_dev_full(recordings)
         recording, logs, server = await _one_stream(settings, frames)
 
     _assert_wav_disabled_once(recording, logs, server, frames)

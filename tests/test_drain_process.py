@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import http.client
-from contextlib import ExitStack
 import signal
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from .serve_process import ReceiverProcess
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from receiver.sinks.wav import repair_wav
 from receiver.testing import MiniVoiceMessages
+
+from .serve_process import ReceiverProcess
 
 FRAME = bytes(range(256))[:160]
 

@@ -37,11 +37,23 @@ class Sinks:
 
     def __init__(self) -> None:
         self.made: list[RecordingSink] = []
+        self._changed = asyncio.Event()
 
     def __call__(self, info: StreamInfo) -> RecordingSink:
         sink = RecordingSink()
         self.made.append(sink)
+        self._changed.set()
         return sink
+
+    async def wait(self, count: int = 1) -> None:
+        """Wait until ``count`` streams have started (their sinks exist)."""
+
+        async def made() -> None:
+            while len(self.made) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(made(), 10)
 
 
 @asynccontextmanager
@@ -62,8 +74,8 @@ async def stream_minivoice(ws: ClientConnection, messages: MiniVoiceMessages, *,
         await ws.send(messages.media("inbound", i + 1, 20 * i, FRAME))
 
 
-async def closed(ws: ClientConnection, timeout: float = 10.0) -> tuple[int | None, str | None]:
-    await asyncio.wait_for(ws.wait_closed(), timeout)
+async def closed(ws: ClientConnection, within: float = 10.0) -> tuple[int | None, str | None]:
+    await asyncio.wait_for(ws.wait_closed(), within)
     return ws.close_code, ws.close_reason
 
 
@@ -74,7 +86,7 @@ async def refused_status(target: str, **kwargs: Any) -> int:
     return caught.value.response.status_code
 
 
-async def no_streams(server: ReceiverServer, timeout: float = 10.0) -> None:
+async def no_streams(server: ReceiverServer, within: float = 10.0) -> None:
     """Wait until no stream is live (started or not)."""
 
     async def wait() -> None:
@@ -84,7 +96,7 @@ async def no_streams(server: ReceiverServer, timeout: float = 10.0) -> None:
                 return
             await server.stream_ended.wait()
 
-    await asyncio.wait_for(wait(), timeout)
+    await asyncio.wait_for(wait(), within)
 
 
 def signed(server: ReceiverServer, call_id: str = "call_test", expires_in: int = 60, secret: str = SECRET) -> str:
@@ -166,7 +178,9 @@ async def test_start_parameter_token_for_twilio(settings: Settings, case: str) -
             async with connect(url(server, "/twilio")) as ws:
                 messages = TwilioMessages()
                 await ws.send(messages.connected())
-                await ws.send(messages.start(custom_parameters={"token": token, "agent": "x"} if token else {"agent": "x"}))
+                await ws.send(
+                    messages.start(custom_parameters={"token": token, "agent": "x"} if token else {"agent": "x"})
+                )
                 for i in range(5):
                     await ws.send(messages.media("inbound", i + 1, 20 * i, FRAME))
                 await ws.send(messages.stop())
@@ -210,7 +224,10 @@ async def test_basic_credentials_on_the_upgrade(settings: Settings) -> None:
 
 
 async def test_twilio_signature_on_the_upgrade(settings: Settings) -> None:
-    async with running(settings, twilio_auth_token="tw-token", public_base_url="wss://media.example.com") as (server, sinks):
+    async with running(settings, twilio_auth_token="tw-token", public_base_url="wss://media.example.com") as (
+        server,
+        sinks,
+    ):
         good = twilio_signature("tw-token", "wss://media.example.com:443/twilio")
         async with connect(url(server, "/twilio"), additional_headers={"X-Twilio-Signature": good}) as ws:
             messages = TwilioMessages()
@@ -237,15 +254,16 @@ async def test_ip_allowlist_refuses_other_addresses_with_403(settings: Settings)
             await ws.send(messages.stop())
             assert (await closed(ws))[0] == 1000
         assert await refused_status(url(server), additional_headers={"X-Forwarded-For": "198.51.100.1"}) == 403
-    async with running(settings, ip_allowlist=("127.0.0.0/8",)) as (server, sinks):
-        async with connect(url(server)) as ws:
-            await ws.send(MiniVoiceMessages().connected())
+    async with running(settings, ip_allowlist=("127.0.0.0/8",)) as (server, sinks), connect(url(server)) as ws:
+        await ws.send(MiniVoiceMessages().connected())
     assert server.guard.counts["refused_address_not_allowed"] == 0
 
 
 async def test_refusals_are_counted_and_logged_without_secrets(settings: Settings) -> None:
     with capture_logs() as logs:
-        async with running(settings, auth_secrets=(SECRET,), auth_bearer_tokens=("bearer-secret",), auth_start_token=False) as (server, _):
+        async with running(
+            settings, auth_secrets=(SECRET,), auth_bearer_tokens=("bearer-secret",), auth_start_token=False
+        ) as (server, _):
             await refused_status(url(server), additional_headers={"Authorization": "Bearer guessed-token"})
             await refused_status(signed(server, expires_in=-1))
             counts = dict(server.guard.counts)
@@ -263,23 +281,20 @@ async def test_refusals_are_counted_and_logged_without_secrets(settings: Setting
 
 
 async def test_over_max_streams_is_refused_with_503_at_the_handshake(settings: Settings) -> None:
-    async with running(settings, max_streams=1) as (server, _):
+    async with running(settings, max_streams=1) as (server, sinks):
         async with connect(url(server)) as first:
-            await first.send(MiniVoiceMessages().connected())
-            while server.active_streams < 1:
-                server.stream_ended.clear()
-                await asyncio.sleep(0)  # let the handler register (no timing involved)
+            await stream_minivoice(first, MiniVoiceMessages())
+            await sinks.wait()
             assert await refused_status(url(server)) == 503
         assert server.guard.counts["limit_capacity"] == 1
 
 
 async def test_over_max_streams_after_the_handshake_closes_1013(settings: Settings) -> None:
-    async with running(settings, max_streams=1) as (server, _):
+    async with running(settings, max_streams=1) as (server, sinks):
         server.guard.max_streams = 10  # let a second handshake through, as a race would
         async with connect(url(server)) as first:
-            await first.send(MiniVoiceMessages().connected())
-            while server.active_streams < 1:
-                await asyncio.sleep(0)
+            await stream_minivoice(first, MiniVoiceMessages())
+            await sinks.wait()
             async with connect(url(server)) as second:
                 assert await closed(second) == (1013, "capacity")
 
@@ -314,10 +329,9 @@ async def test_idle_stream_closes_4408(settings: Settings) -> None:
 
 async def test_no_start_in_time_closes_4408(settings: Settings) -> None:
     with capture_logs() as logs:
-        async with running(settings, start_timeout=0.2) as (server, _):
-            async with connect(url(server)) as ws:
-                await ws.send(MiniVoiceMessages().connected())
-                assert await closed(ws) == (4408, "start timeout")
+        async with running(settings, start_timeout=0.2) as (server, _), connect(url(server)) as ws:
+            await ws.send(MiniVoiceMessages().connected())
+            assert await closed(ws) == (4408, "start timeout")
 
     assert [e["limit"] for e in logs if e["event"] == "limit_hit"] == ["start_timeout"]
 
@@ -342,11 +356,10 @@ async def test_max_stream_duration_closes_1008(settings: Settings) -> None:
 
 
 async def test_message_over_the_size_limit_closes_1009(settings: Settings) -> None:
-    async with running(settings, max_message_bytes=1024) as (server, _):
-        async with connect(url(server), max_size=None) as ws:
-            await ws.send(MiniVoiceMessages().connected())
-            await ws.send("x" * 2000)
-            assert (await closed(ws))[0] == 1009
+    async with running(settings, max_message_bytes=1024) as (server, _), connect(url(server), max_size=None) as ws:
+        await ws.send(MiniVoiceMessages().connected())
+        await ws.send("x" * 2000)
+        assert (await closed(ws))[0] == 1009
 
 
 async def test_handshake_timeout_drops_a_silent_connection(settings: Settings) -> None:
@@ -381,12 +394,11 @@ async def test_drain_refuses_new_streams_lets_live_ones_finish_then_closes_the_r
         async with connect(url(server)) as ws1, connect(url(server)) as ws2:
             await stream_minivoice(ws1, first)
             await stream_minivoice(ws2, second)
-            while len(sinks.made) < 2:
-                await asyncio.sleep(0)
+            await sinks.wait(2)
             hurry = asyncio.Event()
             draining = asyncio.create_task(server.drain(3600, hurry=hurry))
-            while not server.draining:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0)  # one step of the drain task: it turns draining on before it awaits
+            assert server.draining
 
             assert (await asyncio.to_thread(_get, server.port, "/readyz"))[0] == 503
             assert (await asyncio.to_thread(_get, server.port, "/healthz"))[0] == 200
@@ -406,13 +418,11 @@ async def test_drain_refuses_new_streams_lets_live_ones_finish_then_closes_the_r
 
 
 async def test_drain_timeout_closes_what_is_left_with_1012(settings: Settings) -> None:
-    async with running(settings) as (server, sinks):
-        async with connect(url(server)) as ws:
-            await stream_minivoice(ws, MiniVoiceMessages())
-            while not sinks.made:
-                await asyncio.sleep(0)
-            await server.drain(0.1)
-            assert await closed(ws) == (1012, "service restart")
+    async with running(settings) as (server, sinks), connect(url(server)) as ws:
+        await stream_minivoice(ws, MiniVoiceMessages())
+        await sinks.wait()
+        await server.drain(0.1)
+        assert await closed(ws) == (1012, "service restart")
 
     assert sinks.made[0].outcome is not None and sinks.made[0].outcome.close_code == 1012
 
@@ -432,11 +442,18 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_tls_serves_wss_with_a_self_signed_certificate(settings: Settings, certificate: tuple[Path, Path]) -> None:
+async def test_tls_serves_wss_with_a_self_signed_certificate(
+    settings: Settings, certificate: tuple[Path, Path]
+) -> None:
     cert, key = certificate
     client = ssl.create_default_context(cafile=str(cert))
-    async with running(settings, tls_certfile=str(cert), tls_keyfile=str(key), auth_bearer_tokens=("tok",)) as (server, sinks):
-        async with connect(url(server, scheme="wss"), ssl=client, additional_headers={"Authorization": "Bearer tok"}) as ws:
+    async with running(settings, tls_certfile=str(cert), tls_keyfile=str(key), auth_bearer_tokens=("tok",)) as (
+        server,
+        sinks,
+    ):
+        async with connect(
+            url(server, scheme="wss"), ssl=client, additional_headers={"Authorization": "Bearer tok"}
+        ) as ws:
             messages = MiniVoiceMessages()
             await stream_minivoice(ws, messages)
             await ws.send(messages.stop())
