@@ -259,10 +259,13 @@ async def _janitor(root: Path, stop: asyncio.Event) -> None:
 
 
 def _sweep(root: Path, cutoff: float) -> None:
-    for directory in list(root.glob("*")):
-        with contextlib.suppress(OSError):
-            if directory.stat().st_mtime < cutoff:
-                shutil.rmtree(directory, True)
+    # os.scandir, not Path.glob: pathlib interns every name it parses, and the
+    # interned-string table's growth would show up as the server's.
+    with contextlib.suppress(OSError), os.scandir(str(root)) as entries:
+        for entry in list(entries):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, True)
 
 
 async def _settle(server: ReceiverServer) -> None:
@@ -276,11 +279,18 @@ async def _settle(server: ReceiverServer) -> None:
 
 
 async def soak(
-    seconds: float, clients: int, seed: int = 1, directory: Path | None = None, timeouts: float = 1.0
+    seconds: float,
+    clients: int,
+    seed: int = 1,
+    directory: Path | None = None,
+    timeouts: float = 1.0,
+    warmup_streams: int = 120,
 ) -> Report:
     """Run the soak; return its figures (``report.ok``: nothing leaked).
 
-    ``timeouts``: the server's handshake, start and idle timeouts (stalled clients wait that long).
+    ``timeouts``: the server's handshake, start and idle timeouts (stalled clients
+    wait that long). ``warmup_streams``: streams run before the baseline is taken
+    (the server keeps the last 100 outcomes: fill that first).
     """
     report = Report(seconds=seconds, clients=clients)
     workdir = Path(tempfile.mkdtemp(prefix="receiver-soak-")) if directory is None else directory
@@ -292,7 +302,7 @@ async def soak(
         start_timeout=timeouts,
         idle_timeout=timeouts,
         max_streams=clients * 2,
-        sink_close_timeout=5.0,
+        sink_close_timeout=10.0,
         media_summary_seconds=1.0,
         log_format="json",
     )
@@ -306,8 +316,9 @@ async def soak(
         async with ReceiverServer(settings) as server:
             run = Soak(server, seed)
             loop = asyncio.get_running_loop()
-            # Warm up (imports, caches, the outcome history) before the baseline.
-            await asyncio.gather(*(run.worker(loop.time() + min(2.0, seconds / 4)) for _ in range(clients)))
+            # Warm up (imports, caches, the server's history of the last 100 outcomes) before the baseline.
+            while server.streams_ended < warmup_streams:
+                await asyncio.gather(*(run.worker(loop.time() + min(2.0, seconds / 4)) for _ in range(clients)))
             await _settle(server)
             report.fds_before, report.tasks_before = _fds(), len(asyncio.all_tasks())
             report.rss_kib_before = _rss_kib()
@@ -359,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--clients", type=int, default=40, help="concurrent client loops")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeouts", type=float, default=1.0, help="the server's handshake, start and idle timeouts")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    report = asyncio.run(soak(args.seconds, args.clients, args.seed))
+    report = asyncio.run(soak(args.seconds, args.clients, args.seed, timeouts=args.timeouts))
     if args.json:
         print(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
     else:

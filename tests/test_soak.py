@@ -26,7 +26,9 @@ def test_short_soak_with_random_faults_leaks_nothing(tmp_path: Path) -> None:
     soak = _load()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        report = runner.run(soak.soak(seconds=3.0, clients=8, seed=7, directory=tmp_path, timeouts=0.3))
+        report = runner.run(
+            soak.soak(seconds=3.0, clients=8, seed=7, directory=tmp_path, timeouts=0.3, warmup_streams=10)
+        )
 
     assert report.ok, report.leaked
     assert report.streams >= 10 and report.faults >= 5
