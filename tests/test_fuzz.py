@@ -107,20 +107,20 @@ def streams(draw: st.DrawFn) -> list[str | bytes]:
     return texts
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), json_values, max_size=6))
 def test_parsers_on_any_json_object_give_an_event_none_or_a_documented_error(message: dict[str, Any]) -> None:
     parse_one(message)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), platform=st.sampled_from(["minivoice", "twilio", "signalwire"]))
 def test_parsers_on_mutated_real_messages(data: st.DataObject, platform: str) -> None:
     for text in _stream_script(platform, "audio/x-mulaw", 8000, ("inbound", "outbound"), [(0, 0, 160), (1, 0, 160)]):
         parse_one(data.draw(mutated(orjson.loads(text))))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(texts=streams())
 def test_session_on_any_message_sequence_gives_events_none_or_a_protocol_error(texts: list[str | bytes]) -> None:
     run_session(texts)
@@ -143,7 +143,7 @@ placements = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     frames=placements, both=st.booleans(), window=st.sampled_from([0, 80, 800]), max_gap=st.sampled_from([160, 16_000])
 )
@@ -176,7 +176,7 @@ def test_atheris_harness_smoke_run(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "fuzz" / "corpus", corpus)
     done = subprocess.run(
-        [sys.executable, str(ROOT / "fuzz" / "fuzz_session.py"), "-max_total_time=4", "-rss_limit_mb=1024", str(corpus)],
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_session.py"), "-max_total_time=2", "-rss_limit_mb=1024", str(corpus)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
 

@@ -27,7 +27,7 @@ def test_short_soak_with_random_faults_leaks_nothing(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         report = runner.run(
-            soak.soak(seconds=3.0, clients=8, seed=7, directory=tmp_path, timeouts=0.3, warmup_streams=10)
+            soak.soak(seconds=2.0, clients=8, seed=7, directory=tmp_path, timeouts=0.3, warmup_streams=10)
         )
 
     assert report.ok, report.leaked
