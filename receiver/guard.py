@@ -85,7 +85,7 @@ class Guard:
         if draining:
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
         if pending >= self.max_streams:
-            self._limit_counted(Limit.CAPACITY)
+            self.count(Limit.CAPACITY)
             return self._refuse(
                 HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
             )
@@ -165,10 +165,11 @@ class Guard:
 
     def limit_hit(self, log: Any, limit: Limit, **fields: Any) -> None:
         """Count a limit hit and log it (callers make sure it is once per stream)."""
-        self._limit_counted(limit)
+        self.count(limit)
         log.warning("limit_hit", limit=limit.value, close_code=limit.close_code or None, **fields)
 
-    def _limit_counted(self, limit: Limit) -> None:
+    def count(self, limit: Limit) -> None:
+        """Count a limit hit (``limit_hit`` also logs it; the message size is logged by the server)."""
         self.counts[f"limit_{limit.value}"] += 1
 
     def limit_value(self, limit: Limit) -> float | int:

@@ -298,6 +298,7 @@ class ReceiverServer:
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
                 reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
                 log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+                self.guard.count(Limit.MESSAGE_SIZE)
             elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
                 reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
         finally:

@@ -356,10 +356,13 @@ async def test_max_stream_duration_closes_1008(settings: Settings) -> None:
 
 
 async def test_message_over_the_size_limit_closes_1009(settings: Settings) -> None:
-    async with running(settings, max_message_bytes=1024) as (server, _), connect(url(server), max_size=None) as ws:
-        await ws.send(MiniVoiceMessages().connected())
-        await ws.send("x" * 2000)
-        assert (await closed(ws))[0] == 1009
+    async with running(settings, max_message_bytes=1024) as (server, _):
+        async with connect(url(server), max_size=None) as ws:
+            await ws.send(MiniVoiceMessages().connected())
+            await ws.send("x" * 2000)
+            assert (await closed(ws))[0] == 1009
+        await no_streams(server)
+        assert server.guard.counts["limit_message_size"] == 1
 
 
 async def test_handshake_timeout_drops_a_silent_connection(settings: Settings) -> None:
