@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check bench clean
+.PHONY: install run test check bench clean fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/ruff check receiver tests
 	$(VENV)/bin/mypy
+
+## Coverage-guided fuzzing of the session and parsers (FUZZ_SECONDS, default 600).
+fuzz: $(STAMP)
+	mkdir -p .fuzz-corpus && cp -n fuzz/corpus/* .fuzz-corpus/
+	$(PY) fuzz/fuzz_session.py .fuzz-corpus -max_total_time=$${FUZZ_SECONDS:-600} -artifact_prefix=.fuzz-crash-
+
+## Soak: many streams with random faults for SOAK_SECONDS (default 300), then a leak check.
+soak: $(STAMP)
+	$(PY) scripts/soak.py --seconds $${SOAK_SECONDS:-300}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -84,14 +84,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def run_server(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then stop cleanly (streams closed, files finalised)."""
+    """Serve until a signal, then shut down cleanly (streams closed, files finalised).
+
+    SIGTERM drains: readiness turns 503 and new streams are refused at once,
+    live streams run until they end or ``drain_timeout`` passes, then the rest
+    are closed with 1012. SIGINT, or a second SIGTERM, cuts the drain short:
+    the streams are closed with 1012 at once, and every sink is still finalised.
+    """
     from .server import ReceiverServer
     from .webhook_server import WebhookService
 
     stop = asyncio.Event()
+    hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        get_logger(SERVER).info("signal_received", signal=signal.Signals(signum).name, draining=stop.is_set())
+        if stop.is_set() or signum == signal.SIGINT:
+            hurry.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start-up stops cleanly too
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     hooks = WebhookService(settings) if settings.webhooks else None
     if hooks is not None:
         await hooks.start()  # first, so every stream's start reaches the store
@@ -100,6 +114,7 @@ async def run_server(settings: Settings) -> None:
         await server.start()
         try:
             await stop.wait()
+            await server.drain(settings.drain_timeout, hurry=hurry)
         finally:
             await server.stop()
     finally:

@@ -47,6 +47,34 @@ class Settings:
     sinks: tuple[Any, ...] = ()
     transcript_callback_url: str = ""  # POST every transcript event here (JSON); empty: none
 
+    # Authentication (see README "Security"); lists: TOML arrays or comma-separated env values
+    auth_secrets: tuple[str, ...] = field(default=(), repr=False)  # stream-token HMAC keys; the first signs
+    auth_token_param: str = "token"  # query parameter and start custom parameter carrying the token
+    auth_start_token: bool = True  # accept the token in the start message when the URL has none
+    auth_bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
+    auth_basic_users: tuple[str, ...] = field(default=(), repr=False)  # "user:password"
+    twilio_auth_token: str = field(default="", repr=False)  # validates X-Twilio-Signature when present
+    public_base_url: str = ""  # wss://host as the platform sees it (behind a proxy); default: wss://<Host>
+    ip_allowlist: tuple[str, ...] = ()  # CIDRs; empty: any address
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+
+    # Connection limits (0 switches a time or rate limit off)
+    max_streams: int = 1000  # concurrent streams: 503 at the handshake, 1013 when over after it
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0  # no message for this long: close 4408
+    start_timeout: float = 10.0  # no start message this long after the upgrade: close 4408
+    max_stream_seconds: float = 14_400.0  # close 1008 after this long
+    max_messages_per_second: float = 1000.0  # averaged over rate_window: close 4429
+    rate_window: float = 10.0
+
+    # Graceful drain (SIGTERM)
+    drain_timeout: float = 30.0  # streams may run this long after SIGTERM, then close 1012
+
+    # TLS: serve wss:// directly when both are set
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    tls_key_password: str = field(default="", repr=False)
+
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
     log_level: str = "info"
@@ -91,6 +119,7 @@ class Settings:
             raise ConfigError("store_timeout must be positive")
         if bool(self.webhook_user) != bool(self.webhook_password):
             raise ConfigError("webhook_user and webhook_password go together")
+        _check_security(self)
 
     @classmethod
     def load(
@@ -164,6 +193,8 @@ def _from_toml(path: Path) -> dict[str, Any]:
 
 def _convert(name: str, kind: str, raw: str) -> Any:
     try:
+        if kind == "tuple[str, ...]":
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -178,3 +209,36 @@ def _convert(name: str, kind: str, raw: str) -> Any:
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, not {raw!r}") from None
     return raw
+
+
+def _check_security(settings: Settings) -> None:
+    """Validate the auth, limits, drain and TLS settings (lists from TOML become tuples)."""
+    from .auth import parse_networks
+
+    for f in fields(settings):
+        if f.type == "tuple[str, ...]":
+            value = getattr(settings, f.name)
+            if isinstance(value, str):
+                value = (value,) if value else ()
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{f.name} must be a list of strings")
+            object.__setattr__(settings, f.name, tuple(value))
+    parse_networks(settings.ip_allowlist)
+    parse_networks(settings.trusted_proxies)
+    if any(not s for s in settings.auth_secrets) or any(not t for t in settings.auth_bearer_tokens):
+        raise ConfigError("auth secrets and bearer tokens must not be empty")
+    if any(":" not in u or u.startswith(":") for u in settings.auth_basic_users):
+        raise ConfigError("auth_basic_users entries must be user:password")
+    if not settings.auth_token_param:
+        raise ConfigError("auth_token_param must not be empty")
+    if settings.public_base_url and not settings.public_base_url.startswith(("wss://", "ws://", "https://", "http://")):
+        raise ConfigError("public_base_url must start with wss:// (or ws://, https://, http://)")
+    if settings.max_streams < 1:
+        raise ConfigError("max_streams must be at least 1")
+    if settings.handshake_timeout <= 0:
+        raise ConfigError("handshake_timeout must be positive")
+    for name in ("idle_timeout", "start_timeout", "max_stream_seconds", "max_messages_per_second", "rate_window", "drain_timeout"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
+    if bool(settings.tls_certfile) != bool(settings.tls_keyfile):
+        raise ConfigError("tls_certfile and tls_keyfile go together")

@@ -12,7 +12,10 @@ what happened                  close
 ``stop`` received              1000 (normal)
 ``StreamProtocolError``        its ``close_code`` (4400, 4409, 4415, 1008)
 message over the size limit    1009 (websockets closes it)
-server shutting down           1001 (going away)
+a limit hit (``limits.py``)    4429 rate, 4408 idle / no start, 1008 duration
+over ``max_streams``           HTTP 503 at the handshake, 1013 after it
+authentication refused         HTTP 401/403 at the handshake, 1008 at start
+server shutting down / drain   1012 (service restart)
 anything unexpected            1011, no details (websockets closes it)
 =============================  ==========================================
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -33,9 +37,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode as StandardCloseCode
 from websockets.http11 import Request, Response
 
+from .auth import HandshakeResult
 from .config import Settings
 from .errors import MalformedMessage, StreamProtocolError
 from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from .guard import Guard, Refusal
+from .limits import ConnectionLimits, Limit, LimitExceeded
 from .logging import MEDIA, SERVER, STREAM, get_logger
 from .mediaclock import Placement
 from .observers import StreamObserver, notify_ended, notify_started
@@ -43,6 +50,7 @@ from .pipeline import MediaSettings, StreamPipeline
 from .session import StreamSession
 from .sinks import SinkFactory, StreamOutcome
 from .sinks.wav import WavSink, repair_directory
+from .tls import server_context
 from .transcription.plugins import plugin_sinks
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
@@ -65,13 +73,15 @@ def default_sinks(settings: Settings) -> list[SinkFactory]:
 class _Stream:
     """What the server keeps about one live connection."""
 
-    __slots__ = ("connected_at", "log", "pipeline", "session")
+    __slots__ = ("closed_by", "connected_at", "limits", "log", "pipeline", "session")
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, limits: ConnectionLimits) -> None:
         self.session = StreamSession()
         self.pipeline: StreamPipeline | None = None
         self.log = log
         self.connected_at = time.monotonic()
+        self.limits = limits
+        self.closed_by: tuple[str, int] | None = None  # (reason, close code) when the server closed it
 
 
 class ReceiverServer:
@@ -98,6 +108,12 @@ class ReceiverServer:
         self._server: Server | None = None
         self._streams: dict[ServerConnection, _Stream] = {}
         self._summary_task: asyncio.Task[None] | None = None
+        self.guard = Guard(settings)
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, HandshakeResult] = weakref.WeakKeyDictionary()
+        self._limits_task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self._stopped = False
         self.ready = False
         self.streams_total = 0
         self.streams_ended = 0
@@ -112,6 +128,7 @@ class ReceiverServer:
             repaired = await asyncio.to_thread(repair_directory, settings.recordings_dir)
             if repaired:
                 server_log.warning("recordings_repaired", count=len(repaired), files=[str(p) for p in repaired[:20]])
+        tls = server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password) if settings.tls_certfile else None
         self._server = await serve(
             self._handle,
             settings.host,
@@ -121,10 +138,15 @@ class ReceiverServer:
             compression=None,
             server_header="receiver",
             reuse_port=settings.workers > 1,
+            open_timeout=settings.handshake_timeout,
+            ssl=tls,
+            create_connection=_counting_connection(self.guard),
         )
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
+        self._limits_task = asyncio.get_running_loop().create_task(self._watch_limits(), name="limits")
         self.ready = True
-        server_log.info("server_started", host=settings.host, port=self.port, recordings_dir=settings.recordings_dir)
+        self.guard.log_startup()
+        server_log.info("server_started", host=settings.host, port=self.port, recordings_dir=settings.recordings_dir, tls=tls is not None)
 
     @property
     def port(self) -> int:
@@ -136,16 +158,45 @@ class ReceiverServer:
         return len(self._streams)
 
     async def stop(self) -> None:
-        """Stop accepting, close every stream (1001), finalise every sink."""
+        """Stop accepting, close every stream (1012), finalise every sink (idempotent)."""
         self.ready = False
-        if self._summary_task is not None:
-            self._summary_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._summary_task
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in (self._summary_task, self._limits_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
-            self._server.close(close_connections=True)
+            for stream in self._streams.values():
+                stream.closed_by = stream.closed_by or ("shutdown", int(StandardCloseCode.SERVICE_RESTART))
+            self._server.close(close_connections=True, code=StandardCloseCode.SERVICE_RESTART, reason="service restart")
             await self._server.wait_closed()
-        server_log.info("server_stopped", streams_total=self.streams_total)
+        server_log.info("server_stopped", streams_total=self.streams_total, security=dict(self.guard.counts))
+
+    async def drain(self, grace: float, *, hurry: asyncio.Event | None = None) -> None:
+        """Graceful shutdown: readiness 503 and new streams refused at once; live streams
+        run until they end, ``grace`` seconds pass or ``hurry`` is set; then ``stop``."""
+        self.ready = False
+        self.draining = True
+        server_log.info("server_draining", active_streams=self.active_streams, drain_timeout=grace)
+        hurry = hurry or asyncio.Event()
+
+        async def streams_done() -> None:
+            while self._streams:
+                self.stream_ended.clear()
+                await self.stream_ended.wait()
+
+        waiters = [asyncio.ensure_future(streams_done()), asyncio.ensure_future(hurry.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        server_log.info("server_drained", remaining_streams=self.active_streams, hurried=hurry.is_set())
+        await self.stop()
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -163,7 +214,22 @@ class ReceiverServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path not in RESERVED_PATHS:
-            return None  # a stream: go on with the WebSocket handshake
+            # A stream: authenticate and admit it before the upgrade.
+            remote = connection.remote_address
+            decision = self.guard.check_request(
+                path=request.path,
+                headers=request.headers.raw_items(),
+                peer=str(remote[0]) if remote else None,
+                pending=len(self._streams),
+                draining=self.draining,
+            )
+            if isinstance(decision, Refusal):
+                response = _json_response(connection, decision.status, decision.body)
+                for name, value in decision.headers:
+                    response.headers[name] = value
+                return response
+            self._handshakes[connection] = decision
+            return None  # go on with the WebSocket handshake
         if path == "/healthz":
             return _json_response(connection, HTTPStatus.OK, {"status": "ok"})
         body = {"ready": self.ready, "active_streams": self.active_streams}
@@ -173,8 +239,14 @@ class ReceiverServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         remote = ws.remote_address
-        log = stream_log.bind(remote=f"{remote[0]}:{remote[1]}" if remote else None, path=ws.request.path if ws.request else None)
-        stream = _Stream(log)
+        log = stream_log.bind(remote=f"{remote[0]}:{remote[1]}" if remote else None, path=self.guard.redact(ws.request.path if ws.request else None))
+        if len(self._streams) >= self.settings.max_streams:
+            # Admitted at the handshake, but others got in first.
+            self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
+            await _close(ws, Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
+            return
+        stream = _Stream(log, self.guard.new_limits())
+        limits = stream.limits
         self._streams[ws] = stream
         self.streams_total += 1
         log.info("stream_connected")
@@ -182,8 +254,13 @@ class ReceiverServer:
         pipeline: StreamPipeline | None = None
         reason, close_code, error = "disconnected", None, None
         first_media = True
+        received = 0
         try:
             async for message in ws:
+                received += 1
+                if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
+                    self.guard.limit_hit(log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
+                    raise LimitExceeded(Limit.RATE)
                 if type(message) is not str:
                     raise MalformedMessage("binary frames are not part of the protocol")
                 event = session.receive_text(message)
@@ -196,6 +273,7 @@ class ReceiverServer:
                         media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
                 elif type(event) is StreamStarted:
                     log = stream.log = log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
+                    event = self.guard.admit_start(self._handshakes.pop(ws, None), limits, event, log)
                     pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
                     pipeline.start()
                     notify_started(self._observers, pipeline.info, log)
@@ -222,15 +300,18 @@ class ReceiverServer:
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
             log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
-            await _close_discarding(ws, exc.close_code, exc.close_reason)
+            await _close(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
                 reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
                 log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+                self.guard.count(Limit.MESSAGE_SIZE)
             elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
                 reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
         finally:
+            if stream.closed_by is not None:
+                reason, close_code = stream.closed_by
             await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
 
     async def _finish(self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None) -> None:
@@ -249,6 +330,24 @@ class ReceiverServer:
             self._streams.pop(ws, None)
             self.streams_ended += 1
             self.stream_ended.set()
+
+    async def _watch_limits(self) -> None:
+        """Close streams over a time-based limit (idle, no start, duration)."""
+        interval = self.guard.limits.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for ws, stream in list(self._streams.items()):
+                if stream.closed_by is not None:
+                    continue
+                limit = stream.limits.sweep(now, stream.session.stats.messages)
+                if limit is None:
+                    continue
+                stream.closed_by = (limit.value, limit.close_code)
+                self.guard.limit_hit(stream.log, limit, seconds=self.guard.limit_value(limit))
+                task = asyncio.get_running_loop().create_task(ws.close(limit.close_code, limit.close_reason))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     async def _summaries(self) -> None:
         """Every ``media_summary_seconds``, one line of media statistics per live stream."""
@@ -269,18 +368,33 @@ class ReceiverServer:
                 )
 
 
-async def _close_discarding(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close, reading and discarding what the peer sent before it saw our close.
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close, reading (and dropping) what the peer still sends until its close frame.
 
-    A peer sending fast can have more messages queued than websockets' max_queue:
-    reading stays paused, the peer's close frame is never read, and close() would
-    wait out close_timeout (10 s) before the stream could finish.
+    ``ws.close`` alone waits for the peer's close frame, but the connection stops
+    reading from the socket while its incoming queue is full: a peer that sent
+    a burst before our close would then hold it for ``close_timeout``.
     """
     closing = asyncio.ensure_future(ws.close(code, reason))
     with contextlib.suppress(ConnectionClosed):
         async for _ in ws:
             pass
     await closing
+
+
+def _counting_connection(guard: Guard) -> type[ServerConnection]:
+    """A connection class that counts (and logs once) an opening handshake that timed out."""
+
+    class _Connection(ServerConnection):
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().handshake(*args, **kwargs)
+            except asyncio.CancelledError:
+                remote = self.remote_address
+                guard.limit_hit(server_log, Limit.HANDSHAKE_TIMEOUT, remote=str(remote[0]) if remote else None)
+                raise
+
+    return _Connection
 
 
 def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]) -> Response:

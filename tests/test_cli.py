@@ -19,7 +19,8 @@ from receiver.testing import MiniVoiceMessages
 
 
 async def start_receiver(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess.Process, int]:
-    env = {**os.environ, "RECEIVER_LOG_FORMAT": "json"}
+    # No drain grace: SIGTERM closes live streams (1012) at once (drain itself: test_drain_process.py).
+    env = {**os.environ, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_DRAIN_TIMEOUT": "0"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "receiver", "serve", "--port", "0", "--recordings-dir", str(tmp_path / "rec"), *args,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,

@@ -90,7 +90,7 @@ def parse(message: Mapping[str, Any]) -> Event | None:
     if event == "dtmf":
         dtmf = require_mapping(message, "dtmf")
         digit = dtmf.get("digit")
-        if digit not in DTMF_DIGITS:
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
             raise MalformedMessage("dtmf.digit must be one of 0-9 * # A-D")
         track = dtmf.get("track")
         return DtmfReceived(
@@ -102,7 +102,7 @@ def parse(message: Mapping[str, Any]) -> Event | None:
     if event == "stop":
         stop = require_mapping(message, "stop")
         reason = stop.get("reason")
-        if reason not in STOP_REASONS:
+        if not isinstance(reason, str) or reason not in STOP_REASONS:
             raise MalformedMessage("stop.reason must be stop_stream, call_ended or error")
         return StreamStopped(str(reason), optional_int(message, "sequence_number", strings=False))
     if not isinstance(event, str):

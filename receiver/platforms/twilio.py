@@ -85,7 +85,7 @@ def parse(message: Mapping[str, Any], platform: Platform = Platform.TWILIO) -> E
     if event == "dtmf":
         dtmf = require_mapping(message, "dtmf")
         digit = dtmf.get("digit")
-        if digit not in DTMF_DIGITS:
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
             raise MalformedMessage("dtmf.digit must be one of 0-9 * # A-D")
         track = dtmf.get("track")
         return DtmfReceived(

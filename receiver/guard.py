@@ -1,0 +1,184 @@
+"""
+The server's gatekeeper: authentication, limits, their counters and log lines.
+
+``ReceiverServer`` asks the guard at each decision point (the upgrade request,
+the start message, the limit sweep) and acts on the answer; the guard itself
+never touches a socket. The decisions are in ``auth`` and ``limits`` (pure);
+this module adds the clock, the counting and the logging: one line per refusal
+and one per limit a stream hits, under the ``receiver.security`` logger,
+never with a secret or a token in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from .auth import AuthPolicy, AuthRejected, HandshakeResult, headers_from, strip_token
+from .config import Settings
+from .errors import StreamRefused
+from .events import StreamStarted
+from .limits import ConnectionLimits, Limit, LimitSettings
+from .logging import get_logger
+
+SECURITY = "receiver.security"
+
+security_log = get_logger(SECURITY)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Answer the upgrade request with this instead of switching protocols."""
+
+    status: HTTPStatus
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Guard:
+    """Authentication and limits for one server.
+
+    Args:
+        settings: The configuration (auth, limits).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.policy = AuthPolicy.from_settings(settings)
+        self.limits = LimitSettings(
+            max_messages_per_second=settings.max_messages_per_second,
+            rate_window=settings.rate_window,
+            idle_timeout=settings.idle_timeout,
+            start_timeout=settings.start_timeout,
+            max_stream_seconds=settings.max_stream_seconds,
+        )
+        self.max_streams = settings.max_streams
+        self.counts: Counter[str] = Counter()  # refusals and limits hit, by name
+
+    def log_startup(self) -> None:
+        """Say which auth modes are on; loudly, when none is."""
+        if self.policy.enabled:
+            security_log.info("auth_configured", modes=self.policy.modes())
+        else:
+            security_log.warning(
+                "auth_disabled",
+                message="NO STREAM AUTHENTICATION IS CONFIGURED: anyone who can reach this port can stream to it. "
+                "Set auth_secrets, auth_bearer_tokens, auth_basic_users, twilio_auth_token or ip_allowlist.",
+            )
+
+    # -- the upgrade request ---------------------------------------------------
+
+    def check_request(
+        self,
+        *,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        peer: str | None,
+        pending: int,
+        draining: bool,
+    ) -> HandshakeResult | Refusal:
+        """Decide on a stream's upgrade request (``pending``: streams live or being opened)."""
+        if draining:
+            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
+        if pending >= self.max_streams:
+            self.count(Limit.CAPACITY)
+            return self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
+            )
+        try:
+            return self.policy.check_handshake(path=path, headers=headers_from(headers), peer=peer, now=time.time())
+        except AuthRejected as exc:
+            extra: tuple[tuple[str, str], ...] = ()
+            if exc.status is HTTPStatus.UNAUTHORIZED:
+                extra = (("WWW-Authenticate", 'Bearer realm="receiver"'),)
+            return self._refuse(exc.status, exc.reason, path, peer, headers=extra)
+
+    def _refuse(
+        self,
+        status: HTTPStatus,
+        reason: str,
+        path: str,
+        peer: str | None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        **fields: Any,
+    ) -> Refusal:
+        self.counts[f"refused_{reason}"] += 1
+        security_log.warning(
+            "stream_refused",
+            status=status.value,
+            reason=reason,
+            remote=peer,
+            path=strip_token(path, self.policy.token_param),
+            **fields,
+        )
+        error = (
+            "unavailable"
+            if status is HTTPStatus.SERVICE_UNAVAILABLE
+            else "unauthorized"
+            if status is HTTPStatus.UNAUTHORIZED
+            else "forbidden"
+        )
+        return Refusal(status, {"error": error, "reason": reason}, headers)
+
+    def redact(self, path: str | None) -> str | None:
+        """``path`` with the stream token's value hidden (for logs)."""
+        return strip_token(path, self.policy.token_param) if path is not None else None
+
+    # -- the start message -----------------------------------------------------
+
+    def admit_start(
+        self, handshake: HandshakeResult | None, limits: ConnectionLimits, started: StreamStarted, log: Any
+    ) -> StreamStarted:
+        """Check the start message; return it without our token (what sinks may see).
+
+        Raises:
+            StreamRefused: The stream is not authenticated for this call.
+        """
+        if handshake is None:  # the upgrade never went through check_request: fail closed
+            if self.policy.enabled:
+                raise StreamRefused("stream was not authenticated")
+            handshake = HandshakeResult(None)
+        try:
+            method = self.policy.check_start(
+                handshake, call_id=started.call_id, custom_parameters=started.custom_parameters, now=time.time()
+            )
+        except StreamRefused:
+            # The server logs the refusal (stream_rejected, 1008) and closes.
+            self.counts["refused_start"] += 1
+            raise
+        limits.mark_started()
+        if method is not None:
+            log.info("stream_authenticated", method=method)
+        if self.policy.token_param in started.custom_parameters:
+            started = dataclasses.replace(started, custom_parameters=self.policy.scrub(started.custom_parameters))
+        return started
+
+    # -- limits ----------------------------------------------------------------
+
+    def new_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.limits, time.monotonic())
+
+    def limit_hit(self, log: Any, limit: Limit, **fields: Any) -> None:
+        """Count a limit hit and log it (callers make sure it is once per stream)."""
+        self.count(limit)
+        log.warning("limit_hit", limit=limit.value, close_code=limit.close_code or None, **fields)
+
+    def count(self, limit: Limit) -> None:
+        """Count a limit hit (``limit_hit`` also logs it; the message size is logged by the server)."""
+        self.counts[f"limit_{limit.value}"] += 1
+
+    def limit_value(self, limit: Limit) -> float | int:
+        """The configured value of ``limit`` (for the log line)."""
+        settings = self.limits
+        return {
+            Limit.RATE: settings.max_messages_per_second,
+            Limit.IDLE: settings.idle_timeout,
+            Limit.START_TIMEOUT: settings.start_timeout,
+            Limit.MAX_DURATION: settings.max_stream_seconds,
+            Limit.CAPACITY: self.max_streams,
+        }.get(limit, 0)

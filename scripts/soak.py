@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""
+Soak: many streams opening, streaming and closing against one in-process
+receiver, with random faults, then a check that nothing leaked.
+
+Faults: abrupt disconnects (TCP abort mid-stream), garbage and binary
+messages, media before start, oversize messages, unknown events, stalled
+clients that never send (after the upgrade, after start, or before the HTTP
+request: the server's start, idle and handshake timeouts must reap them).
+Afterwards the server's open file descriptors and asyncio tasks must be back
+where they started and traced Python memory within a small margin.
+
+    python scripts/soak.py --seconds 300 --clients 40      # make soak
+    python scripts/soak.py --seconds 10 --json              # figures as JSON
+
+Exit status 0 when nothing leaked and the server logged no error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import gc
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
+
+from receiver.config import Settings  # noqa: E402
+from receiver.server import ReceiverServer  # noqa: E402
+from receiver.testing import MiniVoiceMessages  # noqa: E402
+
+SCENARIOS = {
+    # name: weight
+    "normal": 30,
+    "abrupt_disconnect": 12,
+    "garbage": 8,
+    "binary_frame": 5,
+    "media_before_start": 5,
+    "unknown_events": 6,
+    "oversize": 4,
+    "stall_after_upgrade": 5,
+    "stall_after_start": 5,
+    "stall_before_request": 4,
+    "partial_request": 3,
+}
+FRAME = b"\x55" * 160
+
+
+@dataclass
+class Report:
+    seconds: float = 0.0
+    clients: int = 0
+    streams: int = 0
+    faults: int = 0
+    scenarios: dict[str, int] = field(default_factory=dict)
+    client_close_codes: dict[str, int] = field(default_factory=dict)
+    client_errors: dict[str, int] = field(default_factory=dict)
+    server_counts: dict[str, int] = field(default_factory=dict)
+    server_log_errors: dict[str, int] = field(default_factory=dict)
+    fds_before: int = 0
+    fds_after: int = 0
+    tasks_before: int = 0
+    tasks_after: int = 0
+    traced_kib_before: float = 0.0
+    traced_kib_after: float = 0.0
+    rss_kib_before: int = 0
+    rss_kib_after: int = 0
+    top_growth: list[str] = field(default_factory=list)
+    leaked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.leaked
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class _LogCounter:
+    """A structlog processor that counts warning and error events and drops every line."""
+
+    def __init__(self) -> None:
+        self.errors: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
+        if method in ("error", "critical", "exception"):
+            self.errors[str(event.get("event"))] += 1
+        raise structlog.DropEvent
+
+
+class _HandlerFailures(logging.Handler):
+    """Counts websockets' own error records (a handler that raised: 1011)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+class Soak:
+    def __init__(self, server: ReceiverServer, seed: int) -> None:
+        self.server = server
+        self.rng = random.Random(seed)
+        self.url = f"ws://127.0.0.1:{server.port}"
+        self.scenarios: collections.Counter[str] = collections.Counter()
+        self.codes: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.serial = 0
+        self.untried = list(SCENARIOS)
+
+    def _messages(self) -> MiniVoiceMessages:
+        self.serial += 1
+        return MiniVoiceMessages(stream_id=f"soak_{self.serial}", call_id=f"call_{self.serial % 50}")
+
+    async def worker(self, deadline: float) -> None:
+        names, weights = list(SCENARIOS), list(SCENARIOS.values())
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            # Every kind of fault at least once, then at random by weight.
+            name = self.untried.pop() if self.untried else self.rng.choices(names, weights)[0]
+            self.scenarios[name] += 1
+            try:
+                await asyncio.wait_for(getattr(self, name)(), 30)
+            except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
+                self.errors[f"{name}:{type(exc).__name__}"] += 1
+
+    async def _start(self, ws: ClientConnection, messages: MiniVoiceMessages, frames: int) -> None:
+        await ws.send(messages.connected())
+        await ws.send(messages.start())
+        for chunk in range(1, frames + 1):
+            await ws.send(messages.media("inbound", chunk, 20 * (chunk - 1), FRAME))
+            await ws.send(messages.media("outbound", chunk, 20 * (chunk - 1), FRAME))
+            if chunk % 25 == 0:
+                await asyncio.sleep(0)
+
+    async def _closed(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+        self.codes[str(ws.close_code)] += 1
+
+    async def normal(self) -> None:
+        messages = self._messages()
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, messages, self.rng.randint(5, 150))
+            await ws.send(messages.dtmf("1", 100))
+            await ws.send(messages.stop())
+            await self._closed(ws)
+
+    async def abrupt_disconnect(self) -> None:
+        messages = self._messages()
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, messages, self.rng.randint(0, 100))
+            ws.transport.abort()
+            self.codes["abort"] += 1
+
+    async def garbage(self) -> None:
+        messages = self._messages()
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, messages, self.rng.randint(0, 50))
+            junk = self.rng.choice(
+                ['{"event": "media"', "null", "[1,2]", '{"event":"media","media":{}}', "\x00\xff", ""]
+            )
+            await ws.send(junk)
+            await self._closed(ws)
+
+    async def binary_frame(self) -> None:
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, self._messages(), self.rng.randint(0, 20))
+            await ws.send(os.urandom(self.rng.randint(1, 400)))
+            await self._closed(ws)
+
+    async def media_before_start(self) -> None:
+        messages = self._messages()
+        async with connect(self.url + "/mv") as ws:
+            await ws.send(messages.connected())
+            await ws.send(messages.media("inbound", 1, 0, FRAME))
+            await self._closed(ws)
+
+    async def unknown_events(self) -> None:
+        messages = self._messages()
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, messages, 10)
+            for _ in range(self.rng.randint(1, 20)):
+                await ws.send(json.dumps({"event": "surprise", "sequence_number": 0, "stream_id": messages.stream_id}))
+            await ws.send(messages.stop())
+            await self._closed(ws)
+
+    async def oversize(self) -> None:
+        async with connect(self.url + "/mv", max_size=None) as ws:
+            await self._start(ws, self._messages(), 5)
+            await ws.send("x" * (self.server.settings.max_message_bytes + 1))
+            await self._closed(ws)
+
+    async def stall_after_upgrade(self) -> None:
+        async with connect(self.url + "/mv") as ws:
+            await self._closed(ws)  # the server's start timeout ends it
+
+    async def stall_after_start(self) -> None:
+        async with connect(self.url + "/mv") as ws:
+            await self._start(ws, self._messages(), self.rng.randint(0, 20))
+            await self._closed(ws)  # the idle timeout ends it
+
+    async def stall_before_request(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+        try:
+            await reader.read()  # the handshake timeout drops it
+            self.codes["tcp_dropped"] += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def partial_request(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+        try:
+            writer.write(b"GET /mv HTTP/1.1\r\nHost: x\r\nUpgrade: websock")
+            await writer.drain()
+            await reader.read()
+            self.codes["tcp_dropped"] += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def _janitor(root: Path, stop: asyncio.Event) -> None:
+    """Delete finished recordings now and then, so a long soak does not fill the disk."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5)
+        await asyncio.to_thread(_sweep, root, time.time() - 10)
+
+
+def _sweep(root: Path, cutoff: float) -> None:
+    # os.scandir, not Path.glob: pathlib interns every name it parses, and the
+    # interned-string table's growth would show up as the server's.
+    with contextlib.suppress(OSError), os.scandir(str(root)) as entries:
+        for entry in list(entries):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, True)
+
+
+async def _settle(server: ReceiverServer) -> None:
+    for _ in range(200):
+        if not server.active_streams:
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(5):
+        await asyncio.sleep(0.05)
+        gc.collect()
+
+
+async def soak(
+    seconds: float,
+    clients: int,
+    seed: int = 1,
+    directory: Path | None = None,
+    timeouts: float = 1.0,
+    warmup_streams: int = 120,
+) -> Report:
+    """Run the soak; return its figures (``report.ok``: nothing leaked).
+
+    ``timeouts``: the server's handshake, start and idle timeouts (stalled clients
+    wait that long). ``warmup_streams``: streams run before the baseline is taken
+    (the server keeps the last 100 outcomes: fill that first).
+    """
+    report = Report(seconds=seconds, clients=clients)
+    workdir = Path(tempfile.mkdtemp(prefix="receiver-soak-")) if directory is None else directory
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        recordings_dir=str(workdir / "recordings"),
+        handshake_timeout=timeouts,
+        start_timeout=timeouts,
+        idle_timeout=timeouts,
+        max_streams=clients * 2,
+        sink_close_timeout=10.0,
+        media_summary_seconds=1.0,
+        log_format="json",
+    )
+    saved = structlog.get_config()
+    counter = _LogCounter()
+    structlog.configure(processors=[counter], cache_logger_on_first_use=False)
+    failures = _HandlerFailures()
+    logging.getLogger("websockets").addHandler(failures)
+    tracemalloc.start(10)
+    try:
+        async with ReceiverServer(settings) as server:
+            run = Soak(server, seed)
+            loop = asyncio.get_running_loop()
+            # Warm up (imports, caches, the server's history of the last 100 outcomes) before the baseline.
+            while server.streams_ended < warmup_streams:
+                await asyncio.gather(*(run.worker(loop.time() + min(2.0, seconds / 4)) for _ in range(clients)))
+            await _settle(server)
+            report.fds_before, report.tasks_before = _fds(), len(asyncio.all_tasks())
+            report.rss_kib_before = _rss_kib()
+            before = tracemalloc.take_snapshot()
+            report.traced_kib_before = tracemalloc.get_traced_memory()[0] / 1024
+            warm = sum(run.scenarios.values())
+
+            stop = asyncio.Event()
+            janitor = asyncio.create_task(_janitor(Path(settings.recordings_dir), stop))
+            await asyncio.gather(*(run.worker(loop.time() + seconds) for _ in range(clients)))
+            stop.set()
+            await janitor
+            await _settle(server)
+
+            report.fds_after, report.tasks_after = _fds(), len(asyncio.all_tasks())
+            report.rss_kib_after = _rss_kib()
+            report.traced_kib_after = tracemalloc.get_traced_memory()[0] / 1024
+            after = tracemalloc.take_snapshot()
+            report.top_growth = [str(s) for s in after.compare_to(before, "lineno")[:5]]
+            report.streams = sum(run.scenarios.values()) - warm
+            report.scenarios = dict(run.scenarios)
+            report.faults = sum(n for name, n in run.scenarios.items() if name != "normal")
+            report.client_close_codes = dict(run.codes)
+            report.client_errors = dict(run.errors)
+            report.server_counts = dict(server.guard.counts)
+    finally:
+        tracemalloc.stop()
+        logging.getLogger("websockets").removeHandler(failures)
+        structlog.configure(**saved)
+        if directory is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.server_log_errors = dict(counter.errors)
+    if failures.count:
+        report.server_log_errors["websockets_handler_failed"] = failures.count
+    if report.fds_after != report.fds_before:
+        report.leaked.append(f"file descriptors {report.fds_before} -> {report.fds_after}")
+    if report.tasks_after != report.tasks_before:
+        report.leaked.append(f"tasks {report.tasks_before} -> {report.tasks_after}")
+    growth = report.traced_kib_after - report.traced_kib_before
+    if growth > 1024:
+        report.leaked.append(f"traced memory grew {growth:.0f} KiB")
+    if report.server_log_errors:
+        report.leaked.append(f"server logged errors {report.server_log_errors}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--clients", type=int, default=40, help="concurrent client loops")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeouts", type=float, default=1.0, help="the server's handshake, start and idle timeouts")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = asyncio.run(soak(args.seconds, args.clients, args.seed, timeouts=args.timeouts))
+    if args.json:
+        print(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
+    else:
+        for key, value in asdict(report).items():
+            print(f"{key:>20}: {value}")
+        print("OK: nothing leaked" if report.ok else f"LEAKED: {report.leaked}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
