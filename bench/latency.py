@@ -23,6 +23,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import uvloop
@@ -82,8 +83,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "max_ms": float(values.max()) if values.size else None,
             "reorder_window_ms": settings.reorder_window_ms,
         }
-        with open(args.out, "w") as f:
-            json.dump(result, f)
+        Path(args.out).write_text(json.dumps(result))  # noqa: ASYNC240 - once, at exit
 
 
 def main() -> int:

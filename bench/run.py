@@ -280,7 +280,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             out[label]["latency_p50_ms"] = statistics.median(x["p50_ms"] for x in lat)
     base = out.get("baseline")
     if base:
-        for label, s in out.items():
+        for s in out.values():
             s["ratio_to_baseline"] = s["cpu_us_per_msg"] / base["cpu_us_per_msg"] if base["cpu_us_per_msg"] else None
     return out
 

@@ -43,6 +43,9 @@ class Settings:
     # Limits
     max_message_bytes: int = 65_536
 
+    # Performance
+    fast_path: bool = True  # text frames go straight from data_received to the stream (receiver/fastpath.py)
+
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
     log_level: str = "info"

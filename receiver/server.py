@@ -36,6 +36,7 @@ from websockets.http11 import Request, Response
 from .config import Settings
 from .errors import MalformedMessage, StreamProtocolError
 from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from .fastpath import FALLBACK, FastServerConnection
 from .logging import MEDIA, SERVER, STREAM, get_logger
 from .mediaclock import Placement
 from .pipeline import MediaSettings, StreamPipeline
@@ -62,13 +63,14 @@ def default_sinks(settings: Settings) -> list[SinkFactory]:
 class _Stream:
     """What the server keeps about one live connection."""
 
-    __slots__ = ("connected_at", "log", "pipeline", "session")
+    __slots__ = ("connected_at", "first_media", "log", "pipeline", "session")
 
     def __init__(self, log: Any) -> None:
         self.session = StreamSession()
         self.pipeline: StreamPipeline | None = None
         self.log = log
         self.connected_at = time.monotonic()
+        self.first_media = True
 
 
 class ReceiverServer:
@@ -113,6 +115,7 @@ class ReceiverServer:
             compression=None,
             server_header="receiver",
             reuse_port=settings.workers > 1,
+            create_connection=FastServerConnection if settings.fast_path else None,
         )
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
         self.ready = True
@@ -170,59 +173,75 @@ class ReceiverServer:
         self._streams[ws] = stream
         self.streams_total += 1
         log.info("stream_connected")
-        session = stream.session
-        pipeline: StreamPipeline | None = None
         reason, close_code, error = "disconnected", None, None
-        first_media = True
         try:
-            async for message in ws:
-                if type(message) is not str:
-                    raise MalformedMessage("binary frames are not part of the protocol")
-                event = session.receive_text(message)
-                if type(event) is MediaReceived:
-                    assert pipeline is not None  # the session allows media only after start
-                    if pipeline.media(event) is Placement.DISCONTINUITY:
-                        media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
-                    if first_media:
-                        first_media = False
-                        media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
-                elif type(event) is StreamStarted:
-                    log = stream.log = log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
-                    pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
-                    pipeline.start()
-                    fmt = event.media_format
-                    log.info(
-                        "stream_started",
-                        tracks=[t.value for t in event.tracks],
-                        encoding=fmt.encoding.value,
-                        sample_rate=fmt.sample_rate,
-                        custom_parameters=sorted(event.custom_parameters),
-                    )
-                elif type(event) is StreamStopped:
-                    reason, close_code = event.reason, int(StandardCloseCode.NORMAL_CLOSURE)
-                    break
-                elif type(event) is DtmfReceived:
-                    log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
-                elif type(event) is Connected:
-                    log = stream.log = log.bind(platform=event.platform.value)
-                elif type(event) is MarkReceived:
-                    pass
+            # The fast path hands each text message to _on_message from data_received
+            # (receiver/fastpath.py); what it does not take comes through `async for`.
+            done = ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
+            stopped = FALLBACK if done is None else await done
+            if stopped is FALLBACK:
+                stopped = None
+                async for message in ws:
+                    stopped = self._on_message(stream, message)
+                    if stopped is not None:
+                        break
+            if isinstance(stopped, StreamStopped):
+                reason, close_code = stopped.reason, int(StandardCloseCode.NORMAL_CLOSURE)
             else:
                 reason = "disconnected" if ws.close_code != StandardCloseCode.NORMAL_CLOSURE else "closed"
                 close_code = ws.close_code
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
-            log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
+            stream.log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
             await ws.close(exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
                 reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
-                log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+                stream.log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
             elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
                 reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
         finally:
             await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
+
+    def _on_message(self, stream: _Stream, message: str | bytes) -> StreamStopped | None:
+        """One message of the stream; returns the ``StreamStopped`` that ends it, else None.
+
+        Raises:
+            StreamProtocolError: The message ends the stream with its close code.
+        """
+        if type(message) is not str:
+            raise MalformedMessage("binary frames are not part of the protocol")
+        event = stream.session.receive_text(message)
+        if type(event) is MediaReceived:
+            pipeline = stream.pipeline
+            assert pipeline is not None  # the session allows media only after start
+            if pipeline.media(event) is Placement.DISCONTINUITY:
+                media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
+            if stream.first_media:
+                stream.first_media = False
+                media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
+        elif type(event) is StreamStarted:
+            log = stream.log = stream.log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
+            pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
+            pipeline.start()
+            fmt = event.media_format
+            log.info(
+                "stream_started",
+                tracks=[t.value for t in event.tracks],
+                encoding=fmt.encoding.value,
+                sample_rate=fmt.sample_rate,
+                custom_parameters=sorted(event.custom_parameters),
+            )
+        elif type(event) is StreamStopped:
+            return event
+        elif type(event) is DtmfReceived:
+            stream.log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
+        elif type(event) is Connected:
+            stream.log = stream.log.bind(platform=event.platform.value)
+        elif type(event) is MarkReceived:
+            pass
+        return None
 
     async def _finish(self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None) -> None:
         try:
