@@ -152,6 +152,7 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
         assert gen.stdout is not None
         result: dict[str, Any] = {}
         cpu0 = cpu1 = 0.0
+        split0 = split1 = (0.0, 0.0)
         t_start = t_end = 0.0
         connected_rss = idle_rss
         last_cpu, last_t = 0.0, time.monotonic()
@@ -162,10 +163,12 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
                 connected_rss = procstat.memory(pids)[0]
             elif phase == "load_start":
                 pids = procstat.tree(proc.pid)
-                cpu0, t_start = procstat.cpu_seconds(pids), time.monotonic()
+                split0 = procstat.cpu_split(pids)
+                cpu0, t_start = sum(split0), time.monotonic()
                 last_cpu, last_t = cpu0, t_start
             elif phase == "drained":
-                cpu1, t_end = procstat.cpu_seconds(pids), time.monotonic()
+                split1 = procstat.cpu_split(pids)
+                cpu1, t_end = sum(split1), time.monotonic()
             elif msg.get("progress"):
                 now, cpu = time.monotonic(), procstat.cpu_seconds(pids)
                 log(
@@ -205,6 +208,8 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
             "media_messages": msgs,
             "cpu_seconds": cpu,
             "cpu_us_per_msg": us,
+            "user_us_per_msg": (split1[0] - split0[0]) / max(1, msgs) * 1e6,
+            "sys_us_per_msg": (split1[1] - split0[1]) / max(1, msgs) * 1e6,
             "msgs_per_s": msgs / result["load_seconds"],
             "cpu_utilisation": cpu / max(1e-9, t_end - t_start),
             "calls_per_core": 1e6 / (us * MSGS_PER_CALL_S) if us else None,
@@ -265,6 +270,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "runs": len(mine),
             "cpu_us_per_msg": med("cpu_us_per_msg"),
             "cpu_us_per_msg_all": [round(r["cpu_us_per_msg"], 2) for r in mine],
+            "user_us_per_msg": med("user_us_per_msg"),
+            "sys_us_per_msg": med("sys_us_per_msg"),
             "msgs_per_s": med("msgs_per_s"),
             "calls_per_core": med("calls_per_core"),
             "peak_rss_mb": med("peak_rss_mb"),
@@ -370,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             row = run_once(target, args, cores)
             rows.append(row)
             log(
-                f"  => {row['cpu_us_per_msg']:.2f} µs/msg, {row['msgs_per_s']:.0f} msgs/s, "
+                f"  => {row['cpu_us_per_msg']:.2f} µs/msg (user {row['user_us_per_msg']:.2f}, sys {row['sys_us_per_msg']:.2f}), {row['msgs_per_s']:.0f} msgs/s, "
                 f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
                 f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
                 f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
