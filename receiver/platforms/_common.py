@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import MalformedMessage, UnsupportedEncoding
 from ..events import Encoding, MediaFormat, Track
 
-_TRACKS = {
+TRACKS = _TRACKS = {
     "inbound": Track.INBOUND,
     "outbound": Track.OUTBOUND,
     # Twilio spells dtmf tracks (and <Stream track=...>) with a suffix.
