@@ -108,6 +108,9 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_TOML_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
 def _from_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
@@ -121,7 +124,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
     def take(key: str, value: Any, where: str) -> None:
         if key not in known:
             raise ConfigError(f"{path}: unknown setting {where}{key}")
-        values[key] = value
+        kind = known[key]
+        expected = _TOML_TYPES.get(kind)
+        if expected is not None and (not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool))):
+            raise ConfigError(f"{path}: {where}{key} must be a {kind}, not {type(value).__name__}")
+        values[key] = float(value) if kind == "float" else value
 
     for key, value in data.items():
         if isinstance(value, dict):

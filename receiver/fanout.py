@@ -85,10 +85,10 @@ class Fanout:
     def disabled(self) -> tuple[str, ...]:
         return tuple(r.sink.name for r in self._runners if r.disabled)
 
-    async def close(self, outcome: StreamOutcome, timeout: float) -> None:
+    async def close(self, outcome: StreamOutcome, grace: float) -> None:
         """Let every sink read the rest, then close it with ``outcome``.
 
-        A sink that does not finish within ``timeout`` seconds is cancelled.
+        A sink that does not finish within ``grace`` seconds is cancelled.
         """
         self._outcome = outcome
         for runner in self._runners:
@@ -97,7 +97,7 @@ class Fanout:
         tasks = [r.task for r in self._runners if r.task is not None]
         if not tasks:
             return
-        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
         for task in pending:
@@ -106,7 +106,7 @@ class Fanout:
         for runner in self._runners:
             if runner.task in pending:
                 runner.disabled = True
-                self._log.error("sink_close_timeout", sink=runner.sink.name, timeout=timeout)
+                self._log.error("sink_close_timeout", sink=runner.sink.name, grace_seconds=grace)
 
     def _read(self, runner: _Runner, end: int) -> AudioBlock | None:
         """Copy the runner's next block out of the buffers (counting what it lost)."""

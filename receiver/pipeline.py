@@ -92,7 +92,7 @@ class StreamPipeline:
         self.clock.flush()
         outcome = self.outcome(reason=reason, close_code=close_code, session=session, error=error)
         self.fanout.notify()
-        await self.fanout.close(outcome, self._settings.sink_close_timeout)
+        await self.fanout.close(outcome, grace=self._settings.sink_close_timeout)
         return self.outcome(reason=reason, close_code=close_code, session=session, error=error)
 
     def outcome(

@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode as StandardCloseCode
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .config import Settings
@@ -95,6 +95,7 @@ class ReceiverServer:
         self._summary_task: asyncio.Task[None] | None = None
         self.ready = False
         self.streams_total = 0
+        self.streams_ended = 0
         self.outcomes: list[StreamOutcome] = []  # the last few, for tests and /readyz
         self.stream_ended = asyncio.Event()
 
@@ -256,6 +257,7 @@ class ReceiverServer:
             stream.log.info("stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary)
         finally:
             self._streams.pop(ws, None)
+            self.streams_ended += 1
             self.stream_ended.set()
 
     async def _summaries(self) -> None:

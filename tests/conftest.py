@@ -30,17 +30,15 @@ async def server(settings: Settings) -> AsyncIterator[ReceiverServer]:
         yield srv
 
 
-async def wait_streams_done(server: ReceiverServer, count: int = 1, timeout: float = 10.0) -> None:
+async def wait_streams_done(server: ReceiverServer, count: int = 1, limit: float = 10.0) -> None:
     """Wait until ``count`` streams have ended and none is live (no sleeping)."""
 
     async def done() -> None:
-        while len(server.outcomes) < count or server.active_streams:
+        while server.streams_ended < count or server.active_streams:
             server.stream_ended.clear()
-            if len(server.outcomes) >= count and not server.active_streams:
-                return
             await server.stream_ended.wait()
 
-    await asyncio.wait_for(done(), timeout)
+    await asyncio.wait_for(done(), limit)
 
 
 def make_server(settings: Settings, **kwargs: Any) -> ReceiverServer:

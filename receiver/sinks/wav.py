@@ -220,7 +220,7 @@ def repair_wav(path: str | os.PathLike[str]) -> bool:
 
 def repair_directory(root: str | os.PathLike[str]) -> list[Path]:
     """Repair every unfinished WAV file under ``root``; return the ones repaired."""
-    repaired = []
+    repaired: list[Path] = []
     base = Path(root)
     if not base.is_dir():
         return repaired

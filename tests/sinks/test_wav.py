@@ -1,0 +1,133 @@
+"""WavSink: per-track and stereo files, exact length, crash repair."""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from receiver.events import Encoding, MediaFormat, Platform, Track
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.sinks.wav import WavSink, repair_directory, repair_wav, safe_name
+
+IN, OUT = Track.INBOUND, Track.OUTBOUND
+OUTCOME = StreamOutcome(reason="stop_stream", close_code=1000, duration_seconds=0.0, samples=0)
+
+
+def info(tracks: tuple[Track, ...] = (IN, OUT), rate: int = 8000, call_id: str = "call_1", stream_id: str = "str_1") -> StreamInfo:
+    return StreamInfo(stream_id, call_id, Platform.MINIVOICE, tracks, MediaFormat(Encoding.L16, rate))
+
+
+def block(start: int, n: int, tracks: tuple[Track, ...] = (IN, OUT), rate: int = 8000) -> AudioBlock:
+    channels = {t: (np.arange(start, start + n) * (1 if t is IN else -1) % 30000).astype(np.int16) for t in tracks}
+    return AudioBlock(start, rate, channels)
+
+
+def read(path: Path) -> tuple[int, int, np.ndarray]:
+    with wave.open(str(path)) as w:
+        return w.getnchannels(), w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+async def test_two_tracks_make_three_files(tmp_path: Path) -> None:
+    sink = WavSink(tmp_path)
+    await sink.open(info(rate=16000))
+    await sink.write(block(0, 100, rate=16000))
+    await sink.write(block(100, 60, rate=16000))
+    await sink.close(OUTCOME)
+
+    d = tmp_path / "call_1"
+    assert sorted(p.name for p in d.iterdir()) == ["str_1.inbound.wav", "str_1.outbound.wav", "str_1.stereo.wav"]
+    expected = block(0, 160)
+    ch, rate, inbound = read(d / "str_1.inbound.wav")
+    assert (ch, rate) == (1, 16000)
+    assert np.array_equal(inbound, expected.channels[IN])
+    assert np.array_equal(read(d / "str_1.outbound.wav")[2], expected.channels[OUT])
+    ch, _, stereo = read(d / "str_1.stereo.wav")
+    assert ch == 2
+    assert np.array_equal(stereo[0::2], expected.channels[IN])  # left: inbound
+    assert np.array_equal(stereo[1::2], expected.channels[OUT])  # right: outbound
+
+
+async def test_one_track_makes_one_file(tmp_path: Path) -> None:
+    sink = WavSink(tmp_path)
+    await sink.open(info(tracks=(OUT,)))
+    await sink.write(block(0, 10, tracks=(OUT,)))
+    await sink.close(OUTCOME)
+
+    assert [p.name for p in (tmp_path / "call_1").iterdir()] == ["str_1.outbound.wav"]
+
+
+async def test_lost_spans_are_written_as_silence_keeping_the_clock(tmp_path: Path) -> None:
+    sink = WavSink(tmp_path)
+    await sink.open(info())
+    await sink.write(block(0, 10))
+    await sink.write(block(50, 10))  # 40 samples lost by this sink
+    await sink.close(OUTCOME)
+
+    _, _, inbound = read(tmp_path / "call_1" / "str_1.inbound.wav")
+    assert len(inbound) == 60
+    assert not inbound[10:50].any()
+    _, _, stereo = read(tmp_path / "call_1" / "str_1.stereo.wav")
+    assert len(stereo) == 120
+
+
+async def test_files_are_readable_while_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header is refreshed as audio arrives, so a reader sees what was written."""
+    monkeypatch.setattr("receiver.sinks.wav.HEADER_REFRESH_SECONDS", 0.0)
+    sink = WavSink(tmp_path)
+    await sink.open(info())
+    await sink.write(block(0, 80))
+
+    _, _, inbound = read(tmp_path / "call_1" / "str_1.inbound.wav")
+    assert len(inbound) == 80
+    await sink.close(OUTCOME)
+
+
+@pytest.mark.parametrize("hostile", ["../../etc", "a/b", "..", ".", "", "x\x00y", "call 1"])
+async def test_peer_ids_never_escape_the_recordings_dir(tmp_path: Path, hostile: str) -> None:
+    root = tmp_path / "rec"
+    sink = WavSink(root)
+    await sink.open(info(call_id=hostile or "_", stream_id=hostile or "_", tracks=(IN,)))
+    await sink.close(OUTCOME)
+
+    for path in sink.paths:
+        assert root.resolve() in path.resolve().parents
+    assert "/" not in safe_name(hostile) and safe_name(hostile) not in ("", ".", "..")
+
+
+def test_repair_restores_a_file_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    samples = np.arange(1000, dtype="<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(samples[:100].tobytes())
+    with open(path, "ab") as f:  # audio written after the last header refresh, plus half a sample
+        f.write(samples[100:].tobytes() + b"\x01")
+
+    assert repair_wav(path) is True
+    assert np.array_equal(read(path)[2], samples)
+    assert repair_wav(path) is False  # already consistent
+
+
+def test_repair_directory_skips_foreign_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "junk.wav").write_bytes(b"not a wav at all")
+
+    assert repair_directory(tmp_path) == []
+    assert repair_directory(tmp_path / "missing") == []
+
+
+async def test_sink_write_errors_surface(tmp_path: Path) -> None:
+    """A full disk raises from write(); the fan-out then disables this sink alone."""
+    sink = WavSink(tmp_path)
+    await sink.open(info(tracks=(IN,)))
+    os.close(sink._files[IN].fd)
+    sink._files[IN].fd = os.open(os.devnull, os.O_RDONLY)
+
+    with pytest.raises(OSError):
+        await sink.write(block(0, 10, tracks=(IN,)))
