@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, WAVs)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 10 calls, 2 s, one run each")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every run's finally stops its subprocesses.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.calls, args.duration, args.repeat = 10, 2.0, 1
         args.latency = True
