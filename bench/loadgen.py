@@ -9,8 +9,9 @@ Why Python with pre-encoded frames, not a Python WebSocket client: a client
 library spends about 9 µs per message (more than the receiver it measures).
 This generator is a bare ``asyncio.Protocol`` on uvloop: the handshake is one
 hand-written request, frames are built by byte formatting and one XOR (about
-2 µs, ``bench/messages.py``), and nothing is parsed on the way back but pongs
-and close frames. It reports its own CPU per message so every run shows it
+2 µs, ``bench/messages.py``), and nothing is parsed on the way back but pings
+(answered: the receiver's keepalive closes silent clients), pongs and close
+frames. It reports its own CPU per message so every run shows it
 stayed cheaper than the receiver.
 
 Modes:
@@ -37,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from .messages import FRAME_MS, Call
+from .messages import FRAME_MS, Call, frame
 
 PING_EVERY = 0.25
 PING_SAMPLE = 8
@@ -109,6 +110,9 @@ class Client(asyncio.Protocol):
                 if sent is not None:
                     now = time.monotonic()
                     self.rtts.append((now, now - sent))
+            elif opcode == 0x9:  # the server's keepalive: answer, or it closes us after ping_timeout
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(frame(payload, opcode=0xA))
             elif opcode == 0x8:
                 self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                 if self.transport is not None:

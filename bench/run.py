@@ -49,6 +49,7 @@ class Target:
     name: str
     workers: int = 1
     latency: bool = False
+    source: str | None = None  # another checkout's directory holding receiver/ (--compare)
 
     def command(self, port: int, recordings: Path, out: Path) -> list[str]:
         py = sys.executable
@@ -63,6 +64,8 @@ class Target:
 
     @property
     def label(self) -> str:
+        if self.source:
+            return f"receiver@{Path(self.source).name}"
         if self.name == "baseline":
             return "baseline"
         if self.latency:
@@ -130,10 +133,11 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
     recordings = tmp / "recordings"
     out = tmp / "latency.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    target_env = {**env, "PYTHONPATH": f"{target.source}{os.pathsep}{ROOT}"} if target.source else env
     receiver_log = open(tmp / "target.log", "wb")  # noqa: SIM115 - closed in finally
     receiver_cores = cores["receiver"] if target.workers == 1 else cores["workers"]
     proc = subprocess.Popen(
-        target.command(port, recordings, out), cwd=tmp, env=env, stdout=receiver_log, stderr=subprocess.STDOUT,
+        target.command(port, recordings, out), cwd=tmp, env=target_env, stdout=receiver_log, stderr=subprocess.STDOUT,
         preexec_fn=pin(receiver_cores),
     )  # fmt: skip
     gen: subprocess.Popen[str] | None = None
@@ -351,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1", help="receiver worker counts to run, e.g. 1,2")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
     parser.add_argument("--latency", action="store_true", help="also run the receiver with a latency sink")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="DIR",
+        help="also run the receiver from DIR/receiver (e.g. an older commit: git archive REV receiver | tar -x -C DIR)",
+    )  # fmt: skip
     parser.add_argument("--receiver-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument(
@@ -381,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(Target("baseline"))
     if args.latency:
         targets.append(Target("receiver", latency=True))
+    targets.extend(Target("receiver", source=str(Path(d).resolve())) for d in args.compare)
     log(
         f"bench: {args.mode}, {args.calls} calls x {args.duration:g} s, {args.repeat} repeat(s); "
         f"targets {', '.join(t.label for t in targets)}; receiver on core {cores['receiver']}, generator on {cores['generator']}"
