@@ -21,6 +21,10 @@ run: $(STAMP)
 test: $(STAMP)
 	PYTHONASYNCIODEBUG=$${PYTHONASYNCIODEBUG:-} $(PY) -m pytest $(PYTEST_ARGS)
 
+## The benchmark (README "Performance"); e.g. make bench BENCH_ARGS="--calls 900 --repeat 1".
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
 ## Lint and types.
 check: $(STAMP)
 	$(VENV)/bin/ruff check receiver tests

@@ -52,12 +52,13 @@ SILENCE_BYTE: Final = {Encoding.MULAW: 0xFF, Encoding.ALAW: 0xD5}
 
 def decode_ulaw(payload: bytes) -> Samples:
     """Decode G.711 mu-law bytes to int16 samples (one sample per byte)."""
-    return _ULAW_TO_INT16[np.frombuffer(payload, dtype=np.uint8)]
+    # take() is the same lookup as fancy indexing, with less overhead on 160-byte frames.
+    return _ULAW_TO_INT16.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def decode_alaw(payload: bytes) -> Samples:
     """Decode G.711 A-law bytes to int16 samples (one sample per byte)."""
-    return _ALAW_TO_INT16[np.frombuffer(payload, dtype=np.uint8)]
+    return _ALAW_TO_INT16.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def decode_l16(payload: bytes, *, byteorder: Literal["little", "big"]) -> Samples:

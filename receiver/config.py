@@ -75,6 +75,9 @@ class Settings:
     tls_keyfile: str = ""
     tls_key_password: str = field(default="", repr=False)
 
+    # Performance
+    fast_path: bool = True  # text frames go straight from data_received to the stream (receiver/fastpath.py)
+
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
     log_level: str = "info"

@@ -41,6 +41,7 @@ from .auth import HandshakeResult
 from .config import Settings
 from .errors import MalformedMessage, StreamProtocolError
 from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from .fastpath import FALLBACK, FastServerConnection
 from .guard import Guard, Refusal
 from .limits import ConnectionLimits, Limit, LimitExceeded
 from .logging import MEDIA, SERVER, STREAM, get_logger
@@ -73,15 +74,18 @@ def default_sinks(settings: Settings) -> list[SinkFactory]:
 class _Stream:
     """What the server keeps about one live connection."""
 
-    __slots__ = ("closed_by", "connected_at", "limits", "log", "pipeline", "session")
+    __slots__ = ("closed_by", "connected_at", "first_media", "handshake", "limits", "log", "pipeline", "received", "session")
 
-    def __init__(self, log: Any, limits: ConnectionLimits) -> None:
+    def __init__(self, log: Any, limits: ConnectionLimits, handshake: HandshakeResult | None) -> None:
         self.session = StreamSession()
         self.pipeline: StreamPipeline | None = None
         self.log = log
         self.connected_at = time.monotonic()
         self.limits = limits
+        self.handshake = handshake  # what authentication decided at the upgrade, for the start message
         self.closed_by: tuple[str, int] | None = None  # (reason, close code) when the server closed it
+        self.first_media = True
+        self.received = 0  # messages, counted before parsing (the rate limit)
 
 
 class ReceiverServer:
@@ -140,7 +144,7 @@ class ReceiverServer:
             reuse_port=settings.workers > 1,
             open_timeout=settings.handshake_timeout,
             ssl=tls,
-            create_connection=_counting_connection(self.guard),
+            create_connection=_counting_connection(self.guard, fast=settings.fast_path),
         )
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
         self._limits_task = asyncio.get_running_loop().create_task(self._watch_limits(), name="limits")
@@ -245,67 +249,36 @@ class ReceiverServer:
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
             await _close(ws, Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
             return
-        stream = _Stream(log, self.guard.new_limits())
-        limits = stream.limits
+        stream = _Stream(log, self.guard.new_limits(), self._handshakes.pop(ws, None))
         self._streams[ws] = stream
         self.streams_total += 1
         log.info("stream_connected")
-        session = stream.session
-        pipeline: StreamPipeline | None = None
         reason, close_code, error = "disconnected", None, None
-        first_media = True
-        received = 0
         try:
-            async for message in ws:
-                received += 1
-                if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
-                    self.guard.limit_hit(log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
-                    raise LimitExceeded(Limit.RATE)
-                if type(message) is not str:
-                    raise MalformedMessage("binary frames are not part of the protocol")
-                event = session.receive_text(message)
-                if type(event) is MediaReceived:
-                    assert pipeline is not None  # the session allows media only after start
-                    if pipeline.media(event) is Placement.DISCONTINUITY:
-                        media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
-                    if first_media:
-                        first_media = False
-                        media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
-                elif type(event) is StreamStarted:
-                    log = stream.log = log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
-                    event = self.guard.admit_start(self._handshakes.pop(ws, None), limits, event, log)
-                    pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
-                    pipeline.start()
-                    notify_started(self._observers, pipeline.info, log)
-                    fmt = event.media_format
-                    log.info(
-                        "stream_started",
-                        tracks=[t.value for t in event.tracks],
-                        encoding=fmt.encoding.value,
-                        sample_rate=fmt.sample_rate,
-                        custom_parameters=sorted(event.custom_parameters),
-                    )
-                elif type(event) is StreamStopped:
-                    reason, close_code = event.reason, int(StandardCloseCode.NORMAL_CLOSURE)
-                    break
-                elif type(event) is DtmfReceived:
-                    log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
-                elif type(event) is Connected:
-                    log = stream.log = log.bind(platform=event.platform.value)
-                elif type(event) is MarkReceived:
-                    pass
+            # The fast path hands each text message to _on_message from data_received
+            # (receiver/fastpath.py); what it does not take comes through `async for`.
+            done = ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
+            stopped = FALLBACK if done is None else await done
+            if stopped is FALLBACK:
+                stopped = None
+                async for message in ws:
+                    stopped = self._on_message(stream, message)
+                    if stopped is not None:
+                        break
+            if isinstance(stopped, StreamStopped):
+                reason, close_code = stopped.reason, int(StandardCloseCode.NORMAL_CLOSURE)
             else:
                 reason = "disconnected" if ws.close_code != StandardCloseCode.NORMAL_CLOSURE else "closed"
                 close_code = ws.close_code
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
-            log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
+            stream.log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
             await _close(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
                 reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
-                log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+                stream.log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
                 self.guard.count(Limit.MESSAGE_SIZE)
             elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
                 reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
@@ -313,6 +286,56 @@ class ReceiverServer:
             if stream.closed_by is not None:
                 reason, close_code = stream.closed_by
             await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
+
+    def _on_message(self, stream: _Stream, message: str | bytes) -> StreamStopped | None:
+        """One message of the stream; returns the ``StreamStopped`` that ends it, else None.
+
+        No await, no log call on the media path: the fast path calls this from
+        ``data_received``.
+
+        Raises:
+            StreamProtocolError: The message ends the stream with its close code.
+        """
+        received = stream.received = stream.received + 1
+        limits = stream.limits
+        if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
+            self.guard.limit_hit(stream.log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
+            raise LimitExceeded(Limit.RATE)
+        if type(message) is not str:
+            raise MalformedMessage("binary frames are not part of the protocol")
+        event = stream.session.receive_text(message)
+        if type(event) is MediaReceived:
+            pipeline = stream.pipeline
+            assert pipeline is not None  # the session allows media only after start
+            if pipeline.media(event) is Placement.DISCONTINUITY:
+                media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
+            if stream.first_media:
+                stream.first_media = False
+                media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
+        elif type(event) is StreamStarted:
+            log = stream.log = stream.log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
+            event = self.guard.admit_start(stream.handshake, limits, event, log)
+            stream.handshake = None
+            pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
+            pipeline.start()
+            notify_started(self._observers, pipeline.info, log)
+            fmt = event.media_format
+            log.info(
+                "stream_started",
+                tracks=[t.value for t in event.tracks],
+                encoding=fmt.encoding.value,
+                sample_rate=fmt.sample_rate,
+                custom_parameters=sorted(event.custom_parameters),
+            )
+        elif type(event) is StreamStopped:
+            return event
+        elif type(event) is DtmfReceived:
+            stream.log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
+        elif type(event) is Connected:
+            stream.log = stream.log.bind(platform=event.platform.value)
+        elif type(event) is MarkReceived:
+            pass
+        return None
 
     async def _finish(self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None) -> None:
         try:
@@ -382,10 +405,14 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
     await closing
 
 
-def _counting_connection(guard: Guard) -> type[ServerConnection]:
-    """A connection class that counts (and logs once) an opening handshake that timed out."""
+def _counting_connection(guard: Guard, *, fast: bool) -> type[ServerConnection]:
+    """A connection class that counts (and logs once) an opening handshake that timed out.
 
-    class _Connection(ServerConnection):
+    With ``fast``, it is also a ``FastServerConnection`` (receiver/fastpath.py).
+    """
+    base: type[ServerConnection] = FastServerConnection if fast else ServerConnection
+
+    class _Connection(base):  # type: ignore[valid-type,misc]
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             try:
                 await super().handshake(*args, **kwargs)

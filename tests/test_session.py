@@ -127,6 +127,17 @@ def test_bytes_input_is_accepted_by_the_pure_session() -> None:
     assert isinstance(StreamSession().receive_text(m.connected().encode()), Connected)
 
 
+def test_bytes_that_are_not_utf8_are_a_malformed_message_after_start() -> None:
+    # Found by the atheris harness: the typed media decoder raised UnicodeDecodeError.
+    m = MiniVoiceMessages()
+    session = StreamSession()
+    session.receive_text(m.connected())
+    session.receive_text(m.start())
+
+    with pytest.raises(MalformedMessage):
+        session.receive_text(m.media("inbound", 1, 0, b"\xff" * 160).encode()[:7] + b"\x8d")
+
+
 _valid = MiniVoiceMessages()
 _samples = [
     _valid.connected(),

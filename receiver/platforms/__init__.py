@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from ..errors import MalformedMessage
-from ..events import Event, Platform
+from ..events import Event, MediaReceived, Platform
 from . import minivoice, twilio
 
 Parser: TypeAlias = Callable[[Mapping[str, Any]], Event | None]
@@ -56,3 +56,10 @@ def detect(message: Mapping[str, Any]) -> Platform:
 
 def parser_for(platform: Platform) -> Parser:
     return PARSERS[platform]
+
+
+# Per platform, an optional typed parser for well-formed media text (None: not one;
+# parse it the general way). Same events as the platform's parser, fewer steps.
+MEDIA_FAST_PATHS: Mapping[Platform, Callable[[str | bytes], MediaReceived | None]] = {
+    Platform.MINIVOICE: minivoice.parse_media_text,
+}

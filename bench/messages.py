@@ -1,0 +1,155 @@
+"""
+The messages a receiver must see, pre-encoded as client WebSocket frames.
+
+The format is MiniVoice's (``shared/minivoice/stream-protocol.md``; the same
+JSON ``receiver.testing.MiniVoiceMessages`` builds): ``connected``, ``start``
+(two tracks, mu-law, 8 kHz), then per track one ``media`` message every 20 ms
+(160 bytes of mu-law, base64), then ``stop``. A media message looks like::
+
+    {"event":"media","sequence_number":2,"stream_id":"str_b000001",
+     "media":{"track":"inbound","chunk":1,"timestamp":0,"payload":"<216 chars>"}}
+
+about 330 bytes of JSON. Every frame is masked as a client must (RFC 6455
+5.3). Building a frame is byte formatting plus one XOR of the payload as a
+Python integer (about 1 µs); the costly parts (base64 of the audio, the JSON
+around it) are done once: each call cycles through a small pool of
+pre-encoded payloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+
+import numpy as np
+import orjson
+
+from receiver.codecs import encode_ulaw
+
+SAMPLE_RATE = 8000
+FRAME_MS = 20
+FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000  # 160 bytes of mu-law
+TRACKS = ("inbound", "outbound")
+PAYLOAD_POOL = 50  # distinct 20 ms payloads per track (one second of a tone)
+
+
+def _payloads(track_index: int) -> list[bytes]:
+    """One second of a tone per track, as base64 of mu-law, frame by frame."""
+    t = np.arange(SAMPLE_RATE * PAYLOAD_POOL * FRAME_MS // 1000) / SAMPLE_RATE
+    freq = 440.0 if track_index == 0 else 660.0
+    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    ulaw = encode_ulaw(pcm)
+    return [
+        base64.b64encode(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
+        for i in range(PAYLOAD_POOL)
+    ]
+
+
+PAYLOADS: tuple[list[bytes], ...] = (_payloads(0), _payloads(1))
+
+
+def frame(payload: bytes, *, opcode: int = 0x1, key: bytes | None = None) -> bytes:
+    """One final, masked client frame (text by default)."""
+    key = os.urandom(4) if key is None else key
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + key + mask(payload, key)
+
+
+def mask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if not n:
+        return payload
+    reps = -(-n // 4)
+    k = int.from_bytes((key * reps)[:n], "big")
+    return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
+
+
+class Call:
+    """The messages of one two-track MiniVoice stream, built frame by frame."""
+
+    __slots__ = ("_head", "_key", "_keyint", "call_id", "seq", "stream_id", "tick")
+
+    def __init__(self, index: int, *, t0: float | None = None, run: str = "b") -> None:
+        self.stream_id = f"str_{run}{index:06d}"
+        self.call_id = f"call_{run}{index:06d}"
+        self.seq = 0
+        self.tick = 0  # 20 ms frames sent per track
+        self._key = os.urandom(4)
+        # The key repeated over the longest media message, as one integer (masking is one XOR).
+        self._keyint = int.from_bytes(self._key * 128, "big")
+        self._head = b'{"event":"media","sequence_number":%d,"stream_id":"' + self.stream_id.encode() + b'","media":{"track":"'
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _text(self, message: dict[str, object]) -> bytes:
+        return frame(orjson.dumps(message), key=self._key)
+
+    def connected(self) -> bytes:
+        return self._text({"event": "connected", "protocol": "minivoice-stream", "version": "1.0"})
+
+    def start(self, custom_parameters: dict[str, str] | None = None) -> bytes:
+        return self._text(
+            {
+                "event": "start",
+                "sequence_number": self._next(),
+                "stream_id": self.stream_id,
+                "start": {
+                    "call_id": self.call_id,
+                    "customer_id": "cust_bench",
+                    "application_id": "app_bench",
+                    "direction": "inbound",
+                    "from": "+15551230001",
+                    "to": "+15551230002",
+                    "stream_url": "wss://media.example.com/minivoice",
+                    "track": "both",
+                    "tracks": list(TRACKS),
+                    "media_format": {"encoding": "audio/x-mulaw", "sample_rate": SAMPLE_RATE, "channels": 1},
+                    "custom_parameters": custom_parameters or {},
+                },
+            }
+        )
+
+    def media(self, track: int) -> bytes:
+        """The next 20 ms of one track (0 inbound, 1 outbound) as one masked frame."""
+        tick = self.tick
+        self.seq += 1
+        body = (self._head % self.seq) + (
+            b'%s","chunk":%d,"timestamp":%d,"payload":"%s"}}'
+            % (b"inbound" if track == 0 else b"outbound", tick + 1, tick * FRAME_MS, PAYLOADS[track][tick % PAYLOAD_POOL])
+        )
+        n = len(body)
+        shift = 8 * (512 - n)
+        masked = (int.from_bytes(body, "big") ^ (self._keyint >> shift)).to_bytes(n, "big")
+        return (b"\x81\xfe" + n.to_bytes(2, "big") if n >= 126 else bytes((0x81, 0x80 | n))) + self._key + masked
+
+    def pair(self) -> tuple[bytes, bytes]:
+        """Both tracks' next 20 ms (inbound first); advances the call by one frame."""
+        a = self.media(0)
+        b = self.media(1)
+        self.tick += 1
+        return a, b
+
+    def stop(self, reason: str = "stop_stream") -> bytes:
+        return self._text(
+            {
+                "event": "stop",
+                "sequence_number": self._next(),
+                "stream_id": self.stream_id,
+                "stop": {"call_id": self.call_id, "reason": reason},
+            }
+        )
+
+    def close(self, code: int = 1000) -> bytes:
+        return frame(struct.pack("!H", code), opcode=0x8, key=self._key)
+
+    def ping(self, data: bytes) -> bytes:
+        return frame(data, opcode=0x9, key=self._key)

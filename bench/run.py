@@ -1,0 +1,418 @@
+"""
+The benchmark driver: ``python -m bench [options]``.
+
+For every target (the receiver, the bare baseline, optionally the receiver
+with an instrumented latency sink) and every repeat, it:
+
+1. starts the target as a subprocess on a free port, with a fresh temporary
+   recordings directory (the WAV sink on: inbound, outbound and stereo
+   files), pinned to its own core(s) with ``sched_setaffinity``;
+2. starts the load generator (``bench/loadgen.py``) pinned to the other core;
+3. reads the target's CPU time (utime + stime, summed over its workers) from
+   ``/proc/<pid>/stat`` when the load starts and once every call has been
+   stopped and closed, and samples its RSS every 200 ms;
+4. reports CPU µs per media message, messages per second, implied two-track
+   calls per core, peak RSS and memory per call, how late the generator ran,
+   and whether the target fell behind.
+
+Then it prints medians over the repeats and the receiver/baseline ratio, and
+writes every run to ``--json`` (default ``bench/results/latest.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import procstat
+
+ROOT = Path(__file__).resolve().parent.parent
+MSGS_PER_CALL_S = 100  # two tracks, one message per 20 ms each
+
+
+@dataclass
+class Target:
+    name: str
+    workers: int = 1
+    latency: bool = False
+    source: str | None = None  # another checkout's directory holding receiver/ (--compare)
+
+    def command(self, port: int, recordings: Path, out: Path) -> list[str]:
+        py = sys.executable
+        if self.name == "baseline":
+            return [py, "-m", "bench.baseline", "--port", str(port)]
+        if self.latency:
+            return [py, "-m", "bench.latency", "--port", str(port), "--recordings-dir", str(recordings), "--out", str(out)]
+        return [
+            py, "-m", "receiver", "serve", "--port", str(port), "--recordings-dir", str(recordings),
+            "--workers", str(self.workers), "--log-format", "json",
+        ]  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        if self.source:
+            return f"receiver@{Path(self.source).name}"
+        if self.name == "baseline":
+            return "baseline"
+        if self.latency:
+            return "receiver+latency"
+        return "receiver" if self.workers == 1 else f"receiver x{self.workers}"
+
+
+@dataclass
+class Sampler:
+    """Samples a process tree's RSS in a thread."""
+
+    pid: int
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        pids = procstat.tree(self.pid)
+        last_tree = time.monotonic()
+        while not self.stop.wait(0.2):
+            if time.monotonic() - last_tree > 2:
+                pids, last_tree = procstat.tree(self.pid), time.monotonic()
+            self.samples.append((time.monotonic(), procstat.memory(pids)[0]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"target exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("target did not start listening")
+
+
+NICE = 0  # set by --nice
+
+
+def pin(cores: set[int] | None) -> Any:
+    def preexec() -> None:
+        if cores:
+            os.sched_setaffinity(0, cores)
+        if NICE:
+            with contextlib.suppress(OSError):  # raising priority needs root (or CAP_SYS_NICE)
+                os.setpriority(os.PRIO_PROCESS, 0, NICE)
+
+    return preexec
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int] | None]) -> dict[str, Any]:
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    recordings = tmp / "recordings"
+    out = tmp / "latency.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    target_env = {**env, "PYTHONPATH": f"{target.source}{os.pathsep}{ROOT}"} if target.source else env
+    receiver_log = open(tmp / "target.log", "wb")  # noqa: SIM115 - closed in finally
+    receiver_cores = cores["receiver"] if target.workers == 1 else cores["workers"]
+    proc = subprocess.Popen(
+        target.command(port, recordings, out), cwd=tmp, env=target_env, stdout=receiver_log, stderr=subprocess.STDOUT,
+        preexec_fn=pin(receiver_cores),
+    )  # fmt: skip
+    gen: subprocess.Popen[str] | None = None
+    sampler: Sampler | None = None
+    try:
+        wait_listening(port, proc)
+        if target.workers > 1:
+            # Every worker must have bound the port before load arrives.
+            deadline = time.monotonic() + 30
+            while len(procstat.tree(proc.pid)) < target.workers + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        pids = procstat.tree(proc.pid)
+        idle_rss = procstat.memory(pids)[0]
+        sampler = Sampler(proc.pid)
+        threading.Thread(target=sampler.run, daemon=True).start()
+        gen = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--calls", str(args.calls),
+             "--mode", args.mode, "--duration", str(args.duration)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pin(cores["generator"]),
+        )  # fmt: skip
+        assert gen.stdout is not None
+        result: dict[str, Any] = {}
+        cpu0 = cpu1 = 0.0
+        split0 = split1 = (0.0, 0.0)
+        t_start = t_end = 0.0
+        connected_rss = idle_rss
+        last_cpu, last_t = 0.0, time.monotonic()
+        for line in gen.stdout:
+            msg = json.loads(line)
+            phase = msg.get("phase")
+            if phase == "connected":
+                connected_rss = procstat.memory(pids)[0]
+            elif phase == "load_start":
+                pids = procstat.tree(proc.pid)
+                split0 = procstat.cpu_split(pids)
+                cpu0, t_start = sum(split0), time.monotonic()
+                last_cpu, last_t = cpu0, t_start
+            elif phase == "drained":
+                split1 = procstat.cpu_split(pids)
+                cpu1, t_end = sum(split1), time.monotonic()
+            elif msg.get("progress"):
+                now, cpu = time.monotonic(), procstat.cpu_seconds(pids)
+                log(
+                    f"  [{target.label}] t={msg['t']:5.1f}s sent={msg['sent']:>9} "
+                    f"rate={msg['rate']:>7}/s target cpu={(cpu - last_cpu) / (now - last_t) * 100:5.1f}%"
+                )
+                last_cpu, last_t = cpu, now
+            elif "result" in msg:
+                result = msg["result"]
+        gen.wait()
+        if gen.returncode != 0 or not result:
+            raise RuntimeError(f"generator failed ({gen.returncode})")
+        # Still busy after every call was closed? (It should not be.)
+        time.sleep(0.5)
+        cpu_after = procstat.cpu_seconds(pids) - cpu1
+        sampler.stop.set()
+        peak = max((rss for _, rss in sampler.samples), default=idle_rss)
+        msgs = result["media_messages"]
+        cpu = cpu1 - cpu0
+        us = cpu / max(1, msgs) * 1e6
+        load_rss = [(t, r) for t, r in sampler.samples if t_start + 0.5 * (t_end - t_start) <= t <= t_end]
+        slope = _slope(load_rss)
+        rtt = result["ping_rtt_ms"]
+        codes = result["close_codes"]
+        fell_behind = bool(
+            result["drain_error"]
+            or result["drain_seconds"] > 1.0
+            or rtt["last_quarter_p50"] > 4 * rtt["first_quarter_p50"] + 20
+            or set(codes) != {"1000"}
+        )
+        row = {
+            "target": target.label,
+            "workers": target.workers,
+            "mode": args.mode,
+            "calls": args.calls,
+            "duration": args.duration,
+            "media_messages": msgs,
+            "cpu_seconds": cpu,
+            "cpu_us_per_msg": us,
+            "user_us_per_msg": (split1[0] - split0[0]) / max(1, msgs) * 1e6,
+            "sys_us_per_msg": (split1[1] - split0[1]) / max(1, msgs) * 1e6,
+            "msgs_per_s": msgs / result["load_seconds"],
+            "cpu_utilisation": cpu / max(1e-9, t_end - t_start),
+            "calls_per_core": 1e6 / (us * MSGS_PER_CALL_S) if us else None,
+            "idle_rss_mb": idle_rss / 2**20,
+            "peak_rss_mb": peak / 2**20,
+            "mb_per_call": (peak - idle_rss) / 2**20 / args.calls,
+            "connected_mb_per_call": (connected_rss - idle_rss) / 2**20 / args.calls,
+            "rss_slope_mb_per_min": slope * 60 / 2**20,
+            "busy_after_ms": cpu_after * 1e3,
+            "fell_behind": fell_behind,
+            "generator": result,
+        }
+        if target.latency:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            with contextlib.suppress(OSError, ValueError):
+                row["latency"] = json.loads(out.read_text())
+        return row
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        if gen is not None and gen.poll() is None:
+            gen.kill()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        receiver_log.close()
+        if args.keep:
+            log(f"  kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares bytes per second over the samples (0 with fewer than 3)."""
+    if len(points) < 3:
+        return 0.0
+    ts = [t for t, _ in points]
+    rs = [r for _, r in points]
+    mt, mr = statistics.fmean(ts), statistics.fmean(rs)
+    den = sum((t - mt) ** 2 for t in ts)
+    return sum((t - mt) * (r - mr) for t, r in points) / den if den else 0.0
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Medians per target over the repeats."""
+    out: dict[str, dict[str, Any]] = {}
+    for label in dict.fromkeys(r["target"] for r in rows):
+        mine = [r for r in rows if r["target"] == label]
+
+        def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
+            return statistics.median(r[key] for r in rows)
+
+        out[label] = {
+            "runs": len(mine),
+            "cpu_us_per_msg": med("cpu_us_per_msg"),
+            "cpu_us_per_msg_all": [round(r["cpu_us_per_msg"], 2) for r in mine],
+            "user_us_per_msg": med("user_us_per_msg"),
+            "sys_us_per_msg": med("sys_us_per_msg"),
+            "msgs_per_s": med("msgs_per_s"),
+            "calls_per_core": med("calls_per_core"),
+            "peak_rss_mb": med("peak_rss_mb"),
+            "mb_per_call": med("mb_per_call"),
+            "rss_slope_mb_per_min": med("rss_slope_mb_per_min"),
+            "lateness_p99_ms": statistics.median(r["generator"]["lateness_ms"]["p99"] for r in mine),
+            "generator_us_per_msg": statistics.median(r["generator"]["generator_cpu_us_per_msg"] for r in mine),
+            "fell_behind": any(r["fell_behind"] for r in mine),
+        }
+        lat = [r["latency"] for r in mine if r.get("latency") and r["latency"].get("p99_ms") is not None]
+        if lat:
+            out[label]["latency_p99_ms"] = statistics.median(x["p99_ms"] for x in lat)
+            out[label]["latency_p50_ms"] = statistics.median(x["p50_ms"] for x in lat)
+    base = out.get("baseline")
+    if base:
+        for s in out.values():
+            s["ratio_to_baseline"] = s["cpu_us_per_msg"] / base["cpu_us_per_msg"] if base["cpu_us_per_msg"] else None
+    return out
+
+
+def table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    head = (
+        f"{args.mode}, {args.calls} two-track calls, {args.duration:g} s, {args.repeat} run(s) each, "
+        f"{os.cpu_count()} cores; medians\n"
+        "| target | CPU µs/msg | ratio | msgs/s | calls/core | peak RSS MB | MB/call | RSS slope MB/min "
+        "| gen late p99 ms | gen µs/msg | fell behind |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for label, s in summary.items():
+        ratio = s.get("ratio_to_baseline")
+        lines.append(
+            f"| {label} | {s['cpu_us_per_msg']:.2f} | {'' if ratio is None else f'{ratio:.2f}'} | {s['msgs_per_s']:.0f} "
+            f"| {s['calls_per_core']:.0f} | {s['peak_rss_mb']:.1f} | {s['mb_per_call']:.3f} | {s['rss_slope_mb_per_min']:.2f} "
+            f"| {s['lateness_p99_ms']:.2f} | {s['generator_us_per_msg']:.2f} | {'yes' if s['fell_behind'] else 'no'} |"
+        )
+        if "latency_p99_ms" in s:
+            lines.append(
+                f"|  ↳ arrival→sink | p50 {s['latency_p50_ms']:.1f} ms | p99 {s['latency_p99_ms']:.1f} ms | | | | | | | | |"
+            )
+    return head + "\n".join(lines)
+
+
+def chart(rows: list[dict[str, Any]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("  (no matplotlib: no chart)")
+        return
+    labels = list(dict.fromkeys(r["target"] for r in rows))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for i, label in enumerate(labels):
+        values = [r["cpu_us_per_msg"] for r in rows if r["target"] == label]
+        ax.scatter([i] * len(values), values)
+        ax.bar(i, statistics.median(values), alpha=0.3)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("CPU µs per media message")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["realtime", "flood"], default="realtime")
+    parser.add_argument("--calls", type=int, default=200, help="two-track calls")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per target (medians are reported)")
+    parser.add_argument("--workers", default="1", help="receiver worker counts to run, e.g. 1,2")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
+    parser.add_argument("--latency", action="store_true", help="also run the receiver with a latency sink")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="DIR",
+        help="also run the receiver from DIR/receiver (e.g. an older commit: git archive REV receiver | tar -x -C DIR)",
+    )  # fmt: skip
+    parser.add_argument("--receiver-core", type=int, default=0)
+    parser.add_argument("--generator-core", type=int, default=1)
+    parser.add_argument(
+        "--nice", type=int, default=-10,
+        help="priority of the target and the generator (default -10 where allowed: other tenants of a shared machine "
+        "disturb the generator's pacing less; 0 to leave it)",
+    )  # fmt: skip
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
+    parser.add_argument("--chart", help="write a PNG chart here (needs matplotlib)")
+    parser.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, WAVs)")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 10 calls, 2 s, one run each")
+    args = parser.parse_args(argv)
+    global NICE
+    NICE = args.nice
+    # SIGTERM unwinds like Ctrl-C, so every run's finally stops its subprocesses.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.smoke:
+        args.calls, args.duration, args.repeat = 10, 2.0, 1
+        args.latency = True
+    ncpu = os.cpu_count() or 1
+    cores: dict[str, set[int] | None] = {
+        "receiver": {args.receiver_core % ncpu},
+        "generator": {args.generator_core % ncpu},
+        "workers": None,  # several workers: all cores, shared with the generator
+    }
+    targets = [Target("receiver", workers=int(w)) for w in args.workers.split(",")]
+    if not args.no_baseline:
+        targets.append(Target("baseline"))
+    if args.latency:
+        targets.append(Target("receiver", latency=True))
+    targets.extend(Target("receiver", source=str(Path(d).resolve())) for d in args.compare)
+    log(
+        f"bench: {args.mode}, {args.calls} calls x {args.duration:g} s, {args.repeat} repeat(s); "
+        f"targets {', '.join(t.label for t in targets)}; receiver on core {cores['receiver']}, generator on {cores['generator']}"
+    )
+    rows = []
+    for i in range(args.repeat):
+        for target in targets:  # interleaved, so drift on a shared machine hits every target alike
+            log(f"run {i + 1}/{args.repeat}: {target.label}")
+            row = run_once(target, args, cores)
+            rows.append(row)
+            log(
+                f"  => {row['cpu_us_per_msg']:.2f} µs/msg (user {row['user_us_per_msg']:.2f}, sys {row['sys_us_per_msg']:.2f}), {row['msgs_per_s']:.0f} msgs/s, "
+                f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
+                f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
+                f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
+                + (f", arrival→sink p99 {row['latency']['p99_ms']:.1f} ms" if row.get("latency", {}).get("p99_ms") else "")
+            )
+    summary = summarise(rows)
+    print(table(summary, args))
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": vars(args), "summary": summary, "runs": rows}, indent=1))
+    log(f"results in {path}")
+    if args.chart:
+        chart(rows, args.chart)
+    return 0

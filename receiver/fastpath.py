@@ -1,0 +1,199 @@
+"""
+The receive fast path: whole text messages straight from ``data_received`` to the stream.
+
+Part of the server's shell (only ``server.py`` uses it). ``websockets`` still
+owns everything about the connection: the opening handshake (so
+``process_request`` decides as before), control frames (pings, pongs, the
+closing handshake), keepalive, shutdown, and every error and its close code.
+What it no longer does, for the one kind of frame a media stream is made of,
+is parse the frame with its generator-based parser, queue the message in its
+``Assembler`` and wake the handler task to ``await recv()`` it: that costs
+more than everything the receiver does with the message.
+
+``FastServerConnection.data_received`` cuts complete frames out of the bytes
+it is given:
+
+- a final, masked text frame within ``max_size`` whose payload is valid UTF-8
+  (every message of a media stream) is unmasked with websockets' own C
+  ``apply_mask``, decoded, and handed to the callback the handler attached,
+  synchronously;
+- a control frame (ping, pong, close) is passed, whole, to websockets (the
+  parser is always at a frame boundary, so its state stays right);
+- anything else (a fragment, a binary frame, an unmasked frame, reserved
+  bits, a frame over the size limit, invalid UTF-8, data after a close) ends
+  the fast path for the connection: these bytes and all later ones go to
+  websockets, and the handler goes back to ``async for message in ws``. So
+  every error is detected, answered and closed exactly as before.
+
+The callback's result completes ``attach()``'s future: a value (the stream
+stopped) or an exception (a protocol error, or a bug) ends dispatching;
+later data frames are dropped (the legacy loop stopped reading too), control
+frames still reach websockets so the closing handshake completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosedOK
+from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets always builds its speedups on CPython
+    from websockets.utils import apply_mask
+
+FALLBACK: Final = object()  # attach()'s future: go on with `async for message in ws`
+_CONTROL: Final = frozenset({0x8, 0x9, 0xA})
+
+
+class FastServerConnection(ServerConnection):
+    """A ``ServerConnection`` that can hand text messages to a callback in ``data_received``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._buf = bytearray()
+        self._on_text: Callable[[str], object] | None = None
+        self._done: asyncio.Future[object] | None = None
+        self._fast = True  # until a frame the fast path does not take
+        self._dispatching = False  # attached, and the callback has not ended the stream
+
+    def attach(self, on_text: Callable[[str], object]) -> asyncio.Future[object] | None:
+        """Hand every later text message to ``on_text``, in ``data_received``.
+
+        ``on_text`` returns None to go on; anything else ends dispatching and
+        completes the future with that value. An exception it raises ends
+        dispatching and is set on the future. The future also completes when
+        the connection closes (``None`` after a normal closure, the
+        ``ConnectionClosed`` exception otherwise), or with ``FALLBACK`` when a
+        frame needs websockets' own message path.
+
+        Returns None (use ``async for``) when the fast path cannot take over,
+        because websockets already holds bytes of this connection.
+        """
+        reader = getattr(self.protocol, "reader", None)
+        if not self._fast or getattr(reader, "buffer", None) or self.protocol.state is not State.OPEN:
+            self._fast = False
+            self._flush_to_websockets()
+            return None
+        self._on_text = on_text
+        self._done = self.loop.create_future()
+        self._dispatching = True
+        if self._buf:
+            self._consume()
+        return self._done
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._fast and self.protocol.state is State.OPEN:
+            self._buf += data
+            if self._on_text is not None:
+                self._consume()
+        elif self._buf:  # bytes held before the fast path ended: they come first
+            self._buf += data
+            self._flush_to_websockets()
+        else:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        done = self._done
+        if done is not None and not done.done():
+            close_exc = self.protocol.close_exc
+            if isinstance(close_exc, ConnectionClosedOK):
+                done.set_result(None)
+            else:
+                done.set_exception(close_exc)
+
+    # -- internals -----------------------------------------------------------
+
+    def _flush_to_websockets(self) -> None:
+        if self._buf:
+            rest = bytes(self._buf)
+            self._buf.clear()
+            super().data_received(rest)
+
+    def _fall_back(self, pos: int) -> None:
+        """From byte ``pos`` on, everything goes to websockets (and the handler to ``async for``)."""
+        self._fast = False
+        del self._buf[:pos]
+        dispatching = self._dispatching
+        self._dispatching = False
+        done = self._done
+        if dispatching and done is not None and not done.done():
+            done.set_result(FALLBACK)
+        self._flush_to_websockets()
+
+    def _finish(self, result: object = None, exc: BaseException | None = None) -> None:
+        self._dispatching = False
+        done = self._done
+        if done is not None and not done.done():
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(result)
+
+    def _consume(self) -> None:
+        buf = self._buf
+        end = len(buf)
+        pos = 0
+        max_size = self.protocol.max_message_size
+        on_text = self._on_text
+        assert on_text is not None
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            if n < 126:
+                head = pos + 2
+            elif n == 126:
+                if end - pos < 4:
+                    break
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = pos + 4
+            else:
+                if end - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = pos + 10
+            opcode = b0 & 0x0F
+            if not b1 & 0x80 or b0 & 0x70 or (max_size is not None and n > max_size) or self.protocol.state is not State.OPEN:
+                # Unmasked, reserved bits, too big, or after a close: websockets' own errors and closes.
+                self._fall_back(pos)
+                return
+            stop = head + 4 + n
+            if stop > end:
+                break
+            if opcode == 0x1 and b0 & 0x80:
+                if self._dispatching:
+                    try:
+                        text = apply_mask(buf[head + 4 : stop], buf[head : head + 4]).decode()
+                    except UnicodeDecodeError:
+                        self._fall_back(pos)  # websockets closes with 1007
+                        return
+                    try:
+                        result = on_text(text)
+                    except Exception as exc:  # handed to the handler, which decides the close
+                        self._finish(exc=exc)
+                    else:
+                        if result is not None:
+                            self._finish(result)
+                # else: the stream ended; the handler is closing the connection: drop it.
+            elif opcode in _CONTROL and b0 & 0x80:
+                frame = bytes(buf[pos:stop])
+                pos = stop
+                del buf[:pos]
+                pos = 0
+                super().data_received(frame)
+                end = len(buf)
+                continue
+            else:
+                self._fall_back(pos)  # fragments, binary frames, reserved opcodes
+                return
+            pos = stop
+        if pos:
+            del buf[:pos]

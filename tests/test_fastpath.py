@@ -1,0 +1,122 @@
+"""The receive fast path (receiver/fastpath.py) against the plain websockets path: same behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from receiver.config import Settings
+from receiver.events import Track
+from receiver.server import ReceiverServer
+from receiver.testing import MiniVoiceMessages, RecordingSink
+
+from .conftest import wait_streams_done
+
+FRAME = bytes(range(96, 256))  # 160 bytes of mu-law
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[ReceiverServer, list[RecordingSink]]]:
+    settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json", fast_path=request.param)
+    sinks: list[RecordingSink] = []
+
+    def factory(info: object) -> RecordingSink:
+        sinks.append(RecordingSink())
+        return sinks[-1]
+
+    async with ReceiverServer(settings, sinks=[factory]) as server:
+        yield server, sinks
+
+
+async def _close_code(ws: object) -> int | None:
+    try:
+        async for _ in ws:  # type: ignore[attr-defined]
+            pass
+    except ConnectionClosed:
+        pass
+    return ws.close_code  # type: ignore[attr-defined]
+
+
+async def test_a_stream_with_pings_and_fragments_is_recorded_whole_and_closes_normally(served) -> None:
+    server, sinks = served
+    mv = MiniVoiceMessages()
+    async with connect(f"ws://127.0.0.1:{server.port}/s") as ws:
+        await ws.send(mv.connected())
+        await ws.send(mv.start())
+        for i in range(10):
+            await ws.send(mv.media("inbound", i + 1, 20 * i, FRAME))
+            if i == 4:
+                await (await ws.ping(b"keepalive"))
+            await ws.send(mv.media("outbound", i + 1, 20 * i, FRAME))
+        # A fragmented message, as a platform may send one: the rest goes the plain way.
+        text = mv.media("inbound", 11, 200, FRAME)
+        await ws.send([text[:50], text[50:]])
+        await ws.send(mv.media("outbound", 11, 200, FRAME))
+        await ws.send(mv.stop())
+        code = await _close_code(ws)
+    await wait_streams_done(server)
+
+    assert code == 1000
+    assert server.outcomes[-1].reason == "stop_stream"
+    assert server.outcomes[-1].samples == 11 * 160
+    assert len(sinks[0].audio(Track.INBOUND)) == 11 * 160
+    assert sinks[0].calls[-1] == "close"
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected_code", "expected_reason"),
+    [
+        (b"\xff\xfe not utf-8", 1007, "disconnected"),
+        (b"binary", 4400, "malformed_message"),
+        ("x" * 70_000, 1009, "message_too_big"),
+        ('{"event": "media", "sequence_number": 9}', 4400, "malformed_message"),
+    ],
+    ids=["invalid-utf8", "binary", "too-big", "malformed"],
+)
+async def test_a_bad_frame_closes_with_the_same_code_on_either_path(served, bad, expected_code, expected_reason) -> None:
+    server, _ = served
+    mv = MiniVoiceMessages()
+    async with connect(f"ws://127.0.0.1:{server.port}/s", max_size=None) as ws:
+        await ws.send(mv.connected())
+        await ws.send(mv.start())
+        await ws.send(mv.media("inbound", 1, 0, FRAME))
+        if isinstance(bad, bytes) and bad.startswith(b"\xff"):
+            await ws.send(bad, text=True)
+        else:
+            await ws.send(bad)
+        code = await _close_code(ws)
+    await wait_streams_done(server)
+
+    assert code == expected_code
+    assert server.outcomes[-1].reason.startswith(expected_reason.split("_")[0])
+
+
+async def test_a_client_close_without_stop_ends_the_stream_as_closed(served) -> None:
+    server, _ = served
+    mv = MiniVoiceMessages()
+    async with connect(f"ws://127.0.0.1:{server.port}/s") as ws:
+        await ws.send(mv.connected())
+        await ws.send(mv.start())
+        await ws.send(mv.media("inbound", 1, 0, FRAME))
+    await wait_streams_done(server)
+
+    assert (server.outcomes[-1].reason, server.outcomes[-1].close_code) == ("closed", 1000)
+
+
+async def test_shutdown_closes_live_streams_with_service_restart(served) -> None:
+    server, _ = served
+    mv = MiniVoiceMessages()
+    async with connect(f"ws://127.0.0.1:{server.port}/s") as ws:
+        await ws.send(mv.connected())
+        await ws.send(mv.start())
+        await ws.send(mv.media("inbound", 1, 0, FRAME))
+        await (await ws.ping())  # the server has read everything before
+        await server.stop()
+        code = await _close_code(ws)
+
+    assert code == 1012
+    assert (server.outcomes[-1].reason, server.outcomes[-1].close_code) == ("shutdown", 1012)
