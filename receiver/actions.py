@@ -45,13 +45,16 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
 import orjson
 
+from .auth import DEFAULT_TOKEN_PARAM, sign_stream_url, stream_token
 from .errors import ReceiverError
 from .events import Track
 
@@ -67,6 +70,7 @@ __all__ = [
     "StartStream",
     "StopRecording",
     "StopStream",
+    "StreamSigner",
     "StreamTrack",
     "Verdict",
     "action",
@@ -526,3 +530,114 @@ def check(payload: str | bytes | Mapping[str, Any], *, allow_insecure: bool = Fa
         return Verdict(tuple(parse_actions(payload, allow_insecure=allow_insecure)))
     except InvalidActions as exc:
         return Verdict(None, exc.reason)
+
+
+# -- signed stream URLs ------------------------------------------------------------
+
+
+class StreamSigner:
+    """Issues stream URLs that carry a token bound to one call (``receiver.auth``).
+
+    The receiver, given the same secret in ``auth_secrets``, accepts a stream
+    only with a valid token for its own call id: a URL copied to another call,
+    forged, or used after its expiry is refused at the handshake (401/403).
+
+    The expiry of a call's token is fixed the first time that call is signed
+    (``ttl`` from then) and remembered for the last ``remember`` calls, so the
+    same call always gets the same URL and a later ``stop_stream`` naming it
+    still matches the stream. Pass ``expires_at`` to choose it yourself (for
+    example when answer_url requests for one call reach different processes).
+
+        signer = StreamSigner(secret, ttl=4 * 3600)
+        body = to_payload([
+            signer.start_stream("wss://media.example.com/minivoice", call_id, track="both"),
+            pause(5),
+            signer.stop_stream("wss://media.example.com/minivoice", call_id),
+        ])
+
+    Args:
+        secret: The first of the receiver's ``auth_secrets``.
+        ttl: Seconds a token stays valid (cover the longest call: the default
+            is the receiver's default ``max_stream_seconds`` plus an hour).
+        param: The query parameter (the receiver's ``auth_token_param``).
+        remember: How many calls' expiries are kept.
+        clock: Unix time (for tests).
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        ttl: float = 5 * 3600,
+        param: str = DEFAULT_TOKEN_PARAM,
+        remember: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secret:
+            raise ValueError("secret must not be empty")
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self._secret = secret
+        self.ttl = ttl
+        self.param = param
+        self._remember = remember
+        self._clock = clock
+        self._expiry: OrderedDict[str, int] = OrderedDict()
+
+    def __repr__(self) -> str:  # never the secret
+        return f"StreamSigner(ttl={self.ttl}, param={self.param!r})"
+
+    def expires_at(self, call_id: str) -> int:
+        """The expiry of ``call_id``'s token: fixed at the first call, then remembered."""
+        expiry = self._expiry.get(call_id)
+        if expiry is None:
+            expiry = self._expiry[call_id] = int(self._clock() + self.ttl)
+            while len(self._expiry) > self._remember:
+                self._expiry.popitem(last=False)
+        else:
+            self._expiry.move_to_end(call_id)
+        return expiry
+
+    def token(self, call_id: str, *, expires_at: int | None = None) -> str:
+        """The bare token, for a start_stream's custom parameters (platforms that strip query strings)."""
+        expiry = self.expires_at(call_id) if expires_at is None else expires_at
+        return stream_token(call_id=call_id, secret=self._secret, expires_at=expiry)
+
+    def url(self, stream_url: str, call_id: str, *, expires_at: int | None = None) -> str:
+        """``stream_url`` with the call's token in its query (any token already there replaced)."""
+        expiry = self.expires_at(call_id) if expires_at is None else expires_at
+        return sign_stream_url(stream_url, call_id=call_id, secret=self._secret, expires_at=expiry, param=self.param)
+
+    def start_stream(
+        self,
+        stream_url: str,
+        call_id: str,
+        track: StreamTrack | str = StreamTrack.INBOUND,
+        parameters: Mapping[str, str] | None = None,
+        *,
+        token_parameter: bool = False,
+        allow_insecure: bool = False,
+    ) -> StartStream:
+        """``start_stream`` to the signed URL; ``token_parameter`` also puts the token in ``parameters``."""
+        params = dict(parameters or {})
+        if token_parameter:
+            params[self.param] = self.token(call_id)
+        return start_stream(self.url(stream_url, call_id), track, params, allow_insecure=allow_insecure)
+
+    def stop_stream(self, stream_url: str | None, call_id: str, track: StreamTrack | str | None = None) -> StopStream:
+        """``stop_stream`` naming the same signed URL the call's ``start_stream`` got (None: every stream)."""
+        return stop_stream(None if stream_url is None else self.url(stream_url, call_id), track)
+
+    def sign(self, actions: Iterable[Action], call_id: str, *, token_parameter: bool = False) -> list[Action]:
+        """A flow with every stream action's URL signed for ``call_id`` (other actions unchanged)."""
+        out: list[Action] = []
+        for item in actions:
+            if isinstance(item, StartStream):
+                params = dict(item.parameters)
+                if token_parameter:
+                    params[self.param] = self.token(call_id)
+                item = replace(item, stream_url=self.url(item.stream_url, call_id), parameters=params)
+            elif isinstance(item, StopStream) and item.stream_url is not None:
+                item = replace(item, stream_url=self.url(item.stream_url, call_id))
+            out.append(item)
+        return out

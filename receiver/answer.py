@@ -9,6 +9,12 @@ once, at start-up, with the actions library; when it is invalid every answer
 is the platform's own error body (HTTP 500: the configuration is at fault)
 and the reason is logged.
 
+With stream tokens configured (``auth_secrets``), every stream action's URL
+is signed for the answered call (``actions.StreamSigner`` with the first
+secret): the receiver refuses unsigned streams then, so the answers it gives
+must carry the token. A request whose call id cannot be found gets the error
+body (HTTP 400), since no URL can be signed for it.
+
 The seed pages ask for three separate logs; this is the answer_url one:
 every answer returned is logged under ``receiver.answer`` with the call id
 and the exact body, and it is added to the call's timeline (the store only
@@ -25,7 +31,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from .actions import ERROR_BODY, InvalidActions, parse_actions, to_payload
+from .actions import ERROR_BODY, Action, InvalidActions, StreamSigner, parse_actions, to_payload
 from .calldb import AnswerRecord
 from .config import Settings
 from .logging import get_logger
@@ -42,6 +48,7 @@ class AnswerConfig:
 
     payload: dict[str, Any] | None
     reason: str | None = None
+    actions: tuple[Action, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -56,7 +63,16 @@ def answer_config(settings: Settings) -> AnswerConfig:
         actions = parse_actions(settings.answer_actions, allow_insecure=settings.answer_allow_ws)
     except InvalidActions as exc:
         return AnswerConfig(None, exc.reason)
-    return AnswerConfig(to_payload(actions))
+    return AnswerConfig(to_payload(actions), actions=tuple(actions))
+
+
+def answer_signer(settings: Settings) -> StreamSigner | None:
+    """The signer for answered stream URLs: the first ``auth_secrets`` key, or None without one."""
+    if not settings.auth_secrets:
+        return None
+    # A token must outlive the longest stream the receiver allows, with an hour to spare.
+    ttl = (settings.max_stream_seconds or 4 * 3600) + 3600
+    return StreamSigner(settings.auth_secrets[0], ttl=ttl, param=settings.auth_token_param)
 
 
 def call_id_of(body: bytes, query: Any = None, headers: Any = None) -> str | None:
@@ -87,6 +103,7 @@ class AnswerEndpoint:
 
     def __init__(self, settings: Settings, store: CallStore) -> None:
         self.config = answer_config(settings)
+        self.signer = answer_signer(settings)
         self.store = store
         if self.config.valid:
             assert self.config.payload is not None
@@ -105,7 +122,30 @@ class AnswerEndpoint:
             return web.Response(body=orjson.dumps(ERROR_BODY), status=HTTPStatus.INTERNAL_SERVER_ERROR, content_type="application/json")
         payload = self.config.payload
         assert payload is not None
-        log.info("answer_returned", call_id=call_id, valid=True, response=payload)
+        if self.signer is not None:
+            if call_id is None:
+                reason = "no call id in the request: cannot sign the stream URLs"
+                log.error("answer_returned", call_id=None, valid=False, reason=reason, response=ERROR_BODY)
+                return web.Response(body=orjson.dumps(ERROR_BODY), status=HTTPStatus.BAD_REQUEST, content_type="application/json")
+            payload = to_payload(self.signer.sign(self.config.actions, call_id))
+        shown = _redacted(payload, self.signer)  # what the log and the call's timeline keep
+        log.info("answer_returned", call_id=call_id, valid=True, signed=self.signer is not None, response=shown)
         if call_id is not None:
-            self.store.answer_returned(AnswerRecord(call_id=call_id, answered_at=datetime.now(UTC), response=payload))
+            self.store.answer_returned(AnswerRecord(call_id=call_id, answered_at=datetime.now(UTC), response=shown))
         return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _redacted(payload: dict[str, Any], signer: StreamSigner | None) -> dict[str, Any]:
+    """The answer as logged: stream tokens replaced (a token admits a stream, so it stays out of logs)."""
+    if signer is None:
+        return payload
+    param = signer.param + "="
+    out = []
+    for item in payload["actions"]:
+        url = item.get("stream_url")
+        if isinstance(url, str) and param in url:
+            base, _, query = url.partition("?")
+            kept = "&".join(p if not p.startswith(param) else param + "REDACTED" for p in query.split("&"))
+            item = {**item, "stream_url": f"{base}?{kept}"}
+        out.append(item)
+    return {"actions": out}

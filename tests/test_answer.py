@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import orjson
@@ -11,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.answer import answer_config, call_id_of
+from receiver.auth import verify_stream_token
 from receiver.config import Settings
 from receiver.webhook_server import WebhookService
 
@@ -115,3 +118,37 @@ def test_answer_config_reports_the_reason(settings: Settings) -> None:
 
     assert not bad.valid
     assert bad.reason is not None and "stream_url is required" in bad.reason
+
+
+STOP_BOTH = (
+    '{"actions": [{"type": "start_stream", "stream_url": "wss://media.example.com/minivoice", "track": "both"},'
+    ' {"type": "pause", "length": 1}, {"type": "stop_stream", "stream_url": "wss://media.example.com/minivoice"}]}'
+)
+
+
+async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_for_the_call(hook_settings: Settings) -> None:
+    configured = hook_settings.replace(answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",))
+
+    status, (payload, timeline), logs, _ = await answer(configured)
+
+    assert status == 200
+    start, pause, stop = payload["actions"]
+    assert start["stream_url"] == stop["stream_url"]  # so the stop_stream still matches the stream
+    assert start["stream_url"].startswith("wss://media.example.com/minivoice?token=v1.")
+    query = parse_qs(urlsplit(start["stream_url"]).query)
+    token = verify_stream_token(query["token"][0], secrets=["s3cret-key"], now=time.time(), call_id="call_ans")
+    assert token.expires_at > time.time() + configured.max_stream_seconds
+    assert pause == {"type": "pause", "length": 1}
+    # The token stays out of the answer log and the call's timeline.
+    [line] = [e for e in logs if e.get("logger_name") == "receiver.answer" and e["event"] == "answer_returned"]
+    assert query["token"][0] not in repr(line) and query["token"][0] not in repr(timeline)
+    assert line["response"]["actions"][0]["stream_url"] == "wss://media.example.com/minivoice?token=REDACTED"
+
+
+async def test_with_stream_tokens_an_answer_without_a_call_id_is_the_error_body(hook_settings: Settings) -> None:
+    configured = hook_settings.replace(answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",))
+    body = {"event": "call.answered", "call": {}}
+
+    status, (payload, _), _, _ = await answer(configured, body=body)
+
+    assert (status, payload) == (400, ERROR_BODY)

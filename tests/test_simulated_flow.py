@@ -15,9 +15,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from receiver.config import Settings
 from receiver.server import ReceiverServer
+from receiver.testing import MiniVoiceMessages
 from receiver.webhook_server import WebhookService
 
 from .conftest import wait_streams_done
@@ -31,7 +34,9 @@ def all_files(paths: list[str]) -> bool:
     return all(Path(p).is_file() for p in paths)
 
 
-async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signed", [False, True], ids=["open", "signed-urls"])
+async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Settings, tmp_path: Path, signed: bool) -> None:
+    # signed: the receiver requires stream tokens, and /answer signs the stream URLs it returns for each call.
     async with ReceiverServer(settings) as probe:
         stream_url = f"ws://127.0.0.1:{probe.port}/minivoice"  # a free port for the real receiver below
     actions = {
@@ -51,6 +56,7 @@ async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Se
         answer=True,
         answer_allow_ws=True,
         answer_actions=orjson.dumps(actions).decode(),
+        auth_secrets=("loop-secret",) if signed else (),
     )
     async with WebhookService(configured) as hooks, ReceiverServer(configured, observers=hooks.observers) as server:
         assert hooks.listener is not None
@@ -79,3 +85,11 @@ async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Se
             assert all_files(stream["files"]) and len(stream["files"]) == 3
             assert [r["status"] for r in record["recordings"]] == ["completed"]
             assert {"answer_url", "stream.started", "stream.ended", "recording.completed", "call.completed"} <= {e["kind"] for e in timeline}
+        if signed:  # the URL as configured, without a call's token, is refused at start (1008)
+            mv = MiniVoiceMessages()
+            async with connect(stream_url) as ws:
+                await ws.send(mv.connected())
+                await ws.send(mv.start())
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+            assert ws.close_code == 1008
