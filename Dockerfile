@@ -1,6 +1,6 @@
 # receiver: the WebSocket media-stream receiver.
 #   docker build -t receiver .
-#   docker run -p 8080:8080 -v recordings:/data/recordings receiver
+#   docker run -p 8080:8080 -p 8081:8081 -v recordings:/data/recordings -v calls:/data/calls receiver
 FROM python:3.11-slim
 
 # The same system packages CI installs (scripts/system-packages.txt).
@@ -19,7 +19,12 @@ COPY config.toml /etc/receiver/config.toml
 ENV RECEIVER_CONFIG=/etc/receiver/config.toml \
     RECEIVER_HOST=0.0.0.0 \
     RECEIVER_RECORDINGS_DIR=/data/recordings \
-    RECEIVER_LOG_FORMAT=json
+    RECEIVER_LOG_FORMAT=json \
+    RECEIVER_DRAIN_TIMEOUT=8
+# SIGTERM drains: live streams get RECEIVER_DRAIN_TIMEOUT seconds, then close 1012 and
+# every file is finalised. `docker stop` sends SIGKILL after 10 s by default: raise both
+# together (docker run --stop-timeout 40 -e RECEIVER_DRAIN_TIMEOUT=35).
+STOPSIGNAL SIGTERM
 # Webhooks and the call-record API on 8081; call records in their own volume.
 ENV RECEIVER_WEBHOOK_HOST=0.0.0.0 \
     RECEIVER_DATABASE=/data/calls/receiver.db
