@@ -132,7 +132,8 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     recordings = tmp / "recordings"
     out = tmp / "latency.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The webhook listener (on by default) on a free port: a fixed 8081 may be taken.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RECEIVER_WEBHOOK_PORT": "0"}
     target_env = {**env, "PYTHONPATH": f"{target.source}{os.pathsep}{ROOT}"} if target.source else env
     receiver_log = open(tmp / "target.log", "wb")  # noqa: SIM115 - closed in finally
     receiver_cores = cores["receiver"] if target.workers == 1 else cores["workers"]

@@ -21,7 +21,7 @@ class ReceiverProcess:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
         environment.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "serve", "--port", "0", "--log-format", "json",
+            [sys.executable, "-m", "receiver", "serve", "--port", "0", "--webhook-port", "0", "--log-format", "json",
              "--recordings-dir", str(self.recordings), *args],
             cwd=workdir, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip

@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import wave
@@ -22,7 +24,7 @@ async def start_receiver(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess
     # No drain grace: SIGTERM closes live streams (1012) at once (drain itself: test_drain_process.py).
     env = {**os.environ, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_DRAIN_TIMEOUT": "0"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "receiver", "serve", "--port", "0", "--recordings-dir", str(tmp_path / "rec"), *args,
+        sys.executable, "-m", "receiver", "serve", "--port", "0", "--webhook-port", "0", "--recordings-dir", str(tmp_path / "rec"), *args,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
     )
     assert proc.stderr is not None
@@ -83,3 +85,62 @@ def test_repair_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "1 file(s) repaired" in capsys.readouterr().out
     with wave.open(str(path)) as w:
         assert w.getnframes() == 10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp_path: Path) -> None:
+    port, webhook_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}, "RECEIVER_DRAIN_TIMEOUT": "0"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver", "serve", "--workers", "2", "--port", str(port), "--webhook-port", str(webhook_port),
+        "--database", str(tmp_path / "calls.db"), "--recordings-dir", str(tmp_path / "rec"), "--log-format", "json",
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        started: list[dict[str, object]] = []
+        webhooks_started = 0
+        while len(started) < 2 or webhooks_started < 2:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "receiver exited before its workers started"
+            entry = json.loads(line)
+            started += [entry] if entry["event"] == "server_started" else []
+            webhooks_started += entry["event"] == "webhooks_started"
+        assert {int(str(e["port"])) for e in started} == {port}
+        drain = asyncio.ensure_future(proc.stderr.read())  # keep the log pipe flowing while the calls run
+
+        calls = [MiniVoiceMessages(stream_id=f"str_w{i}", call_id=f"call_w{i}") for i in range(6)]
+        for m in calls:  # the kernel spreads the connections over the workers
+            async with connect(f"ws://127.0.0.1:{port}/minivoice") as ws:
+                for text in [m.connected(), m.start(), *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")], m.stop()]:
+                    await ws.send(text)
+                await ws.wait_closed()
+        body = b'{"event": "call.completed", "created_at": "2026-05-29T12:10:00Z", "call": {"id": "call_w0", "status": "completed"}, "variables": {}, "data": {}}'
+        for _ in range(4):  # the platform's retries, which may land on any worker
+            reader, writer = await asyncio.open_connection("127.0.0.1", webhook_port)
+            writer.write(b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            writer.close()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await drain
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    for m in calls:
+        with wave.open(str(tmp_path / "rec" / m.call_id / f"{m.stream_id}.stereo.wav")) as w:
+            assert w.getnframes() == 5 * 160
+    with sqlite3.connect(tmp_path / "calls.db") as db:
+        streams = db.execute("SELECT call_id, stop_reason FROM streams ORDER BY call_id").fetchall()
+        status = db.execute("SELECT status FROM calls WHERE call_id = 'call_w0'").fetchone()
+        completed = db.execute("SELECT count(*) FROM events WHERE kind = 'call.completed'").fetchone()
+    assert streams == [(m.call_id, "stop_stream") for m in calls]
+    assert status == ("completed",)
+    assert completed == (1,)
