@@ -25,29 +25,7 @@ from receiver.webhooks import (
     parse_webhook,
 )
 
-CALL_COMPLETED = {
-    "event": "call.completed",
-    "created_at": "2026-05-29T12:10:00Z",
-    "call": {
-        "id": "call_123",
-        "customer_id": "cust_123",
-        "application_id": "app_123",
-        "status": "completed",
-        "direction": "inbound",
-        "from": "+15551230001",
-        "to": "+15551230002",
-    },
-    "variables": {},
-    "data": {},
-}
-
-RECORDING_COMPLETED = {
-    "event": "recording.completed",
-    "created_at": "2026-05-29T12:02:12Z",
-    "call": {"id": "call_123", "status": "in_progress", "direction": "inbound"},
-    "variables": {},
-    "data": {"recording_id": "rec_call_123", "status": "completed", "duration_seconds": 120, "size_bytes": 204800},
-}
+from .webhook_support import SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED
 
 
 def body(obj: object) -> bytes:
@@ -55,7 +33,7 @@ def body(obj: object) -> bytes:
 
 
 def test_call_completed_from_the_seed_page_parses() -> None:
-    event = parse_webhook(body(CALL_COMPLETED))
+    event = parse_webhook(body(SEED_CALL_COMPLETED))
 
     assert event.event == "call.completed"
     assert event.call.id == "call_123"
@@ -67,7 +45,7 @@ def test_call_completed_from_the_seed_page_parses() -> None:
 
 
 def test_recording_completed_carries_its_recording() -> None:
-    event = parse_webhook(body(RECORDING_COMPLETED))
+    event = parse_webhook(body(SEED_RECORDING_COMPLETED))
 
     assert event.recording is not None
     assert (event.recording.recording_id, event.recording.status) == ("rec_call_123", "completed")
@@ -100,22 +78,22 @@ def test_missing_created_at_falls_back_to_the_receipt_time() -> None:
 
 
 def test_created_at_with_an_offset_is_normalised_to_utc() -> None:
-    event = parse_webhook(body({**CALL_COMPLETED, "created_at": "2026-05-29T14:10:00+02:00"}))
+    event = parse_webhook(body({**SEED_CALL_COMPLETED, "created_at": "2026-05-29T14:10:00+02:00"}))
 
     assert format_timestamp(event.occurred_at) == "2026-05-29T12:10:00.000Z"
 
 
 def test_the_dedupe_key_ignores_whitespace_and_key_order() -> None:
-    compact = body(CALL_COMPLETED)
-    spaced = orjson.dumps(dict(reversed(list(CALL_COMPLETED.items()))), option=orjson.OPT_INDENT_2)
+    compact = body(SEED_CALL_COMPLETED)
+    spaced = orjson.dumps(dict(reversed(list(SEED_CALL_COMPLETED.items()))), option=orjson.OPT_INDENT_2)
 
     assert parse_webhook(compact).dedupe_key == parse_webhook(spaced).dedupe_key
 
 
 def test_the_dedupe_key_differs_between_events_of_one_call() -> None:
-    other = {**CALL_COMPLETED, "created_at": "2026-05-29T12:11:00Z"}
+    other = {**SEED_CALL_COMPLETED, "created_at": "2026-05-29T12:11:00Z"}
 
-    assert parse_webhook(body(CALL_COMPLETED)).dedupe_key != parse_webhook(body(other)).dedupe_key
+    assert parse_webhook(body(SEED_CALL_COMPLETED)).dedupe_key != parse_webhook(body(other)).dedupe_key
 
 
 @pytest.mark.parametrize(
