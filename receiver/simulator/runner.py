@@ -25,12 +25,13 @@ from typing import Any, TextIO
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.frames import CloseCode
+from websockets.frames import Close, CloseCode
 
 from ..actions import Action, InvalidActions, parse_actions
 from ..logging import get_logger
 from .http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
 from .plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+from .wire import StreamIdentity
 
 log = get_logger("receiver.simulator")
 
@@ -270,33 +271,11 @@ async def run_stream(
             if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
                 # The receiver closed first, dropped the connection, or answered our close
                 # with an error: every message was written, but not every one was read.
-                stats.receiver_closed += 1
-                report.outcome = "closed_by_receiver"
-                report.close_code = None if rcvd is None else rcvd.code
-                report.error = "connection lost" if rcvd is None else rcvd.reason[:200]
-                log.warning(
-                    "stream_closed_by_receiver",
-                    call_id=wire.call_id,
-                    stream_id=wire.stream_id,
-                    close_code=report.close_code,
-                    reason=report.error,
-                    media_sent=media,
-                )
+                _closed_by_receiver(report, stats, wire, rcvd, media)
             else:
                 report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
     except ConnectionClosed as exc:
-        stats.receiver_closed += 1
-        report.outcome = "closed_by_receiver"
-        report.close_code = exc.rcvd.code if exc.rcvd is not None else None
-        report.error = (exc.rcvd.reason if exc.rcvd is not None else "connection lost")[:200]
-        log.warning(
-            "stream_closed_by_receiver",
-            call_id=wire.call_id,
-            stream_id=wire.stream_id,
-            close_code=report.close_code,
-            reason=report.error,
-            media_sent=media,
-        )
+        _closed_by_receiver(report, stats, wire, exc.rcvd, media)
     finally:
         stats.messages_sent += sent
         report.messages_sent, report.media_sent = sent, media
@@ -305,6 +284,21 @@ async def run_stream(
         report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
     log.info("stream_done", call_id=wire.call_id, stream_id=wire.stream_id, outcome=report.outcome, media_sent=media)
     return report
+
+
+def _closed_by_receiver(report: StreamReport, stats: Stats, wire: StreamIdentity, rcvd: Close | None, media: int) -> None:
+    stats.receiver_closed += 1
+    report.outcome = "closed_by_receiver"
+    report.close_code = None if rcvd is None else rcvd.code
+    report.error = "connection lost" if rcvd is None else rcvd.reason[:200]
+    log.warning(
+        "stream_closed_by_receiver",
+        call_id=wire.call_id,
+        stream_id=wire.stream_id,
+        close_code=report.close_code,
+        reason=report.error,
+        media_sent=media,
+    )
 
 
 def _drop(ws: ClientConnection) -> None:
