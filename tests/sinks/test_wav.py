@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import wave
 from pathlib import Path
@@ -131,3 +132,32 @@ async def test_sink_write_errors_surface(tmp_path: Path) -> None:
 
     with pytest.raises(OSError):
         await sink.write(block(0, 10, tracks=(IN,)))
+
+
+async def test_file_work_of_many_streams_crosses_to_the_writer_thread_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.sinks import wav
+
+    batches: list[int] = []
+    run_jobs = wav._run_jobs
+
+    def counting(jobs: list[wav._Job]) -> list[BaseException | None]:
+        batches.append(len(jobs))
+        return run_jobs(jobs)
+
+    monkeypatch.setattr(wav, "_run_jobs", counting)
+    writer = wav._Writer(delay=0.01)
+    done: list[int] = []
+
+    def job(k: int) -> None:
+        if k == 7:
+            raise OSError(28, "No space left on device")
+        done.append(k)
+
+    results = await asyncio.gather(*(writer.run(job, k) for k in range(40)), return_exceptions=True)
+
+    assert batches == [40]  # one hand-off for everything submitted within the delay
+    assert done == [k for k in range(40) if k != 7]  # in submission order
+    assert isinstance(results[7], OSError) and results[7].errno == 28  # the failure goes to its submitter alone
+    assert [r for k, r in enumerate(results) if k != 7] == [None] * 39
+    await writer.run(job, 40)  # later work makes a new batch
+    assert batches == [40, 1]
