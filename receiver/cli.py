@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
 from .logging import SERVER, configure, get_logger
 
 
@@ -163,7 +163,11 @@ def _serve_workers(settings: Settings, loop_name: str) -> int:
 
 def _worker_main(settings: Settings, loop_name: str) -> None:
     configure(fmt=settings.log_format, level=settings.log_level)
-    _run(settings, loop_name)
+    try:
+        _run(settings, loop_name)
+    except ListenError as exc:
+        get_logger(SERVER).error("listen_failed", error=str(exc))
+        sys.exit(1)
 
 
 def repair(args: argparse.Namespace) -> int:
@@ -227,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"receiver: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        get_logger(SERVER).error("listen_failed", error=str(exc))
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2  # pragma: no cover - argparse requires a command

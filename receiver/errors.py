@@ -22,6 +22,7 @@ Close reasons stay short and never carry secrets or payload bytes.
 from __future__ import annotations
 
 import enum
+import os
 from typing import ClassVar
 
 from websockets.frames import CloseCode as StandardCloseCode
@@ -99,3 +100,12 @@ class SinkError(ReceiverError):
 
 class ConfigError(ReceiverError):
     """The configuration is invalid; the message says which setting and why."""
+
+
+class ListenError(ReceiverError):
+    """A listening socket could not be opened; the message says which setting and why."""
+
+    @classmethod
+    def from_os_error(cls, what: str, host: str, port: int, settings: str, exc: OSError) -> ListenError:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return cls(f"cannot listen for {what} on {host}:{port} ({settings}): {reason}")

@@ -39,7 +39,7 @@ from websockets.http11 import Request, Response
 
 from .auth import HandshakeResult
 from .config import Settings
-from .errors import MalformedMessage, StreamProtocolError
+from .errors import ListenError, MalformedMessage, StreamProtocolError
 from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
 from .fastpath import FALLBACK, FastServerConnection
 from .guard import Guard, Refusal
@@ -133,19 +133,22 @@ class ReceiverServer:
             if repaired:
                 server_log.warning("recordings_repaired", count=len(repaired), files=[str(p) for p in repaired[:20]])
         tls = server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password) if settings.tls_certfile else None
-        self._server = await serve(
-            self._handle,
-            settings.host,
-            settings.port,
-            process_request=self._process_request,
-            max_size=settings.max_message_bytes,
-            compression=None,
-            server_header="receiver",
-            reuse_port=settings.workers > 1,
-            open_timeout=settings.handshake_timeout,
-            ssl=tls,
-            create_connection=_counting_connection(self.guard, fast=settings.fast_path),
-        )
+        try:
+            self._server = await serve(
+                self._handle,
+                settings.host,
+                settings.port,
+                process_request=self._process_request,
+                max_size=settings.max_message_bytes,
+                compression=None,
+                server_header="receiver",
+                reuse_port=settings.workers > 1,
+                open_timeout=settings.handshake_timeout,
+                ssl=tls,
+                create_connection=_counting_connection(self.guard, fast=settings.fast_path),
+            )
+        except OSError as exc:
+            raise ListenError.from_os_error("streams", settings.host, settings.port, "host/port", exc) from exc
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
         self._limits_task = asyncio.get_running_loop().create_task(self._watch_limits(), name="limits")
         self.ready = True

@@ -31,6 +31,7 @@ from aiohttp import web
 from .answer import AnswerEndpoint
 from .callrecords import CallRecordObserver
 from .config import Settings
+from .errors import ListenError
 from .logging import get_logger
 from .observers import StreamObserver
 from .store import CallStore, SqliteCallStore
@@ -114,7 +115,14 @@ class WebhookServer:
             reuse_address=True,
             reuse_port=self.settings.workers > 1,  # every worker listens; they share the database
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ListenError.from_os_error(
+                "webhooks", self.settings.webhook_host, self.settings.webhook_port, "webhook_host/webhook_port", exc
+            ) from exc
         log.info(
             "webhooks_started",
             host=self.settings.webhook_host,

@@ -144,3 +144,24 @@ async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp
     assert streams == [(m.call_id, "stop_stream") for m in calls]
     assert status == ("completed",)
     assert completed == (1,)
+
+
+@pytest.mark.parametrize("flag", ["--port", "--webhook-port"])
+def test_a_port_in_use_is_one_error_line_and_exit_1(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--port": "0", "--webhook-port": "0", flag: str(port)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+        out = subprocess.run(
+            [sys.executable, "-m", "receiver", "serve", *[x for kv in ports.items() for x in kv], "--log-format", "json",
+             "--recordings-dir", str(tmp_path / "rec"), "--database", str(tmp_path / "calls.db")],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    failed = [entry for entry in map(json.loads, out.stderr.splitlines()) if entry["event"] == "listen_failed"]
+    setting = "webhook_port" if flag == "--webhook-port" else "host/port"
+    assert len(failed) == 1 and f"127.0.0.1:{port}" in failed[0]["error"] and setting in failed[0]["error"]
+    assert "in use" in failed[0]["error"]
