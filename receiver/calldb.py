@@ -170,7 +170,7 @@ def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
         current = CallRow(call_id=update.call_id, first_seen_at=at, updated_at=at)
         newest = True
     else:
-        newest = current.last_step_at is None or at >= current.last_step_at
+        newest = _is_newest(current, update)
     changes: dict[str, Any] = {
         "first_seen_at": min(current.first_seen_at, at),
         "updated_at": max(current.updated_at, at),
@@ -185,6 +185,32 @@ def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
     if newest:
         changes["last_step"], changes["last_step_at"] = update.step, at
     return replace(current, **changes)
+
+
+def _is_newest(current: CallRow, update: CallUpdate) -> bool:
+    """Whether ``update`` is the call's newest step so far.
+
+    The platform stamps webhooks to the second (``12:10:00Z``) and the
+    receiver its stream events to the millisecond, so the call's end and the
+    streams that end with it in the same second cannot be ordered by their
+    stamps: a call's end (a terminal status) stamped to the second is the
+    last step of that second.
+    """
+    last, at = current.last_step_at, update.occurred_at
+    if last is None:
+        return True
+    if update.status in TERMINAL_STATUSES and _to_the_second(at):
+        return at[:_SECOND] >= last[:_SECOND]
+    if current.status in TERMINAL_STATUSES and current.status_at == last and _to_the_second(last):
+        return at[:_SECOND] > last[:_SECOND]
+    return at >= last
+
+
+_SECOND = len("2026-01-01T00:00:00")
+
+
+def _to_the_second(stamp: str) -> bool:
+    return stamp.endswith(".000Z")
 
 
 def _status_wins(current: CallRow, status: str, at: str) -> bool:

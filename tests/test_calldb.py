@@ -48,3 +48,29 @@ def test_stream_steps_carry_no_status() -> None:
     row = merge_call(CallRow("c", "t0", "t0", status="completed", status_at="t0"), CallUpdate("c", "t1", "stream.ended: call_ended"))
 
     assert (row.status, row.last_step) == ("completed", "stream.ended: call_ended")
+
+
+def test_the_call_end_is_the_last_step_of_its_second_whatever_arrives_first() -> None:
+    # The platform stamps webhooks to the second; the streams that end with the call are
+    # stamped by the receiver to the millisecond, within that second.
+    started = CallUpdate("c", "2026-01-01T00:10:00.508Z", "stream.started")
+    ended = CallUpdate("c", "2026-01-01T00:10:00.571Z", "stream.ended: call_ended")
+    completed = CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed")
+    for order in ([started, ended, completed], [started, completed, ended], [completed, started, ended]):
+        row = None
+        for update in order:
+            row = merge_call(row, update)
+        assert row is not None
+        assert (row.status, row.last_step, row.last_step_at) == ("completed", "call.completed", "2026-01-01T00:10:00.000Z")
+
+    later = merge_call(row, CallUpdate("c", "2026-01-01T00:10:01.002Z", "stream.ended: disconnected"))
+    assert (later.status, later.last_step) == ("completed", "stream.ended: disconnected")  # a later second is later
+    earlier = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.100Z", "stream.started"))
+    assert merge_call(earlier, CallUpdate("c", "2026-01-01T00:09:59.000Z", "call.completed", "completed")).last_step == "stream.started"
+
+
+def test_a_call_end_stamped_to_the_millisecond_is_ordered_by_its_stamp() -> None:
+    row = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.250Z", "call.completed", "completed"))
+    row = merge_call(row, CallUpdate("c", "2026-01-01T00:10:00.571Z", "stream.ended: call_ended"))
+
+    assert (row.status, row.last_step) == ("completed", "stream.ended: call_ended")
