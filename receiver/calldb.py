@@ -208,6 +208,12 @@ def _is_newest(current: CallRow, update: CallUpdate) -> bool:
 
 _SECOND = len("2026-01-01T00:00:00")
 
+# A webhook stamped to the second happened somewhere in that second: the timeline lists it
+# after the receiver's own (millisecond) events of the same second (see _is_newest).
+_TIMELINE = f"""SELECT * FROM events WHERE call_id = ?
+    ORDER BY CASE WHEN source = 'webhook' AND occurred_at LIKE '%.000Z'
+                  THEN substr(occurred_at, 1, {_SECOND}) || '.999Z' ELSE occurred_at END, id"""
+
 
 def _to_the_second(stamp: str) -> bool:
     return stamp.endswith(".000Z")
@@ -486,5 +492,5 @@ def read_events(conn: sqlite3.Connection, call_id: str) -> list[dict[str, Any]] 
             "received_at": e["received_at"],
             "detail": orjson.loads(e["detail"]),
         }
-        for e in conn.execute("SELECT * FROM events WHERE call_id = ? ORDER BY occurred_at, id", (call_id,))
+        for e in conn.execute(_TIMELINE, (call_id,))
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -176,3 +177,20 @@ async def test_a_read_only_database_is_unavailable(tmp_path: Path) -> None:
             with pytest.raises(StoreUnavailable, match="readonly"):
                 await store.record_webhook(event(SEED_CALL_COMPLETED))
             assert await store.list_calls() == []  # reads still work
+
+
+async def test_a_webhook_stamped_to_the_second_follows_the_streams_of_its_second(tmp_path: Path) -> None:
+    start = replace(stream_start(), started_at=datetime(2026, 5, 29, 12, 0, 9, 508000, tzinfo=UTC))
+    end = replace(stream_end(), stopped_at=datetime(2026, 5, 29, 12, 0, 9, 571000, tzinfo=UTC))
+    async with SqliteCallStore(tmp_path / "calls.db") as store:
+        await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="call_s", created_at="2026-05-29T12:00:09Z")))
+        store.stream_started(start)
+        store.stream_ended(end)
+        await store.flush()
+        record = await store.get_call("call_s")
+        timeline = await store.call_events("call_s")
+
+    assert record is not None and timeline is not None
+    assert [e["kind"] for e in timeline] == ["stream.started", "stream.ended", "call.completed"]
+    assert timeline[-1]["occurred_at"] == "2026-05-29T12:00:09.000Z"  # listed later, shown as stamped
+    assert (record["status"], record["last_step"]) == ("completed", "call.completed")
