@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ def add_parser(commands: Any) -> None:
         "--answer-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the answer_url"
     )
     faults = p.add_argument_group("faults (seeded, reproducible)")
-    faults.add_argument("--seed", type=int, default=0, metavar="N", help="seed for ids and faults (default 0)")
+    faults.add_argument(
+        "--seed", type=int, metavar="N", help="seed for ids and faults (default: a new one each run, printed with the summary)"
+    )
     faults.add_argument("--loss", type=float, default=0.0, metavar="P", help="probability that a frame is lost")
     faults.add_argument(
         "--duplicate", type=float, default=0.0, metavar="P", help="probability that a frame is sent twice"
@@ -190,8 +193,9 @@ def simulate(args: argparse.Namespace) -> int:
             )
         )
     if args.json:
-        print(json.dumps(report.as_dict(details=args.calls <= 10), indent=2))
+        print(json.dumps({"seed": faults.seed, **report.as_dict(details=args.calls <= 10)}, indent=2))
     else:
+        print(f"seed: {faults.seed} (--seed {faults.seed} runs the same calls again: same ids, same faults)")
         print(_text(report))
     if report.stats.calls_failed and report.stats.calls_failed == args.calls:
         return 1
@@ -211,7 +215,7 @@ def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSett
         load(spec, args.sample_rate)  # fail now, not in the middle of a call
     media = MediaSpec(wire, encoding, args.sample_rate, specs)
     faults = Faults(
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
         loss=args.loss,
         duplicate=args.duplicate,
         reorder_ms=args.reorder_ms,

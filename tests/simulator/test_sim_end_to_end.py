@@ -486,3 +486,18 @@ def test_the_simulator_never_imports_the_server_session_or_parsers() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_each_run_draws_new_ids_unless_given_a_seed(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"actions": [{"type": "pause", "length": 0}, {"type": "hangup"}]}))
+
+    async def call_id(*args: str) -> tuple[int, str]:
+        code, out, err = await run_cli(str(flow), "--fast", "--json", *args)
+        assert code == 0, err
+        summary = json.loads(out)
+        return summary["seed"], summary["calls"][0]["call_id"]
+
+    (seed_a, id_a), (seed_b, id_b) = await asyncio.gather(call_id(), call_id())
+    assert id_a != id_b  # two runs against one receiver are two calls, not one overwritten
+    assert await call_id("--seed", str(seed_a)) == (seed_a, id_a)  # the printed seed repeats a run
