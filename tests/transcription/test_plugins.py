@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin package, pip-installed into a directory of its own."""
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = shutil.copytree(EXAMPLE, build / EXAMPLE.name)  # setuptools builds in the source tree: not in the repo
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target), str(EXAMPLE)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
         check=True,
         capture_output=True,
         cwd=build,
