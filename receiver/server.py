@@ -357,41 +357,50 @@ class ReceiverServer:
             self.streams_ended += 1
             self.stream_ended.set()
 
+    # The periodic tasks do their work in plain methods: a coroutine's locals live while
+    # it sleeps, and a loop variable left on the last stream would keep that ended
+    # stream (its ring buffers) alive until the next round.
+
     async def _watch_limits(self) -> None:
         """Close streams over a time-based limit (idle, no start, duration)."""
         interval = self.guard.limits.sweep_interval
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
-            for ws, stream in list(self._streams.items()):
-                if stream.closed_by is not None:
-                    continue
-                limit = stream.limits.sweep(now, stream.session.stats.messages)
-                if limit is None:
-                    continue
-                stream.closed_by = (limit.value, limit.close_code)
-                self.guard.limit_hit(stream.log, limit, seconds=self.guard.limit_value(limit))
-                task = asyncio.get_running_loop().create_task(ws.close(limit.close_code, limit.close_reason))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+            self._sweep_limits(time.monotonic())
+
+    def _sweep_limits(self, now: float) -> None:
+        for ws, stream in list(self._streams.items()):
+            if stream.closed_by is not None:
+                continue
+            limit = stream.limits.sweep(now, stream.session.stats.messages)
+            if limit is None:
+                continue
+            stream.closed_by = (limit.value, limit.close_code)
+            self.guard.limit_hit(stream.log, limit, seconds=self.guard.limit_value(limit))
+            task = asyncio.get_running_loop().create_task(ws.close(limit.close_code, limit.close_reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _summaries(self) -> None:
         """Every ``media_summary_seconds``, one line of media statistics per live stream."""
         while True:
             await asyncio.sleep(self.settings.media_summary_seconds)
-            for stream in list(self._streams.values()):
-                pipeline = stream.pipeline
-                if pipeline is None:
-                    continue
-                media_log.info(
-                    "media_summary",
-                    stream_id=pipeline.info.stream_id,
-                    call_id=pipeline.info.call_id,
-                    media_seconds=round(pipeline.clock.head / pipeline.info.sample_rate, 3),
-                    messages=stream.session.stats.messages,
-                    tracks={t.value: s.as_dict() for t, s in pipeline.clock.stats().items()},
-                    sink_losses=pipeline.fanout.losses,
-                )
+            self._log_summaries()
+
+    def _log_summaries(self) -> None:
+        for stream in list(self._streams.values()):
+            pipeline = stream.pipeline
+            if pipeline is None:
+                continue
+            media_log.info(
+                "media_summary",
+                stream_id=pipeline.info.stream_id,
+                call_id=pipeline.info.call_id,
+                media_seconds=round(pipeline.clock.head / pipeline.info.sample_rate, 3),
+                messages=stream.session.stats.messages,
+                tracks={t.value: s.as_dict() for t, s in pipeline.clock.stats().items()},
+                sink_losses=pipeline.fanout.losses,
+            )
 
 
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import wave
 from pathlib import Path
@@ -18,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from receiver import codecs
 from receiver.config import Settings
 from receiver.events import Track
+from receiver.pipeline import StreamPipeline
 from receiver.server import ReceiverServer
 from receiver.sinks import AudioBlock, StreamInfo
 from receiver.testing import MiniVoiceMessages, RecordingSink, TwilioMessages
@@ -263,3 +265,29 @@ async def test_the_server_survives_many_bad_streams_then_records_a_good_one(serv
     await wait_streams_done(server, count=7)
 
     assert (Path(settings.recordings_dir) / "call_ok" / "str_ok.inbound.wav").exists()
+
+
+async def test_an_ended_stream_is_not_kept_alive_by_the_periodic_tasks(tmp_path: Path) -> None:
+    settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), media_summary_seconds=0.001)
+    async with ReceiverServer(settings) as server:
+        rounds: asyncio.Queue[int] = asyncio.Queue()
+        log_summaries = server._log_summaries
+
+        def counting() -> None:  # each summary round, with how many streams it saw
+            log_summaries()
+            rounds.put_nowait(len(server._streams))
+
+        server._log_summaries = counting  # type: ignore[method-assign]
+        m = MiniVoiceMessages(stream_id="str_gc", call_id="call_gc")
+        async with connect(url(server)) as ws:
+            await send_all(ws, [m.connected(), m.start(), *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")]])
+            while await asyncio.wait_for(rounds.get(), 10) == 0:  # a round saw the live stream
+                pass
+            await ws.send(m.stop())
+            assert await closed(ws) == 1000
+        await wait_streams_done(server)
+        while await asyncio.wait_for(rounds.get(), 10) != 0:  # and a round after its end
+            pass
+
+        gc.collect()
+        assert [type(o).__name__ for o in gc.get_objects() if type(o) is StreamPipeline] == []
