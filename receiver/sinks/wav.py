@@ -69,7 +69,7 @@ class _WavFile:
 
     __slots__ = ("channels", "data_bytes", "fd", "header_bytes", "path", "sample_rate")
 
-    def __init__(self, path: Path, *, channels: int, sample_rate: int) -> None:
+    def __init__(self, path: str, *, channels: int, sample_rate: int) -> None:
         self.path = path
         self.channels = channels
         self.sample_rate = sample_rate
@@ -175,12 +175,14 @@ class WavSink:
     interval = 0.5  # seconds of audio gathered per write
 
     def __init__(self, recordings_dir: str | os.PathLike[str]) -> None:
-        self._root = Path(recordings_dir)
+        # Paths stay strings: pathlib interns every part of a path, and a part per stream
+        # (ids are unique) churns the interpreter's table of interned strings.
+        self._root = os.fspath(recordings_dir)
         self._files: dict[Track, _WavFile] = {}
         self._stereo: _WavFile | None = None
         self._written = 0  # media-clock samples written to every file
         self._last_refresh = 0.0
-        self.paths: list[Path] = []
+        self.paths: list[str] = []
 
     async def open(self, stream: StreamInfo) -> None:
         await _WRITER.run(self._open, stream)
@@ -192,16 +194,16 @@ class WavSink:
         await _WRITER.run(self._close)
 
     def _open(self, stream: StreamInfo) -> None:
-        directory = self._root / safe_name(stream.call_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = os.path.join(self._root, safe_name(stream.call_id))
+        os.makedirs(directory, exist_ok=True)
         base = safe_name(stream.stream_id)
         rate = stream.sample_rate
         for track in stream.tracks:
-            path = directory / f"{base}.{track.value}.wav"
+            path = os.path.join(directory, f"{base}.{track.value}.wav")
             self._files[track] = _WavFile(path, channels=1, sample_rate=rate)
             self.paths.append(path)
         if len(stream.tracks) == 2:
-            path = directory / f"{base}.stereo.wav"
+            path = os.path.join(directory, f"{base}.stereo.wav")
             self._stereo = _WavFile(path, channels=2, sample_rate=rate)
             self.paths.append(path)
         self._last_refresh = time.monotonic()

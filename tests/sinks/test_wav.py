@@ -95,7 +95,7 @@ async def test_peer_ids_never_escape_the_recordings_dir(tmp_path: Path, hostile:
     await sink.close(OUTCOME)
 
     for path in sink.paths:
-        assert root.resolve() in path.resolve().parents
+        assert root.resolve() in Path(path).resolve().parents
     assert "/" not in safe_name(hostile) and safe_name(hostile) not in ("", ".", "..")
 
 
