@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import uvloop
 
+from receiver.app import ReceiverServer, default_sinks
 from receiver.config import Settings
 from receiver.events import MediaReceived, Track
 from receiver.logging import configure
 from receiver.mediaclock import Placement
-from receiver.pipeline import StreamPipeline
-from receiver.server import ReceiverServer, default_sinks
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.stream.pipeline import StreamPipeline
 
 FRAME = 160  # samples in a 20 ms frame at 8 kHz
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from receiver.cli import main
 
 sys.exit(main())

@@ -16,8 +16,8 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .errors import MalformedMessage, UnsupportedEncoding
-from .events import Encoding, MediaFormat
+from receiver.errors import MalformedMessage, UnsupportedEncoding
+from receiver.events import Encoding, MediaFormat
 
 Samples = npt.NDArray[np.int16]
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from receiver.errors import ConfigError
+from receiver.security.networks import parse_networks
 
 ENV_PREFIX = "RECEIVER_"
 DEFAULT_CONFIG = "config.toml"
@@ -216,7 +217,6 @@ def _convert(name: str, kind: str, raw: str) -> Any:
 
 def _check_security(settings: Settings) -> None:
     """Validate the auth, limits, drain and TLS settings (lists from TOML become tuples)."""
-    from .auth import parse_networks
 
     for f in fields(settings):
         if f.type == "tuple[str, ...]":

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .events import Track
-from .ringbuffer import TrackBuffer
+from receiver.events import Track
+from receiver.ringbuffer import TrackBuffer
 
 Samples = npt.NDArray[np.int16]
 

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import orjson
 
-from .errors import MalformedMessage, UnexpectedEvent, UnknownEvent
-from .events import (
+from receiver.errors import MalformedMessage, UnexpectedEvent, UnknownEvent
+from receiver.events import (
     Connected,
     DtmfReceived,
     Event,
@@ -26,7 +26,7 @@ from .events import (
     StreamStarted,
     StreamStopped,
 )
-from .platforms import MEDIA_FAST_PATHS, Parser, detect, parser_for
+from receiver.platforms import MEDIA_FAST_PATHS, Parser, detect, parser_for
 
 
 class SessionState(enum.Enum):

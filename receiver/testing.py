@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .events import Track
-from .sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.events import Track
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
 
 @dataclass

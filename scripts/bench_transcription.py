@@ -40,14 +40,13 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from tests.transcription.helpers import speak  # noqa: E402
-
+from receiver.app import ReceiverServer  # noqa: E402
 from receiver.codecs import encode_ulaw  # noqa: E402
 from receiver.config import Settings  # noqa: E402
 from receiver.logging import configure  # noqa: E402
-from receiver.server import ReceiverServer  # noqa: E402
 from receiver.testing import MiniVoiceMessages  # noqa: E402
 from receiver.transcription import transcript as transcript_module  # noqa: E402
+from tests.transcription.helpers import speak  # noqa: E402
 
 PHRASES = [
     "thank you for calling how can I help you today",

@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
 
+from receiver.app import ReceiverServer  # noqa: E402
 from receiver.config import Settings  # noqa: E402
-from receiver.server import ReceiverServer  # noqa: E402
 from receiver.testing import MiniVoiceMessages  # noqa: E402
 
 SCENARIOS = {

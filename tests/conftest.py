@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import uvloop
 
+from receiver.app import ReceiverServer
 from receiver.config import Settings
-from receiver.server import ReceiverServer
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver import actions as a
-from receiver.actions import (
+from receiver.calls import actions as a
+from receiver.calls.actions import (
     ACCEPTED_BODY,
     ERROR_BODY,
     Hangup,

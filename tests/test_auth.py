@@ -9,7 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from receiver.auth import (
+from receiver.errors import ConfigError, StreamRefused
+from receiver.security.auth import (
     AuthPolicy,
     AuthRejected,
     HandshakeResult,
@@ -24,7 +25,6 @@ from receiver.auth import (
     verify_stream_token,
     verify_twilio_signature,
 )
-from receiver.errors import ConfigError, StreamRefused
 
 SECRET = "s3cret-key"
 NOW = 1_800_000_000

@@ -14,9 +14,9 @@ import aiohttp
 import orjson
 import pytest
 
-from receiver.calldb import AnswerRecord, StreamEnd, StreamStart
-from receiver.store import SqliteCallStore
-from receiver.webhooks import parse_webhook
+from receiver.calls.db import AnswerRecord, StreamEnd, StreamStart
+from receiver.calls.store import SqliteCallStore
+from receiver.calls.webhooks import parse_webhook
 
 from .webhook_support import SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.calldb import CallRow, CallUpdate, merge_call
+from receiver.calls.db import CallRow, CallUpdate, merge_call
 
 
 def test_the_newest_status_wins() -> None:

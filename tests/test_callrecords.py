@@ -12,11 +12,11 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from receiver.callrecords import CallRecordObserver
+from receiver.app import ReceiverServer
+from receiver.calls.listener import WebhookService
+from receiver.calls.observer import CallRecordObserver
 from receiver.config import Settings
-from receiver.server import ReceiverServer
 from receiver.testing import MiniVoiceMessages
-from receiver.webhook_server import WebhookService
 
 from .conftest import wait_streams_done
 from .webhook_support import SEED_CALL_COMPLETED, read_only, webhook

@@ -94,7 +94,7 @@ def test_silence_bytes_decode_to_near_zero() -> None:
 
 
 def test_importing_the_codecs_never_loads_audioop() -> None:
-    code = "import sys, receiver.codecs, receiver.server; print('audioop' in sys.modules)"
+    code = "import sys, receiver.codecs, receiver.stream.server; print('audioop' in sys.modules)"
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 

@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from receiver.app import ReceiverServer, default_sinks
 from receiver.codecs import decode_ulaw
 from receiver.config import Settings
-from receiver.server import ReceiverServer, default_sinks
 from receiver.sinks.wav import repair_wav
 from receiver.testing import MiniVoiceMessages, RecordingSink
 

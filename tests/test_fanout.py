@@ -10,10 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.events import Encoding, MediaFormat, Platform, Track
-from receiver.fanout import Fanout
 from receiver.logging import get_logger
 from receiver.ringbuffer import TrackBuffer
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.stream.fanout import Fanout
 from receiver.testing import RecordingSink
 
 IN, OUT = Track.INBOUND, Track.OUTBOUND

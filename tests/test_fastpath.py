@@ -9,9 +9,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.events import Track
-from receiver.server import ReceiverServer
 from receiver.testing import MiniVoiceMessages, RecordingSink
 
 from .conftest import wait_streams_done

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.limits import ConnectionLimits, Limit, LimitExceeded, LimitSettings
+from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded, LimitSettings
 
 
 def _run_rate(limits: ConnectionLimits, times: list[float]) -> Limit | None:

@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from receiver.auth import sign_stream_url, stream_token, twilio_signature
+from receiver.app import ReceiverServer
 from receiver.config import Settings
-from receiver.server import ReceiverServer
+from receiver.security.auth import sign_stream_url, stream_token, twilio_signature
 from receiver.sinks import StreamInfo
 from receiver.testing import MiniVoiceMessages, RecordingSink, TwilioMessages
 
@@ -474,7 +474,7 @@ async def test_tls_serves_wss_with_a_self_signed_certificate(
 
 def test_tls_with_a_bad_key_is_a_config_error(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
     from receiver.errors import ConfigError
-    from receiver.tls import server_context
+    from receiver.security.tls import server_context
 
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")

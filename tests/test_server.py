@@ -17,11 +17,11 @@ from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 
 from receiver import codecs
+from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.events import Track
-from receiver.pipeline import StreamPipeline
-from receiver.server import ReceiverServer
 from receiver.sinks import AudioBlock, StreamInfo
+from receiver.stream.pipeline import StreamPipeline
 from receiver.testing import MiniVoiceMessages, RecordingSink, TwilioMessages
 
 from .conftest import wait_streams_done

@@ -7,7 +7,7 @@ import asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from receiver.server import ReceiverServer
+from receiver.app import ReceiverServer
 from receiver.testing import MiniVoiceMessages
 
 

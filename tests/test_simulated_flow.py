@@ -18,10 +18,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from receiver.app import ReceiverServer
+from receiver.calls.listener import WebhookService
 from receiver.config import Settings
-from receiver.server import ReceiverServer
 from receiver.testing import MiniVoiceMessages
-from receiver.webhook_server import WebhookService
 
 from .conftest import wait_streams_done
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from receiver.calldb import StreamEnd, StreamStart, connect
-from receiver.store import SqliteCallStore
-from receiver.webhooks import StoreUnavailable, parse_webhook
+from receiver.calls.db import StreamEnd, StreamStart, connect
+from receiver.calls.store import SqliteCallStore
+from receiver.calls.webhooks import StoreUnavailable, parse_webhook
 
 from .webhook_support import RECORDING_FAILED, SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED, read_only, webhook
 

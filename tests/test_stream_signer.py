@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from receiver import actions as a
-from receiver.auth import TokenInvalid, verify_stream_token
+from receiver.calls import actions as a
+from receiver.security.auth import TokenInvalid, verify_stream_token
 
 SECRET = "signer-secret"
 URL = "wss://media.example.com/minivoice?region=eu"

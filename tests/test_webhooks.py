@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from receiver.webhooks import (
+from receiver.calls.webhooks import (
     BodyTooLarge,
     InvalidEnvelope,
     InvalidQuery,

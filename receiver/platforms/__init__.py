@@ -12,9 +12,9 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from ..errors import MalformedMessage
-from ..events import Event, MediaReceived, Platform
-from . import minivoice, twilio
+from receiver.errors import MalformedMessage
+from receiver.events import Event, MediaReceived, Platform
+from receiver.platforms import minivoice, twilio
 
 Parser: TypeAlias = Callable[[Mapping[str, Any]], Event | None]
 

@@ -11,8 +11,8 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import MalformedMessage, UnsupportedEncoding
-from ..events import Encoding, MediaFormat, Track
+from receiver.errors import MalformedMessage, UnsupportedEncoding
+from receiver.events import Encoding, MediaFormat, Track
 
 TRACKS = _TRACKS = {
     "inbound": Track.INBOUND,

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..errors import MalformedMessage, UnknownEvent
-from ..events import (
+from receiver.errors import MalformedMessage, UnknownEvent
+from receiver.events import (
     CallMetadata,
     Connected,
     DtmfReceived,
@@ -24,7 +24,7 @@ from ..events import (
     StreamStarted,
     StreamStopped,
 )
-from ._common import (
+from receiver.platforms._common import (
     TRACKS,
     b64decode_strict,
     media_format,

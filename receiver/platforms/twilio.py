@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import MalformedMessage, UnknownEvent
-from ..events import (
+from receiver.errors import MalformedMessage, UnknownEvent
+from receiver.events import (
     CallMetadata,
     Connected,
     DtmfReceived,
@@ -25,7 +25,7 @@ from ..events import (
     StreamStarted,
     StreamStopped,
 )
-from ._common import (
+from receiver.platforms._common import (
     b64decode_strict,
     media_format,
     optional_int,

@@ -7,7 +7,7 @@ wire format, stops streams as the flow says, applies seeded network faults,
 sends the webhooks that follow, and can record what a correct receiver must
 decode. It talks to the receiver only over the network: this package never
 imports the server, the session or the parsers; it uses only
-``receiver.codecs``, ``receiver.events`` and ``receiver.actions``.
+``receiver.codecs``, ``receiver.events`` and ``receiver.calls.actions``.
 
 Modules: ``audio`` (sources), ``wire`` (the platforms' messages), ``plan``
 (the call's timeline, faults and expected audio; pure), ``http`` (answer_url
@@ -16,11 +16,11 @@ and webhooks), ``runner`` (streams, calls and load), ``cli`` (the command).
 
 from __future__ import annotations
 
-from .audio import AudioError, AudioSpec
-from .http import WebhookSettings
-from .plan import CallPlan, Faults, MediaSpec, StreamPlan, plan_call
-from .runner import CallReport, Flow, RunReport, RunSettings, Stats, run, run_call
-from .wire import WireFormat
+from receiver.simulator.audio import AudioError, AudioSpec
+from receiver.simulator.http import WebhookSettings
+from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, plan_call
+from receiver.simulator.runner import CallReport, Flow, RunReport, RunSettings, Stats, run, run_call
+from receiver.simulator.wire import WireFormat
 
 __all__ = [
     "AudioError",

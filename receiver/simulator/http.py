@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from ..logging import get_logger
-from .plan import CallInfo
+from receiver.logging import get_logger
+from receiver.simulator.plan import CallInfo
 
 log = get_logger("receiver.simulator")
 

@@ -49,11 +49,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..actions import Action, Hangup, OtherAction, Pause, StartRecording, StartStream, StopRecording, StopStream
-from ..codecs import decode, encode
-from ..events import Encoding, MediaFormat
-from . import audio
-from .wire import StreamIdentity, Wire, WireFormat
+from receiver.calls.actions import (
+    Action,
+    Hangup,
+    OtherAction,
+    Pause,
+    StartRecording,
+    StartStream,
+    StopRecording,
+    StopStream,
+)
+from receiver.codecs import decode, encode
+from receiver.events import Encoding, MediaFormat
+from receiver.simulator import audio
+from receiver.simulator.wire import StreamIdentity, Wire, WireFormat
 
 Samples = npt.NDArray[np.int16]
 FRAME_MS = 20

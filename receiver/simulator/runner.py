@@ -27,11 +27,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Close, CloseCode
 
-from ..actions import Action, InvalidActions, parse_actions
-from ..logging import get_logger
-from .http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
-from .plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
-from .wire import StreamIdentity
+from receiver.calls.actions import Action, InvalidActions, parse_actions
+from receiver.logging import get_logger
+from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
+from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+from receiver.simulator.wire import StreamIdentity
 
 log = get_logger("receiver.simulator")
 

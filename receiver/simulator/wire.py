@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Encoding
+from receiver.events import Encoding
 
 
 class WireFormat(enum.StrEnum):

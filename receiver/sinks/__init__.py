@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from ..events import CallMetadata, MediaFormat, Platform, Track
+from receiver.events import CallMetadata, MediaFormat, Platform, Track
 
 Samples = npt.NDArray[np.int16]
 

@@ -29,8 +29,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from ..events import Track
-from . import AudioBlock, StreamInfo, StreamOutcome
+from receiver.events import Track
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
 HEADER_SIZE: Final = 44
 HEADER_REFRESH_SECONDS: Final = 1.0

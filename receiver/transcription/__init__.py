@@ -13,6 +13,6 @@ Transcription plugins: sinks found by entry point, fed each track's audio, publi
 
 from __future__ import annotations
 
-from .transcript import Transcript, Transcripts
+from receiver.transcription.transcript import Transcript, Transcripts
 
 __all__ = ["Transcript", "Transcripts"]

@@ -30,10 +30,10 @@ from typing import Any, Final
 
 import orjson
 
-from ..logging import get_logger
-from ..sinks import AudioBlock, StreamInfo, StreamOutcome
-from .audio import SAMPLE_FORMATS
-from .transcript import TRANSCRIPTS, Transcripts
+from receiver.logging import get_logger
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.transcription.audio import SAMPLE_FORMATS
+from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
 
 log = get_logger(TRANSCRIPTS)
 STDERR_TAIL: Final = 20

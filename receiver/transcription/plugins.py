@@ -34,11 +34,11 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from ..errors import ConfigError
-from ..events import Track
-from ..sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
-from .audio import SAMPLE_FORMATS, SampleFormat, TrackConverter
-from .transcript import StreamTranscripts, Transcripts
+from receiver.errors import ConfigError
+from receiver.events import Track
+from receiver.sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
+from receiver.transcription.audio import SAMPLE_FORMATS, SampleFormat, TrackConverter
+from receiver.transcription.transcript import StreamTranscripts, Transcripts
 
 ENTRY_POINT_GROUP: Final = "receiver.sinks"
 _TRACKS: Final = {"inbound": (Track.INBOUND,), "outbound": (Track.OUTBOUND,), "both": (Track.INBOUND, Track.OUTBOUND)}

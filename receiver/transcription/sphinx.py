@@ -41,10 +41,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ..logging import get_logger
-from ..sinks import AudioBlock, StreamInfo, StreamOutcome
-from .transcript import TRANSCRIPTS, Transcripts
-from .vad import Segmenter, Utterance, VadOptions
+from receiver.logging import get_logger
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
+from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
 RATE: Final = 16000
 FRAME_SECONDS: Final = 0.01  # pocketsphinx's frame rate: 100 frames a second

@@ -36,10 +36,10 @@ from typing import Any, Final
 
 import orjson
 
-from ..events import Track
-from ..logging import get_logger
-from ..sinks import StreamInfo
-from ..sinks.wav import safe_name
+from receiver.events import Track
+from receiver.logging import get_logger
+from receiver.sinks import StreamInfo
+from receiver.sinks.wav import safe_name
 
 TRANSCRIPTS = "receiver.transcripts"
 TRANSCRIPT_FILE: Final = "transcript.jsonl"

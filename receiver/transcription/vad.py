@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
-from ..sinks import AudioBlock, StreamInfo, StreamOutcome
-from .transcript import Transcripts
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.transcription.transcript import Transcripts
 
 FRAME_MS: Final = 30
 VAD_RATES: Final = (8000, 16000, 32000, 48000)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from receiver import actions as a
+from receiver.app import ReceiverServer
+from receiver.calls import actions as a
 from receiver.config import Settings
 from receiver.events import Encoding
-from receiver.server import ReceiverServer
 from receiver.simulator import (
     AudioSpec,
     Faults,
@@ -479,8 +479,8 @@ async def test_load_mode_runs_many_calls_and_reports_progress(server: ReceiverSe
 
 def test_the_simulator_never_imports_the_server_session_or_parsers() -> None:
     code = (
-        "import sys, receiver.simulator, receiver.simulator.cli, receiver.simulator.runner;"
-        "bad = [m for m in sys.modules if m.startswith(('receiver.server', 'receiver.session', 'receiver.platforms', 'receiver.pipeline', 'receiver.mediaclock'))];"
+        "import sys, receiver.simulator, receiver.cli.simulate, receiver.simulator.runner;"
+        "bad = [m for m in sys.modules if m.startswith(('receiver.stream.server', 'receiver.session', 'receiver.platforms', 'receiver.stream.pipeline', 'receiver.mediaclock'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)

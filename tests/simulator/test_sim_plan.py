@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from receiver import actions as a
+from receiver.calls import actions as a
 from receiver.codecs import decode_ulaw, encode_ulaw
 from receiver.events import Encoding
 from receiver.simulator.audio import AudioSpec, load

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver import actions as a
+from receiver.calls import actions as a
 from receiver.codecs import decode_ulaw
 from receiver.events import Encoding, MediaReceived, Track
 from receiver.mediaclock import MediaClock

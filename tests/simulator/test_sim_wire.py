@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from receiver import actions as a
+from receiver.calls import actions as a
 from receiver.codecs import decode
 from receiver.events import Encoding, MediaReceived, Platform, StreamStarted, StreamStopped, Track
 from receiver.session import StreamSession

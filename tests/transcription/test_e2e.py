@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from receiver import cli
+from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.events import Track
-from receiver.server import ReceiverServer
 from receiver.transcription.audio import convert
 from receiver.transcription.sphinx import Result, SphinxOptions, transcribe
 from receiver.transcription.transcript import read_transcript, transcript_path

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.errors import ConfigError
-from receiver.server import ReceiverServer
 from receiver.transcription.audio import convert
 from receiver.transcription.pipe import PipeSink
 from receiver.transcription.transcript import read_transcript, transcript_path

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.errors import ConfigError
 from receiver.events import Encoding, MediaFormat, Platform, Track
-from receiver.server import ReceiverServer
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.audio import convert
 from receiver.transcription.plugins import (

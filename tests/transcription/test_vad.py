@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from receiver.app import ReceiverServer
 from receiver.config import Settings
-from receiver.server import ReceiverServer
 from receiver.transcription.transcript import read_transcript, transcript_path
 from receiver.transcription.vad import Segmenter, VadOptions
 

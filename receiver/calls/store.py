@@ -3,7 +3,7 @@ Call records: one per call id, tying webhooks, streams and recordings together.
 
 ``CallStore`` is the interface the listener, the stream observer and the
 answer endpoint use; ``SqliteCallStore`` implements it on the embedded
-SQLite file of ``calldb.py`` (WAL mode). A server database could replace it
+SQLite file of ``db.py`` (WAL mode). A server database could replace it
 behind the same interface.
 
 No SQLite call ever runs on the event loop. Writes go through one writer
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
-from .calldb import (
+from receiver.calls.db import (
     AnswerRecord,
     Outcome,
     StreamEnd,
@@ -42,10 +42,10 @@ from .calldb import (
     read_calls,
     read_events,
 )
-from .logging import get_logger
-from .webhooks import StoreUnavailable, WebhookEvent
+from receiver.calls.webhooks import StoreUnavailable, WebhookEvent
+from receiver.logging import get_logger
 
-STORE_LOGGER: Final = "receiver.store"
+STORE_LOGGER: Final = "receiver.calls.store"
 BACKLOG_LIMIT: Final = 10_000  # stream lifecycle writes kept while the store is down
 
 log = get_logger(STORE_LOGGER)

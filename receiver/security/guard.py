@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from .auth import AuthPolicy, AuthRejected, HandshakeResult, headers_from, strip_token
-from .config import Settings
-from .errors import StreamRefused
-from .events import StreamStarted
-from .limits import ConnectionLimits, Limit, LimitSettings
-from .logging import get_logger
+from receiver.config import Settings
+from receiver.errors import StreamRefused
+from receiver.events import StreamStarted
+from receiver.logging import get_logger
+from receiver.security.auth import AuthPolicy, AuthRejected, HandshakeResult, headers_from, strip_token
+from receiver.security.limits import ConnectionLimits, Limit, LimitSettings
 
 SECURITY = "receiver.security"
 

@@ -16,7 +16,7 @@ must carry the token. A request whose call id cannot be found gets the error
 body (HTTP 400), since no URL can be signed for it.
 
 The seed pages ask for three separate logs; this is the answer_url one:
-every answer returned is logged under ``receiver.answer`` with the call id
+every answer returned is logged under ``receiver.calls.answer`` with the call id
 and the exact body, and it is added to the call's timeline (the store only
 enqueues it, as it does for streams).
 """
@@ -31,13 +31,13 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from .actions import ERROR_BODY, Action, InvalidActions, StreamSigner, parse_actions, to_payload
-from .calldb import AnswerRecord
-from .config import Settings
-from .logging import get_logger
-from .store import CallStore
+from receiver.calls.actions import ERROR_BODY, Action, InvalidActions, StreamSigner, parse_actions, to_payload
+from receiver.calls.db import AnswerRecord
+from receiver.calls.store import CallStore
+from receiver.config import Settings
+from receiver.logging import get_logger
 
-ANSWER_LOGGER: Final = "receiver.answer"
+ANSWER_LOGGER: Final = "receiver.calls.answer"
 
 log = get_logger(ANSWER_LOGGER)
 

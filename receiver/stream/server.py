@@ -1,7 +1,7 @@
 """
 The only module that touches the socket.
 
-``ReceiverServer`` accepts media streams on any path but the reserved HTTP
+``StreamServer`` accepts media streams on any path but the reserved HTTP
 ones (``/healthz``, ``/readyz``), feeds each text message to the stream's
 ``StreamSession``, hands media to its ``StreamPipeline``, and decides every
 close: the one place errors become close codes.
@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,38 +37,26 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode as StandardCloseCode
 from websockets.http11 import Request, Response
 
-from .auth import HandshakeResult
-from .config import Settings
-from .errors import ListenError, MalformedMessage, StreamProtocolError
-from .events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
-from .fastpath import FALLBACK, FastServerConnection
-from .guard import Guard, Refusal
-from .limits import ConnectionLimits, Limit, LimitExceeded
-from .logging import MEDIA, SERVER, STREAM, get_logger
-from .mediaclock import Placement
-from .observers import StreamObserver, notify_ended, notify_started
-from .pipeline import MediaSettings, StreamPipeline
-from .session import StreamSession
-from .sinks import SinkFactory, StreamOutcome
-from .sinks.wav import WavSink, repair_directory
-from .tls import server_context
-from .transcription.plugins import plugin_sinks
+from receiver.config import Settings
+from receiver.errors import ListenError, MalformedMessage, StreamProtocolError
+from receiver.events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from receiver.logging import MEDIA, SERVER, STREAM, get_logger
+from receiver.mediaclock import Placement
+from receiver.security.auth import HandshakeResult
+from receiver.security.guard import Guard, Refusal
+from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded
+from receiver.security.tls import server_context
+from receiver.session import StreamSession
+from receiver.sinks import SinkFactory, StreamOutcome
+from receiver.stream.fastpath import FALLBACK, FastServerConnection
+from receiver.stream.observers import StreamObserver, notify_ended, notify_started
+from receiver.stream.pipeline import MediaSettings, StreamPipeline
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 
 stream_log = get_logger(STREAM)
 media_log = get_logger(MEDIA)
 server_log = get_logger(SERVER)
-
-
-def default_sinks(settings: Settings) -> list[SinkFactory]:
-    """The sinks the settings switch on."""
-    factories: list[SinkFactory] = []
-    if settings.wav:
-        recordings = settings.recordings_dir
-        factories.append(lambda info: WavSink(recordings))
-    factories.extend(plugin_sinks(settings))
-    return factories
 
 
 class _Stream:
@@ -88,20 +76,22 @@ class _Stream:
         self.received = 0  # messages, counted before parsing (the rate limit)
 
 
-class ReceiverServer:
-    """The stream receiver: ``async with ReceiverServer(settings) as server: ...``.
+class StreamServer:
+    """The stream receiver's socket side: ``async with StreamServer(settings, sinks) as server: ...``.
+
+    ``receiver.app.ReceiverServer`` is this with the sinks the settings switch on.
 
     Args:
         settings: The configuration.
-        sinks: Sink factories for every stream (default: from the settings).
+        sinks: Sink factories for every stream.
         observers: Told when each stream starts and ends (``observers.StreamObserver``).
     """
 
     def __init__(
-        self, settings: Settings, sinks: Sequence[SinkFactory] | None = None, observers: Sequence[StreamObserver] = ()
+        self, settings: Settings, sinks: Sequence[SinkFactory] = (), observers: Sequence[StreamObserver] = ()
     ) -> None:
         self.settings = settings
-        self._sinks = list(default_sinks(settings) if sinks is None else sinks)
+        self._sinks = list(sinks)
         self._observers = list(observers)
         self._media = MediaSettings(
             reorder_window_ms=settings.reorder_window_ms,
@@ -128,10 +118,6 @@ class ReceiverServer:
 
     async def start(self) -> None:
         settings = self.settings
-        if settings.wav and settings.repair_on_start:
-            repaired = await asyncio.to_thread(repair_directory, settings.recordings_dir)
-            if repaired:
-                server_log.warning("recordings_repaired", count=len(repaired), files=[str(p) for p in repaired[:20]])
         tls = server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password) if settings.tls_certfile else None
         try:
             self._server = await serve(
@@ -209,7 +195,7 @@ class ReceiverServer:
         assert self._server is not None
         await self._server.serve_forever()
 
-    async def __aenter__(self) -> ReceiverServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -1,5 +1,5 @@
 """
-``receiver simulate FLOW``: argument parsing and the summary (the command's thin shell).
+``receiver simulate FLOW``: argument parsing and the summary (the command's thin shell over ``receiver.simulator``).
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..actions import InvalidActions, parse_actions
-from ..events import Encoding
-from ..logging import configure
-from .audio import AudioError, AudioSpec, load
-from .http import MAX_ATTEMPTS, WebhookSettings
-from .plan import Faults, MediaSpec
-from .runner import Flow, RunReport, RunSettings, run
-from .wire import WireFormat, check_format
+from receiver.calls.actions import InvalidActions, parse_actions
+from receiver.events import Encoding
+from receiver.logging import configure
+from receiver.loop import loop_factory
+from receiver.simulator.audio import AudioError, AudioSpec, load
+from receiver.simulator.http import MAX_ATTEMPTS, WebhookSettings
+from receiver.simulator.plan import Faults, MediaSpec
+from receiver.simulator.runner import Flow, RunReport, RunSettings, run
+from receiver.simulator.wire import WireFormat, check_format
 
 ENCODINGS = {"mulaw": Encoding.MULAW, "alaw": Encoding.ALAW, "l16": Encoding.L16}
 
 
 def add_parser(commands: Any) -> None:
-    """Register ``simulate`` on the ``receiver`` command's subparsers."""
     p: argparse.ArgumentParser = commands.add_parser(
         "simulate",
         help="run a MiniVoice call flow against a receiver (streams, faults, webhooks, load)",
@@ -161,12 +161,11 @@ def add_parser(commands: Any) -> None:
     load_.add_argument(
         "--ramp", type=float, default=0.0, metavar="SECONDS", help="spread the first M calls over this time"
     )
+    p.set_defaults(run=simulate)
 
 
 def simulate(args: argparse.Namespace) -> int:
     """Run the command; return the exit status (0 ran, 1 flow rejected or unreachable, 2 bad options)."""
-    from ..cli import loop_factory
-
     configure(fmt="json" if args.json else "auto", level=args.log_level or ("info" if args.calls == 1 else "warning"))
     try:
         flow, media, faults, settings = _options(args)

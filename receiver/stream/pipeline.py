@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .codecs import decoder_for
-from .events import MediaReceived, StreamStarted
-from .fanout import Fanout
-from .mediaclock import MediaClock, Placement
-from .ringbuffer import TrackBuffer
-from .session import SessionStats
-from .sinks import SinkFactory, StreamInfo, StreamOutcome
+from receiver.codecs import decoder_for
+from receiver.events import MediaReceived, StreamStarted
+from receiver.mediaclock import MediaClock, Placement
+from receiver.ringbuffer import TrackBuffer
+from receiver.session import SessionStats
+from receiver.sinks import SinkFactory, StreamInfo, StreamOutcome
+from receiver.stream.fanout import Fanout
 
 FRAME_MS = 20  # every platform we speak sends 20 ms frames
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .sinks import StreamInfo, StreamOutcome
+from receiver.sinks import StreamInfo, StreamOutcome
 
 
 @runtime_checkable

@@ -35,7 +35,7 @@ from typing import Final
 
 from websockets.frames import CloseCode as StandardCloseCode
 
-from .errors import StreamProtocolError
+from receiver.errors import StreamProtocolError
 
 UNLIMITED: Final = math.inf
 

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from .webhooks import TERMINAL_STATUSES, WebhookEvent, format_timestamp
+from receiver.calls.webhooks import TERMINAL_STATUSES, WebhookEvent, format_timestamp
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS calls (

@@ -13,7 +13,7 @@ The webhook listener: its own HTTP port (aiohttp), apart from the stream port.
 A thin shell: authentication and parsing are ``webhooks.py`` (pure), records
 are ``store.py`` (threads, never the loop). Every error is a JSON body
 ``{"error": {"code", "message"}}`` with the status the error suggests, and
-one log line under ``receiver.webhooks``. A store that cannot take a write
+one log line under ``receiver.calls.webhooks``. A store that cannot take a write
 answers 503, so the platform retries; nothing here ever waits on a stream.
 """
 
@@ -28,14 +28,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .answer import AnswerEndpoint
-from .callrecords import CallRecordObserver
-from .config import Settings
-from .errors import ListenError
-from .logging import get_logger
-from .observers import StreamObserver
-from .store import CallStore, SqliteCallStore
-from .webhooks import (
+from receiver.calls.answer import AnswerEndpoint
+from receiver.calls.observer import CallRecordObserver
+from receiver.calls.store import CallStore, SqliteCallStore
+from receiver.calls.webhooks import (
     WEBHOOKS_LOGGER,
     BodyTooLarge,
     MethodNotAllowed,
@@ -49,6 +45,10 @@ from .webhooks import (
     parse_since,
     parse_webhook,
 )
+from receiver.config import Settings
+from receiver.errors import ListenError
+from receiver.logging import get_logger
+from receiver.stream.observers import StreamObserver
 
 log = get_logger(WEBHOOKS_LOGGER)
 

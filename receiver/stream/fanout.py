@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .events import Track
-from .ringbuffer import TrackBuffer
-from .sinks import AudioBlock, Sink, StreamInfo, StreamOutcome
+from receiver.events import Track
+from receiver.ringbuffer import TrackBuffer
+from receiver.sinks import AudioBlock, Sink, StreamInfo, StreamOutcome
 
 
 class _Runner:

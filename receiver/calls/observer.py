@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .calldb import StreamEnd, StreamStart
-from .sinks import StreamInfo, StreamOutcome
-from .store import CallStore
+from receiver.calls.db import StreamEnd, StreamStart
+from receiver.calls.store import CallStore
+from receiver.sinks import StreamInfo, StreamOutcome
 
 
 def stream_start(info: StreamInfo) -> StreamStart:

@@ -1,17 +1,12 @@
 """
-The ``receiver webhooks`` and ``receiver calls`` commands.
-
-``receiver webhooks`` runs the webhook listener alone (no stream port).
-``receiver calls`` prints call records from the database for support staff:
-the list (``--status``, ``--since``, ``--limit``), one call, or one call's
+``receiver calls``: call records from the database, for support staff: the
+list (``--status``, ``--since``, ``--limit``), one call, or one call's
 timeline (``--events``); ``--json`` prints what the read API would return.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -19,22 +14,12 @@ from typing import Any, TextIO
 
 import orjson
 
-from .config import Settings
-from .webhooks import WebhookRejected, parse_limit, parse_since
+from receiver.calls.webhooks import WebhookRejected, parse_limit, parse_since
+from receiver.cli._options import CONFIG_HELP
+from receiver.config import Settings
 
 
-def add_commands(commands: Any) -> None:
-    """Add ``webhooks`` and ``calls`` to the ``receiver`` command's subparsers."""
-    hooks = commands.add_parser("webhooks", help="run the webhook listener and call-record API alone")
-    hooks.add_argument("--config", help="path to config.toml (default: $RECEIVER_CONFIG or ./config.toml)")
-    hooks.add_argument("--webhook-host", help="address to listen on")
-    hooks.add_argument("--webhook-port", type=int, help="port to listen on (0: any free port)")
-    hooks.add_argument("--database", help="call-record database (SQLite)")
-    hooks.add_argument("--log-format", choices=["auto", "json", "console"])
-    hooks.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    hooks.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
-    hooks.set_defaults(run=run_webhooks)
-
+def add_parser(commands: Any) -> None:
     calls = commands.add_parser("calls", help="print call records from the database")
     calls.add_argument("call_id", nargs="?", help="one call's record (default: the list)")
     calls.add_argument("--events", action="store_true", help="the call's timeline: webhooks and stream lifecycle")
@@ -42,35 +27,13 @@ def add_commands(commands: Any) -> None:
     calls.add_argument("--since", help="only calls active at or after this time (RFC 3339 or a date, UTC)")
     calls.add_argument("--limit", help="at most this many calls (default 50)")
     calls.add_argument("--json", action="store_true", help="print JSON, as the read API does")
-    calls.add_argument("--config")
+    calls.add_argument("--config", help=CONFIG_HELP)
     calls.add_argument("--database", help="call-record database (default: from settings)")
     calls.set_defaults(run=run_calls)
 
 
-def run_webhooks(args: argparse.Namespace) -> int:
-    from .cli import loop_factory, settings_from_args
-    from .logging import configure
-
-    settings = settings_from_args(args)
-    configure(fmt=settings.log_format, level=settings.log_level)
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(_serve_webhooks(settings))
-    return 0
-
-
-async def _serve_webhooks(settings: Settings) -> None:
-    from .webhook_server import WebhookService
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with WebhookService(settings):
-        await stop.wait()
-
-
 def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from .calldb import connect, read_call, read_calls, read_events
+    from receiver.calls.db import connect, read_call, read_calls, read_events
 
     database = args.database or Settings.load(args.config).database
     if not Path(database).is_file():

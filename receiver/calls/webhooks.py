@@ -1,7 +1,7 @@
 """
 MiniVoice webhooks, pure: authenticate a request, parse and validate its envelope.
 
-The listener (``webhook_server.py``) is a thin shell around these functions;
+The listener (``listener.py``) is a thin shell around these functions;
 this module does no I/O, no asyncio and no logging, so every rule here is
 tested without a socket.
 
@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-WEBHOOKS_LOGGER: Final = "receiver.webhooks"
+WEBHOOKS_LOGGER: Final = "receiver.calls.webhooks"
 
 CALL_COMPLETED: Final = "call.completed"
 RECORDING_COMPLETED: Final = "recording.completed"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from .errors import ConfigError
+from receiver.errors import ConfigError
 
 
 def server_context(certfile: str, keyfile: str, password: str = "") -> ssl.SSLContext:

@@ -1,0 +1,136 @@
+"""
+The service put together: the sinks the settings switch on, recordings a
+crash left behind repaired, the stream server and the webhook listener run
+side by side until a signal, and ``--workers`` processes sharing one port.
+
+The stream server (``receiver.stream.server``) only handles sockets; what it
+feeds and what runs beside it is decided here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from receiver.config import Settings
+from receiver.errors import ConfigError, ListenError
+from receiver.logging import SERVER, configure, get_logger
+from receiver.loop import loop_factory
+from receiver.sinks import SinkFactory
+from receiver.sinks.wav import WavSink, repair_directory
+from receiver.stream.observers import StreamObserver
+from receiver.stream.server import StreamServer
+from receiver.transcription.plugins import plugin_sinks
+
+server_log = get_logger(SERVER)
+
+
+def default_sinks(settings: Settings) -> list[SinkFactory]:
+    """The sinks the settings switch on."""
+    factories: list[SinkFactory] = []
+    if settings.wav:
+        recordings = settings.recordings_dir
+        factories.append(lambda info: WavSink(recordings))
+    factories.extend(plugin_sinks(settings))
+    return factories
+
+
+async def repair_recordings(settings: Settings) -> None:
+    """Finish the WAV files a crash left open (``repair_on_start``), off the event loop."""
+    if settings.wav and settings.repair_on_start:
+        repaired = await asyncio.to_thread(repair_directory, settings.recordings_dir)
+        if repaired:
+            server_log.warning("recordings_repaired", count=len(repaired), files=[str(p) for p in repaired[:20]])
+
+
+class ReceiverServer(StreamServer):
+    """The stream server with the settings' sinks (unless given), recordings repaired before it listens."""
+
+    def __init__(
+        self, settings: Settings, sinks: Sequence[SinkFactory] | None = None, observers: Sequence[StreamObserver] = ()
+    ) -> None:
+        super().__init__(settings, default_sinks(settings) if sinks is None else sinks, observers)
+
+    async def start(self) -> None:
+        await repair_recordings(self.settings)
+        await super().start()
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until a signal, then shut down cleanly (streams closed, files finalised).
+
+    SIGTERM drains: readiness turns 503 and new streams are refused at once,
+    live streams run until they end or ``drain_timeout`` passes, then the rest
+    are closed with 1012. SIGINT, or a second SIGTERM, cuts the drain short:
+    the streams are closed with 1012 at once, and every sink is still finalised.
+    """
+    from receiver.calls.listener import WebhookService
+
+    stop = asyncio.Event()
+    hurry = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        server_log.info("signal_received", signal=signal.Signals(signum).name, draining=stop.is_set())
+        if stop.is_set() or signum == signal.SIGINT:
+            hurry.set()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start-up stops cleanly too
+        loop.add_signal_handler(sig, on_signal, sig)
+    hooks = WebhookService(settings) if settings.webhooks else None
+    if hooks is not None:
+        await hooks.start()  # first, so every stream's start reaches the store
+    try:
+        server = ReceiverServer(settings, observers=hooks.observers if hooks is not None else ())
+        await server.start()
+        try:
+            await stop.wait()
+            await server.drain(settings.drain_timeout, hurry=hurry)
+        finally:
+            await server.stop()
+    finally:
+        if hooks is not None:
+            await hooks.stop()  # last, so the final streams' ends are written
+
+
+def run(settings: Settings, loop_name: str = "auto") -> None:
+    """Run the service in this process on the chosen event loop."""
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+        runner.run(run_server(settings))
+
+
+def run_workers(settings: Settings, loop_name: str = "auto") -> int:
+    """Run ``settings.workers`` processes on one port (SO_REUSEPORT); the exit status is the worst of theirs."""
+    if settings.port == 0:
+        raise ConfigError("--workers needs a fixed --port")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}") for i in range(settings.workers)]
+    for proc in procs:
+        proc.start()
+    server_log.info("workers_started", workers=len(procs), pids=[p.pid for p in procs])
+
+    def forward(signum: int, _frame: Any) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+def _worker_main(settings: Settings, loop_name: str) -> None:
+    configure(fmt=settings.log_format, level=settings.log_level)
+    try:
+        run(settings, loop_name)
+    except ListenError as exc:
+        get_logger(SERVER).error("listen_failed", error=str(exc))
+        sys.exit(1)

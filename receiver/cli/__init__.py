@@ -1,0 +1,44 @@
+"""
+The ``receiver`` command: one module per subcommand, each with ``add_parser``
+(which sets the function to run) and the function itself.
+
+Command modules import what they run inside that function, so building the
+parser stays cheap and ``receiver simulate`` never loads the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from receiver import __version__
+from receiver.cli import calls, check_actions, repair, serve, simulate, transcript, webhooks
+from receiver.errors import ConfigError, ListenError
+from receiver.logging import SERVER, get_logger
+
+# In the order ``receiver --help`` lists them.
+COMMANDS = (serve, repair, check_actions, simulate, webhooks, calls, transcript)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="receiver", description="WebSocket media-stream receiver for MiniVoice and Twilio-format streams.")
+    parser.add_argument("--version", action="version", version=f"receiver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"receiver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        get_logger(SERVER).error("listen_failed", error=str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130

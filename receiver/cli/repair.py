@@ -1,0 +1,29 @@
+"""
+``receiver repair``: finish WAV files a crash left open.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from receiver.cli._options import CONFIG_HELP
+from receiver.config import Settings
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("repair", help="repair WAV files a crash left unfinished")
+    parser.add_argument("directory", nargs="?", help="recordings directory (default: from settings)")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.set_defaults(run=repair)
+
+
+def repair(args: argparse.Namespace) -> int:
+    from receiver.sinks.wav import repair_directory
+
+    directory = args.directory or Settings.load(args.config).recordings_dir
+    repaired = repair_directory(directory)
+    for path in repaired:
+        print(f"repaired {path}")
+    print(f"{len(repaired)} file(s) repaired under {directory}")
+    return 0
