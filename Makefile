@@ -27,7 +27,8 @@ bench: $(STAMP)
 
 ## Lint and types.
 check: $(STAMP)
-	$(VENV)/bin/ruff check receiver tests
+	$(VENV)/bin/ruff check receiver tests bench scripts fuzz
+	$(VENV)/bin/ruff format --check receiver tests bench scripts fuzz
 	$(VENV)/bin/mypy
 
 ## Coverage-guided fuzzing of the session and parsers (FUZZ_SECONDS, default 600).

@@ -40,10 +40,7 @@ def _payloads(track_index: int) -> list[bytes]:
     freq = 440.0 if track_index == 0 else 660.0
     pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
     ulaw = encode_ulaw(pcm)
-    return [
-        base64.b64encode(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
-        for i in range(PAYLOAD_POOL)
-    ]
+    return [base64.b64encode(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) for i in range(PAYLOAD_POOL)]
 
 
 PAYLOADS: tuple[list[bytes], ...] = (_payloads(0), _payloads(1))
@@ -84,7 +81,9 @@ class Call:
         self._key = os.urandom(4)
         # The key repeated over the longest media message, as one integer (masking is one XOR).
         self._keyint = int.from_bytes(self._key * 128, "big")
-        self._head = b'{"event":"media","sequence_number":%d,"stream_id":"' + self.stream_id.encode() + b'","media":{"track":"'
+        self._head = (
+            b'{"event":"media","sequence_number":%d,"stream_id":"' + self.stream_id.encode() + b'","media":{"track":"'
+        )
 
     def _next(self) -> int:
         self.seq += 1
@@ -124,7 +123,12 @@ class Call:
         self.seq += 1
         body = (self._head % self.seq) + (
             b'%s","chunk":%d,"timestamp":%d,"payload":"%s"}}'
-            % (b"inbound" if track == 0 else b"outbound", tick + 1, tick * FRAME_MS, PAYLOADS[track][tick % PAYLOAD_POOL])
+            % (
+                b"inbound" if track == 0 else b"outbound",
+                tick + 1,
+                tick * FRAME_MS,
+                PAYLOADS[track][tick % PAYLOAD_POOL],
+            )
         )
         n = len(body)
         shift = 8 * (512 - n)

@@ -56,7 +56,17 @@ class Target:
         if self.name == "baseline":
             return [py, "-m", "bench.baseline", "--port", str(port)]
         if self.latency:
-            return [py, "-m", "bench.latency", "--port", str(port), "--recordings-dir", str(recordings), "--out", str(out)]
+            return [
+                py,
+                "-m",
+                "bench.latency",
+                "--port",
+                str(port),
+                "--recordings-dir",
+                str(recordings),
+                "--out",
+                str(out),
+            ]
         return [
             py, "-m", "receiver", "serve", "--port", str(port), "--recordings-dir", str(recordings),
             "--workers", str(self.workers), "--log-format", "json",
@@ -410,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
                 f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
                 f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
-                + (f", arrival→sink p99 {row['latency']['p99_ms']:.1f} ms" if row.get("latency", {}).get("p99_ms") else "")
+                + (
+                    f", arrival→sink p99 {row['latency']['p99_ms']:.1f} ms"
+                    if row.get("latency", {}).get("p99_ms")
+                    else ""
+                )
             )
     summary = summarise(rows)
     print(table(summary, args))

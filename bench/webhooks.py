@@ -37,13 +37,26 @@ def bodies(n: int) -> list[bytes]:
                 "created_at": f"2026-05-29T12:{(i // 60) % 60:02d}:{i % 60:02d}Z",
                 "call": {"id": call, "status": "in_progress", "direction": "inbound"},
                 "variables": {},
-                "data": {"recording_id": f"rec_{call}", "status": "completed", "duration_seconds": 120, "size_bytes": 204800},
+                "data": {
+                    "recording_id": f"rec_{call}",
+                    "status": "completed",
+                    "duration_seconds": 120,
+                    "size_bytes": 204800,
+                },
             }
         else:
             payload = {
                 "event": "call.completed",
                 "created_at": f"2026-05-29T13:{(i // 60) % 60:02d}:{i % 60:02d}Z",
-                "call": {"id": call, "customer_id": "cust_123", "application_id": "app_123", "status": "completed", "direction": "inbound", "from": "+15551230001", "to": "+15551230002"},
+                "call": {
+                    "id": call,
+                    "customer_id": "cust_123",
+                    "application_id": "app_123",
+                    "status": "completed",
+                    "direction": "inbound",
+                    "from": "+15551230001",
+                    "to": "+15551230002",
+                },
                 "variables": {},
                 "data": {},
             }
@@ -75,7 +88,9 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--count", type=int, default=5000, help="webhooks to send (default 5000)")
     parser.add_argument("-c", "--concurrency", type=int, default=16, help="requests in flight (default 16)")
-    parser.add_argument("--log-level", default="info", help="the listener's log level (info: one line per webhook, as in production)")
+    parser.add_argument(
+        "--log-level", default="info", help="the listener's log level (info: one line per webhook, as in production)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +113,9 @@ async def main() -> int:
         finally:
             proc.terminate()
             await proc.wait()
-    print(f"{len(rest)} webhooks, concurrency {args.concurrency}, loopback, one SQLite writer (WAL), log level {args.log_level}")
+    print(
+        f"{len(rest)} webhooks, concurrency {args.concurrency}, loopback, one SQLite writer (WAL), log level {args.log_level}"
+    )
     print(f"stored:     {len(rest) / stored:8.0f} webhooks/s")
     print(f"duplicates: {len(rest) / duplicates:8.0f} webhooks/s (acknowledged, nothing written)")
     return 0

@@ -110,7 +110,10 @@ def run_workers(settings: Settings, loop_name: str = "auto") -> int:
     if settings.port == 0:
         raise ConfigError("--workers needs a fixed --port")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}") for i in range(settings.workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}")
+        for i in range(settings.workers)
+    ]
     for proc in procs:
         proc.start()
     server_log.info("workers_started", workers=len(procs), pids=[p.pid for p in procs])

@@ -240,7 +240,14 @@ def _check_security(settings: Settings) -> None:
         raise ConfigError("max_streams must be at least 1")
     if settings.handshake_timeout <= 0:
         raise ConfigError("handshake_timeout must be positive")
-    for name in ("idle_timeout", "start_timeout", "max_stream_seconds", "max_messages_per_second", "rate_window", "drain_timeout"):
+    for name in (
+        "idle_timeout",
+        "start_timeout",
+        "max_stream_seconds",
+        "max_messages_per_second",
+        "rate_window",
+        "drain_timeout",
+    ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     if bool(settings.tls_certfile) != bool(settings.tls_keyfile):

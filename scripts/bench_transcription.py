@@ -85,7 +85,9 @@ async def stream(port: int, call: int, inbound: np.ndarray, outbound: np.ndarray
         await ws.wait_closed()
 
 
-async def run(tracks: int, seconds: float, sinks: tuple[dict[str, Any], ...], audio: list[np.ndarray]) -> dict[str, Any]:
+async def run(
+    tracks: int, seconds: float, sinks: tuple[dict[str, Any], ...], audio: list[np.ndarray]
+) -> dict[str, Any]:
     lags: list[tuple[float, float]] = []  # (media end, lag)
     starts: dict[str, float] = {}
     original = transcript_module.StreamTranscripts.put
@@ -98,13 +100,26 @@ async def run(tracks: int, seconds: float, sinks: tuple[dict[str, Any], ...], au
 
     transcript_module.StreamTranscripts.put = put  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(host="127.0.0.1", port=0, recordings_dir=tmp, wav=False, sinks=sinks, log_level="warning", sink_close_timeout=120)
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            recordings_dir=tmp,
+            wav=False,
+            sinks=sinks,
+            log_level="warning",
+            sink_close_timeout=120,
+        )
         async with ReceiverServer(settings) as server:
             calls = max(1, tracks // 2)
             before = resource.getrusage(resource.RUSAGE_SELF)
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall = time.monotonic()
-            await asyncio.gather(*(stream(server.port, i, audio[(2 * i) % len(audio)], audio[(2 * i + 1) % len(audio)], starts) for i in range(calls)))
+            await asyncio.gather(
+                *(
+                    stream(server.port, i, audio[(2 * i) % len(audio)], audio[(2 * i + 1) % len(audio)], starts)
+                    for i in range(calls)
+                )
+            )
             while server.active_streams:
                 server.stream_ended.clear()
                 if server.active_streams:
@@ -152,12 +167,18 @@ def main() -> None:
         from receiver.transcription.sphinx import SphinxOptions, transcribe
 
         track = convert(audio[0], 8000, 16000)
-        for label, options in (("language model", SphinxOptions()), ("keywords", SphinxOptions.parse(keywords=["cancel my order", "refund"]))):
+        for label, options in (
+            ("language model", SphinxOptions()),
+            ("keywords", SphinxOptions.parse(keywords=["cancel my order", "refund"])),
+        ):
             transcribe(track[: 16000 * 3], options)  # load the model first
             cpu = time.process_time()
             transcribe(track, options)
             cpu = time.process_time() - cpu
-            print(f"{label}: {cpu:.1f} CPU s for {args.seconds:.0f} s of track: {cpu / args.seconds:.3f} CPU s per second of audio, {os.cpu_count() or 1} cores keep up with about {int((os.cpu_count() or 1) * args.seconds / cpu)} tracks", flush=True)
+            print(
+                f"{label}: {cpu:.1f} CPU s for {args.seconds:.0f} s of track: {cpu / args.seconds:.3f} CPU s per second of audio, {os.cpu_count() or 1} cores keep up with about {int((os.cpu_count() or 1) * args.seconds / cpu)} tracks",
+                flush=True,
+            )
         return
     for n in args.tracks:
         if args.what == "engine":
@@ -165,11 +186,20 @@ def main() -> None:
             result = _run(run(n, args.seconds, ({"plugin": "pocketsphinx", "options": options},), audio))
         else:
             base = _run(run(n, args.seconds, (), audio))
-            result = _run(run(n, args.seconds, ({"plugin": "pipe", "options": {"command": ["sh", "-c", "cat > /dev/null"]}},), audio))
+            result = _run(
+                run(
+                    n,
+                    args.seconds,
+                    ({"plugin": "pipe", "options": {"command": ["sh", "-c", "cat > /dev/null"]}},),
+                    audio,
+                )
+            )
             extra = result["receiver_cpu"] - base["receiver_cpu"]
             result["receiver_cpu_without_sinks"] = base["receiver_cpu"]
             result["overhead_cpu_percent_per_track"] = round(100 * extra / args.seconds / result["tracks"], 3)
-            result["command_cpu_percent_per_track"] = round(100 * result["children_cpu"] / args.seconds / result["tracks"], 3)
+            result["command_cpu_percent_per_track"] = round(
+                100 * result["children_cpu"] / args.seconds / result["tracks"], 3
+            )
         print(result, flush=True)
 
 

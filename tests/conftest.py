@@ -14,7 +14,9 @@ from receiver.app import ReceiverServer
 from receiver.config import Settings
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     # websockets 17.0.1 shipped a uvloop-only regression: run everything on both.
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

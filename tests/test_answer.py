@@ -17,9 +17,17 @@ from receiver.calls.listener import WebhookService
 from receiver.config import Settings
 from receiver.security.auth import verify_stream_token
 
-START_BOTH = '{"actions": [{"type": "start_stream", "stream_url": "wss://media.example.com/minivoice", "track": "both"}]}'
+START_BOTH = (
+    '{"actions": [{"type": "start_stream", "stream_url": "wss://media.example.com/minivoice", "track": "both"}]}'
+)
 ERROR_BODY = {"error": {"code": "answer_url_error", "message": "invalid action payload"}}
-ANSWERED = {"event": "call.answered", "created_at": "2026-05-29T12:00:00Z", "call": {"id": "call_ans", "status": "in_progress"}, "variables": {}, "data": {}}
+ANSWERED = {
+    "event": "call.answered",
+    "created_at": "2026-05-29T12:00:00Z",
+    "call": {"id": "call_ans", "status": "in_progress"},
+    "variables": {},
+    "data": {},
+}
 
 
 @pytest.fixture
@@ -27,12 +35,16 @@ def hook_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.replace(webhook_port=0, database=str(tmp_path / "calls.db"))
 
 
-async def answer(settings: Settings, path: str = "/answer", body: Any = ANSWERED) -> tuple[int, Any, list[dict[str, Any]], WebhookService]:
+async def answer(
+    settings: Settings, path: str = "/answer", body: Any = ANSWERED
+) -> tuple[int, Any, list[dict[str, Any]], WebhookService]:
     with capture_logs() as logs:
         async with WebhookService(settings) as hooks, aiohttp.ClientSession() as session:
             assert hooks.listener is not None
             url = f"http://127.0.0.1:{hooks.listener.port}{path}"
-            async with session.post(url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}) as response:
+            async with session.post(
+                url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+            ) as response:
                 status, payload = response.status, await response.json()
             await hooks.store.flush()
             timeline = await hooks.store.call_events("call_ans")
@@ -61,7 +73,12 @@ async def test_a_keyed_configuration_is_answered_in_the_typed_form(hook_settings
     status, (payload, _), _, _ = await answer(hook_settings.replace(answer=True, answer_actions=keyed))
 
     assert status == 200
-    assert payload == {"actions": [{"type": "start_stream", "stream_url": "wss://media.example.com/minivoice", "track": "both"}, {"type": "stop_recording"}]}
+    assert payload == {
+        "actions": [
+            {"type": "start_stream", "stream_url": "wss://media.example.com/minivoice", "track": "both"},
+            {"type": "stop_recording"},
+        ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -78,14 +95,19 @@ async def test_an_invalid_configuration_answers_the_platform_error_body(hook_set
     status, (payload, timeline), logs, _ = await answer(hook_settings.replace(answer=True, answer_actions=actions))
 
     assert (status, payload) == (500, ERROR_BODY)
-    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.answer"] == ["answer_config_invalid", "answer_returned"]
+    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.answer"] == [
+        "answer_config_invalid",
+        "answer_returned",
+    ]
     assert timeline is None  # nothing stored for the call
 
 
 async def test_ws_urls_are_accepted_for_local_runs_when_allowed(hook_settings: Settings) -> None:
     local = '{"actions": [{"type": "start_stream", "stream_url": "ws://127.0.0.1:8080/minivoice", "track": "both"}]}'
 
-    status, (payload, _), _, _ = await answer(hook_settings.replace(answer=True, answer_allow_ws=True, answer_actions=local))
+    status, (payload, _), _, _ = await answer(
+        hook_settings.replace(answer=True, answer_allow_ws=True, answer_actions=local)
+    )
 
     assert (status, payload["actions"][0]["stream_url"]) == (200, "ws://127.0.0.1:8080/minivoice")
 
@@ -99,7 +121,9 @@ async def test_answer_needs_the_secret_when_one_is_configured(hook_settings: Set
 
 
 async def test_an_answer_without_a_call_id_is_still_answered(hook_settings: Settings) -> None:
-    status, (payload, timeline), logs, _ = await answer(hook_settings.replace(answer=True, answer_actions=START_BOTH), body={"hello": 1})
+    status, (payload, timeline), logs, _ = await answer(
+        hook_settings.replace(answer=True, answer_actions=START_BOTH), body={"hello": 1}
+    )
 
     assert status == 200
     assert [e["call_id"] for e in logs if e["event"] == "answer_returned"] == [None]
@@ -126,7 +150,9 @@ STOP_BOTH = (
 )
 
 
-async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_for_the_call(hook_settings: Settings) -> None:
+async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_for_the_call(
+    hook_settings: Settings,
+) -> None:
     configured = hook_settings.replace(answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",))
 
     status, (payload, timeline), logs, _ = await answer(configured)

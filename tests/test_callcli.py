@@ -27,9 +27,20 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
 
 
-async def start(args: list[str], cwd: Path, wait_for: set[str]) -> tuple[asyncio.subprocess.Process, dict[str, dict[str, object]]]:
+async def start(
+    args: list[str], cwd: Path, wait_for: set[str]
+) -> tuple[asyncio.subprocess.Process, dict[str, dict[str, object]]]:
     """Start ``receiver args`` and read its JSON log lines until every event in ``wait_for`` was logged."""
-    proc = await asyncio.create_subprocess_exec(*RECEIVER, *args, "--log-format", "json", cwd=cwd, env=clean_env(), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *RECEIVER,
+        *args,
+        "--log-format",
+        "json",
+        cwd=cwd,
+        env=clean_env(),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     seen: dict[str, dict[str, object]] = {}
     assert proc.stderr is not None
     async with asyncio.timeout(20):
@@ -50,7 +61,9 @@ async def stop(proc: asyncio.subprocess.Process) -> int:
 
 async def test_receiver_webhooks_runs_the_listener_alone(tmp_path: Path) -> None:
     database = tmp_path / "calls.db"
-    proc, seen = await start(["webhooks", "--webhook-port", "0", "--database", str(database)], tmp_path, {"webhooks_started"})
+    proc, seen = await start(
+        ["webhooks", "--webhook-port", "0", "--database", str(database)], tmp_path, {"webhooks_started"}
+    )
     try:
         port = seen["webhooks_started"]["port"]
         async with aiohttp.ClientSession() as session:
@@ -63,7 +76,17 @@ async def test_receiver_webhooks_runs_the_listener_alone(tmp_path: Path) -> None
 
 
 async def test_receiver_serve_starts_the_listener_by_default_and_can_skip_it(tmp_path: Path) -> None:
-    args = ["serve", "--port", "0", "--webhook-port", "0", "--database", str(tmp_path / "calls.db"), "--recordings-dir", str(tmp_path / "rec")]
+    args = [
+        "serve",
+        "--port",
+        "0",
+        "--webhook-port",
+        "0",
+        "--database",
+        str(tmp_path / "calls.db"),
+        "--recordings-dir",
+        str(tmp_path / "rec"),
+    ]
     proc, seen = await start(args, tmp_path, {"server_started", "webhooks_started"})
     assert await stop(proc) == 0
 
@@ -84,13 +107,40 @@ async def fill(path: Path) -> None:
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_CALL_COMPLETED)))
         await store.record_webhook(parse_webhook(orjson.dumps(SEED_RECORDING_COMPLETED)))
         at = datetime(2026, 5, 29, 12, 0, tzinfo=UTC)
-        store.answer_returned(AnswerRecord("call_123", at, {"actions": [{"type": "start_stream", "stream_url": "wss://x/y", "track": "both"}]}))
-        store.stream_started(StreamStart("call_123", "str_1", at + timedelta(seconds=1), "minivoice", "both", ("inbound", "outbound"), "audio/x-mulaw", 8000))
-        store.stream_ended(StreamEnd("call_123", "str_1", at + timedelta(seconds=9), "call_ended", 1000, {"duration_seconds": 8.0}, ("/r/a.wav",)))
+        store.answer_returned(
+            AnswerRecord(
+                "call_123", at, {"actions": [{"type": "start_stream", "stream_url": "wss://x/y", "track": "both"}]}
+            )
+        )
+        store.stream_started(
+            StreamStart(
+                "call_123",
+                "str_1",
+                at + timedelta(seconds=1),
+                "minivoice",
+                "both",
+                ("inbound", "outbound"),
+                "audio/x-mulaw",
+                8000,
+            )
+        )
+        store.stream_ended(
+            StreamEnd(
+                "call_123",
+                "str_1",
+                at + timedelta(seconds=9),
+                "call_ended",
+                1000,
+                {"duration_seconds": 8.0},
+                ("/r/a.wav",),
+            )
+        )
 
 
 def calls(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run([*RECEIVER, "calls", *args], env=clean_env(), capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [*RECEIVER, "calls", *args], env=clean_env(), capture_output=True, text=True, timeout=30, check=False
+    )
     return done.returncode, done.stdout, done.stderr
 
 

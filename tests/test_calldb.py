@@ -13,8 +13,19 @@ def test_the_newest_status_wins() -> None:
 
 
 def test_an_older_event_only_fills_what_is_unknown() -> None:
-    row = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed", {"direction": "inbound"}))
-    row = merge_call(row, CallUpdate("c", "2026-01-01T00:02:00.000Z", "recording.completed", "in_progress", {"direction": "outbound", "to_number": "+1"}))
+    row = merge_call(
+        None, CallUpdate("c", "2026-01-01T00:10:00.000Z", "call.completed", "completed", {"direction": "inbound"})
+    )
+    row = merge_call(
+        row,
+        CallUpdate(
+            "c",
+            "2026-01-01T00:02:00.000Z",
+            "recording.completed",
+            "in_progress",
+            {"direction": "outbound", "to_number": "+1"},
+        ),
+    )
 
     assert (row.status, row.status_at) == ("completed", "2026-01-01T00:10:00.000Z")
     assert row.last_step == "call.completed"
@@ -45,7 +56,9 @@ def test_variables_merge_newest_first() -> None:
 
 
 def test_stream_steps_carry_no_status() -> None:
-    row = merge_call(CallRow("c", "t0", "t0", status="completed", status_at="t0"), CallUpdate("c", "t1", "stream.ended: call_ended"))
+    row = merge_call(
+        CallRow("c", "t0", "t0", status="completed", status_at="t0"), CallUpdate("c", "t1", "stream.ended: call_ended")
+    )
 
     assert (row.status, row.last_step) == ("completed", "stream.ended: call_ended")
 
@@ -61,12 +74,19 @@ def test_the_call_end_is_the_last_step_of_its_second_whatever_arrives_first() ->
         for update in order:
             row = merge_call(row, update)
         assert row is not None
-        assert (row.status, row.last_step, row.last_step_at) == ("completed", "call.completed", "2026-01-01T00:10:00.000Z")
+        assert (row.status, row.last_step, row.last_step_at) == (
+            "completed",
+            "call.completed",
+            "2026-01-01T00:10:00.000Z",
+        )
 
     later = merge_call(row, CallUpdate("c", "2026-01-01T00:10:01.002Z", "stream.ended: disconnected"))
     assert (later.status, later.last_step) == ("completed", "stream.ended: disconnected")  # a later second is later
     earlier = merge_call(None, CallUpdate("c", "2026-01-01T00:10:00.100Z", "stream.started"))
-    assert merge_call(earlier, CallUpdate("c", "2026-01-01T00:09:59.000Z", "call.completed", "completed")).last_step == "stream.started"
+    assert (
+        merge_call(earlier, CallUpdate("c", "2026-01-01T00:09:59.000Z", "call.completed", "completed")).last_step
+        == "stream.started"
+    )
 
 
 def test_a_call_end_stamped_to_the_millisecond_is_ordered_by_its_stamp() -> None:

@@ -37,7 +37,9 @@ async def stream_a_call(server: ReceiverServer, call_id: str, stream_id: str, *,
         await ws.send(messages.start())
         for chunk in range(1, FRAMES + 1):
             for track in ("inbound", "outbound"):
-                await ws.send(messages.media(track, chunk, (chunk - 1) * 20, bytes([0x7F if track == "inbound" else 0xFF]) * 160))
+                await ws.send(
+                    messages.media(track, chunk, (chunk - 1) * 20, bytes([0x7F if track == "inbound" else 0xFF]) * 160)
+                )
         await ws.send(messages.stop(reason))
         await ws.wait_closed()
 
@@ -49,11 +51,17 @@ async def post(session: aiohttp.ClientSession, url: str, payload: object) -> tup
 
 @pytest.fixture
 async def both(hook_settings: Settings) -> AsyncIterator[tuple[WebhookService, ReceiverServer, aiohttp.ClientSession]]:
-    async with WebhookService(hook_settings) as hooks, ReceiverServer(hook_settings, observers=hooks.observers) as server, aiohttp.ClientSession() as session:
+    async with (
+        WebhookService(hook_settings) as hooks,
+        ReceiverServer(hook_settings, observers=hooks.observers) as server,
+        aiohttp.ClientSession() as session,
+    ):
         yield hooks, server, session
 
 
-async def test_a_stream_and_call_completed_end_up_in_one_record(both: tuple[WebhookService, ReceiverServer, aiohttp.ClientSession]) -> None:
+async def test_a_stream_and_call_completed_end_up_in_one_record(
+    both: tuple[WebhookService, ReceiverServer, aiohttp.ClientSession],
+) -> None:
     hooks, server, session = both
     assert hooks.listener is not None
     base = f"http://127.0.0.1:{hooks.listener.port}"
@@ -61,7 +69,9 @@ async def test_a_stream_and_call_completed_end_up_in_one_record(both: tuple[Webh
     await stream_a_call(server, "call_e2e", "str_e2e")
     await wait_streams_done(server)
     await hooks.store.flush()
-    completed = webhook(SEED_CALL_COMPLETED, call_id="call_e2e", created_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
+    completed = webhook(
+        SEED_CALL_COMPLETED, call_id="call_e2e", created_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    )
     status, _ = await post(session, base + "/webhooks", completed)
     assert status == 200
 
@@ -80,7 +90,11 @@ async def test_a_stream_and_call_completed_end_up_in_one_record(both: tuple[Webh
     assert (stream["stop_reason"], stream["close_code"]) == ("call_ended", 1000)
     assert stream["outcome"]["duration_seconds"] == pytest.approx(FRAMES * 0.02)
     assert stream["outcome"]["messages"] == 3 + 2 * FRAMES  # connected, start, media, stop
-    assert sorted(Path(p).name for p in stream["files"]) == ["str_e2e.inbound.wav", "str_e2e.outbound.wav", "str_e2e.stereo.wav"]
+    assert sorted(Path(p).name for p in stream["files"]) == [
+        "str_e2e.inbound.wav",
+        "str_e2e.outbound.wav",
+        "str_e2e.stereo.wav",
+    ]
     for path in stream["files"]:
         with wave.open(path) as wav:
             assert wav.getnframes() == FRAMES * 160
@@ -88,7 +102,9 @@ async def test_a_stream_and_call_completed_end_up_in_one_record(both: tuple[Webh
     assert [e["source"] for e in timeline] == ["stream", "stream", "webhook"]
 
 
-async def test_a_call_completed_arriving_before_the_stream_end_keeps_the_status(both: tuple[WebhookService, ReceiverServer, aiohttp.ClientSession]) -> None:
+async def test_a_call_completed_arriving_before_the_stream_end_keeps_the_status(
+    both: tuple[WebhookService, ReceiverServer, aiohttp.ClientSession],
+) -> None:
     hooks, server, session = both
     assert hooks.listener is not None
     completed = webhook(SEED_CALL_COMPLETED, call_id="call_early", created_at=datetime.now(UTC).isoformat())
@@ -110,7 +126,11 @@ async def test_with_the_store_read_only_webhooks_get_503_and_streams_keep_record
         pass  # create the database
     database = Path(hook_settings.database)
     with read_only(database):
-        async with WebhookService(hook_settings) as hooks, ReceiverServer(hook_settings, observers=hooks.observers) as server, aiohttp.ClientSession() as session:
+        async with (
+            WebhookService(hook_settings) as hooks,
+            ReceiverServer(hook_settings, observers=hooks.observers) as server,
+            aiohttp.ClientSession() as session,
+        ):
             assert hooks.listener is not None
             url = f"http://127.0.0.1:{hooks.listener.port}/webhooks"
             completed = webhook(SEED_CALL_COMPLETED, call_id="call_ro")
@@ -120,7 +140,10 @@ async def test_with_the_store_read_only_webhooks_get_503_and_streams_keep_record
             await wait_streams_done(server)
             await hooks.store.flush()
 
-            assert (status, body["error"]) == (503, {"code": "store_unavailable", "message": "call store unavailable, retry later"})
+            assert (status, body["error"]) == (
+                503,
+                {"code": "store_unavailable", "message": "call store unavailable, retry later"},
+            )
             [outcome] = server.outcomes
             assert (outcome.reason, outcome.close_code, outcome.disabled_sinks) == ("call_ended", 1000, ())
             assert len(outcome.files) == 3

@@ -24,8 +24,20 @@ async def start_receiver(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess
     # No drain grace: SIGTERM closes live streams (1012) at once (drain itself: test_drain_process.py).
     env = {**os.environ, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_DRAIN_TIMEOUT": "0"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "receiver", "serve", "--port", "0", "--webhook-port", "0", "--recordings-dir", str(tmp_path / "rec"), *args,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+        sys.executable,
+        "-m",
+        "receiver",
+        "serve",
+        "--port",
+        "0",
+        "--webhook-port",
+        "0",
+        "--recordings-dir",
+        str(tmp_path / "rec"),
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.stderr is not None
     while True:
@@ -46,7 +58,11 @@ async def test_serve_answers_health_records_and_stops_cleanly_on_sigterm(tmp_pat
 
         m = MiniVoiceMessages(stream_id="str_cli", call_id="call_cli")
         ws = await connect(f"ws://127.0.0.1:{port}/stream")
-        for text in [m.connected(), m.start(tracks=("inbound",)), *[m.media("inbound", k + 1, 20 * k, b"\xff" * 160) for k in range(25)]]:
+        for text in [
+            m.connected(),
+            m.start(tracks=("inbound",)),
+            *[m.media("inbound", k + 1, 20 * k, b"\xff" * 160) for k in range(25)],
+        ]:
             await ws.send(text)
         await ws.ping()  # every message before the ping has been read by the server
         proc.send_signal(signal.SIGTERM)  # mid-stream: the stream is closed and its files finalised
@@ -65,7 +81,9 @@ def test_bad_configuration_exits_with_a_clear_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("port = 'eighty'\n")
 
-    out = subprocess.run([sys.executable, "-m", "receiver", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "receiver", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=30
+    )
 
     assert out.returncode == 2
     assert "configuration error" in out.stderr
@@ -117,13 +135,21 @@ async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp
         calls = [MiniVoiceMessages(stream_id=f"str_w{i}", call_id=f"call_w{i}") for i in range(6)]
         for m in calls:  # the kernel spreads the connections over the workers
             async with connect(f"ws://127.0.0.1:{port}/minivoice") as ws:
-                for text in [m.connected(), m.start(), *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")], m.stop()]:
+                for text in [
+                    m.connected(),
+                    m.start(),
+                    *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")],
+                    m.stop(),
+                ]:
                     await ws.send(text)
                 await ws.wait_closed()
         body = b'{"event": "call.completed", "created_at": "2026-05-29T12:10:00Z", "call": {"id": "call_w0", "status": "completed"}, "variables": {}, "data": {}}'
         for _ in range(4):  # the platform's retries, which may land on any worker
             reader, writer = await asyncio.open_connection("127.0.0.1", webhook_port)
-            writer.write(b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            writer.write(
+                b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(body), body)
+            )
             assert (await reader.readline()).startswith(b"HTTP/1.1 200")
             writer.close()
         proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,9 @@ def test_precedence(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[media]\nreorder_window_ms = 60\n')
 
-    settings = Settings.load(config, env={"RECEIVER_PORT": "9100", "RECEIVER_WAV": "false"}, overrides={"port": 9200, "host": None})
+    settings = Settings.load(
+        config, env={"RECEIVER_PORT": "9100", "RECEIVER_WAV": "false"}, overrides={"port": 9200, "host": None}
+    )
 
     assert settings.port == 9200  # flag beats env beats file
     assert settings.host == "0.0.0.0"  # file (flag not given)

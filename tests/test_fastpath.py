@@ -20,8 +20,12 @@ FRAME = bytes(range(96, 256))  # 160 bytes of mu-law
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "plain"])
-async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[ReceiverServer, list[RecordingSink]]]:
-    settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json", fast_path=request.param)
+async def served(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[ReceiverServer, list[RecordingSink]]]:
+    settings = Settings(
+        host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json", fast_path=request.param
+    )
     sinks: list[RecordingSink] = []
 
     def factory(info: object) -> RecordingSink:
@@ -77,7 +81,9 @@ async def test_a_stream_with_pings_and_fragments_is_recorded_whole_and_closes_no
     ],
     ids=["invalid-utf8", "binary", "too-big", "malformed"],
 )
-async def test_a_bad_frame_closes_with_the_same_code_on_either_path(served, bad, expected_code, expected_reason) -> None:
+async def test_a_bad_frame_closes_with_the_same_code_on_either_path(
+    served, bad, expected_code, expected_reason
+) -> None:
     server, _ = served
     mv = MiniVoiceMessages()
     async with connect(f"ws://127.0.0.1:{server.port}/s", max_size=None) as ws:

@@ -49,14 +49,28 @@ def test_a_malformed_media_message_is_left_to_the_general_parser(media: object) 
 
 @given(
     track=st.sampled_from(["inbound", "outbound", "inbound_track", "x", 3]),
-    chunk=st.one_of(st.none(), st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=3), st.booleans(), st.floats(allow_nan=False)),
+    chunk=st.one_of(
+        st.none(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.text(max_size=3),
+        st.booleans(),
+        st.floats(allow_nan=False),
+    ),
     timestamp=st.one_of(st.none(), st.integers(), st.booleans()),
-    payload=st.one_of(st.binary(max_size=12).map(lambda b: __import__("base64").b64encode(b).decode()), st.text(max_size=8)),
+    payload=st.one_of(
+        st.binary(max_size=12).map(lambda b: __import__("base64").b64encode(b).decode()), st.text(max_size=8)
+    ),
     sequence=st.one_of(st.none(), st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=2)),
     event=st.sampled_from(["media", "dtmf", "start"]),
 )
-def test_the_fast_parser_never_disagrees_with_the_general_one(track, chunk, timestamp, payload, sequence, event) -> None:
-    message = {"event": event, "sequence_number": sequence, "media": {"track": track, "chunk": chunk, "timestamp": timestamp, "payload": payload}}
+def test_the_fast_parser_never_disagrees_with_the_general_one(
+    track, chunk, timestamp, payload, sequence, event
+) -> None:
+    message = {
+        "event": event,
+        "sequence_number": sequence,
+        "media": {"track": track, "chunk": chunk, "timestamp": timestamp, "payload": payload},
+    }
     text = json.dumps(message)
 
     fast = minivoice.parse_media_text(text)

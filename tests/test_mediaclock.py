@@ -219,7 +219,9 @@ def delivery_order(frames: int, rng: random.Random, max_delay_ms: int) -> list[t
 
 @settings(max_examples=60, deadline=None)
 @given(frames=st.integers(1, 60), seed=st.integers(0, 2**32 - 1), delay=st.integers(0, 100), dups=st.integers(0, 10))
-def test_any_interleaving_and_reorder_inside_the_window_gives_identical_buffers(frames: int, seed: int, delay: int, dups: int) -> None:
+def test_any_interleaving_and_reorder_inside_the_window_gives_identical_buffers(
+    frames: int, seed: int, delay: int, dups: int
+) -> None:
     """Chunking invariance: arrival order inside the window never changes the audio."""
     rng = random.Random(seed)
     order = delivery_order(frames, rng, delay)

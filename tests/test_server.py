@@ -54,11 +54,15 @@ def url(server: ReceiverServer, path: str = "/minivoice") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-async def test_two_track_stream_with_loss_duplicates_and_reorder_records_exact_wavs(server: ReceiverServer, settings: Settings) -> None:
+async def test_two_track_stream_with_loss_duplicates_and_reorder_records_exact_wavs(
+    server: ReceiverServer, settings: Settings
+) -> None:
     frames = 100  # two seconds
     rng = random.Random(7)
     source = {Track.INBOUND: tone(440, 2), Track.OUTBOUND: tone(1000, 2, amp=5000)}
-    payloads = {t: [codecs.encode_ulaw(s[k * FRAME : (k + 1) * FRAME]) for k in range(frames)] for t, s in source.items()}
+    payloads = {
+        t: [codecs.encode_ulaw(s[k * FRAME : (k + 1) * FRAME]) for k in range(frames)] for t, s in source.items()
+    }
     lost = {(Track.INBOUND, 10), (Track.INBOUND, 11), (Track.OUTBOUND, 40), (Track.OUTBOUND, 99)}
     plan = [(20 * k + rng.uniform(0, 80), t, k) for t in source for k in range(frames) if (t, k) not in lost]
     plan.sort(key=lambda p: p[0])
@@ -107,7 +111,9 @@ async def test_twilio_format_streams_are_recorded(server: ReceiverServer, settin
     async with connect(url(server, "/twilio")) as ws:
         await send_all(ws, [t.connected(), t.start(tracks=("inbound",), encoding=encoding, sample_rate=rate)])
         # Twilio's first timestamp is not 0.
-        await send_all(ws, [t.media("inbound", k + 1, 52 + 20 * k, encode(audio[k * frame : (k + 1) * frame])) for k in range(25)])
+        await send_all(
+            ws, [t.media("inbound", k + 1, 52 + 20 * k, encode(audio[k * frame : (k + 1) * frame])) for k in range(25)]
+        )
         await ws.send(t.stop())
         assert await closed(ws) == 1000
     await wait_streams_done(server)
@@ -121,13 +127,35 @@ async def test_twilio_format_streams_are_recorded(server: ReceiverServer, settin
 
 
 def _media_then(m: MiniVoiceMessages, bad: str | bytes) -> list[str | bytes]:
-    return [m.connected(), m.start(tracks=("inbound",)), *[m.media("inbound", k + 1, 20 * k, b"\x10" * FRAME) for k in range(10)], bad]
+    return [
+        m.connected(),
+        m.start(tracks=("inbound",)),
+        *[m.media("inbound", k + 1, 20 * k, b"\x10" * FRAME) for k in range(10)],
+        bad,
+    ]
 
 
 BAD_INPUTS = {
     "malformed_json": (lambda m: "{not json", 4400, "malformed_message"),
-    "missing_field": (lambda m: orjson.dumps({"event": "media", "sequence_number": 99, "stream_id": "s", "media": {"track": "inbound"}}).decode(), 4400, "malformed_message"),
-    "bad_base64": (lambda m: orjson.dumps({"event": "media", "sequence_number": 99, "stream_id": "s", "media": {"track": "inbound", "chunk": 11, "timestamp": 200, "payload": "@@@"}}).decode(), 4400, "malformed_message"),
+    "missing_field": (
+        lambda m: orjson.dumps(
+            {"event": "media", "sequence_number": 99, "stream_id": "s", "media": {"track": "inbound"}}
+        ).decode(),
+        4400,
+        "malformed_message",
+    ),
+    "bad_base64": (
+        lambda m: orjson.dumps(
+            {
+                "event": "media",
+                "sequence_number": 99,
+                "stream_id": "s",
+                "media": {"track": "inbound", "chunk": 11, "timestamp": 200, "payload": "@@@"},
+            }
+        ).decode(),
+        4400,
+        "malformed_message",
+    ),
     "binary_frame": (lambda m: b"\x00\x01", 4400, "malformed_message"),
     "second_start": (lambda m: m.start(), 4409, "unexpected_event"),
     "oversized": (lambda m: "x" * 70_000, 1009, "message_too_big"),
@@ -135,7 +163,9 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-async def test_bad_input_closes_with_its_code_and_keeps_the_audio(server: ReceiverServer, settings: Settings, case: str) -> None:
+async def test_bad_input_closes_with_its_code_and_keeps_the_audio(
+    server: ReceiverServer, settings: Settings, case: str
+) -> None:
     make_bad, code, kind = BAD_INPUTS[case]
     m = MiniVoiceMessages(stream_id=f"str_{case}", call_id="call_bad")
 
@@ -173,7 +203,14 @@ async def test_bad_stream_openings_are_refused_with_a_code(server: ReceiverServe
 async def test_disconnect_without_stop_finalises_the_recording(server: ReceiverServer, settings: Settings) -> None:
     m = MiniVoiceMessages(stream_id="str_drop", call_id="call_drop")
     ws = await connect(url(server))
-    await send_all(ws, [m.connected(), m.start(), *[m.media(t, k + 1, 20 * k, b"\x20" * FRAME) for k in range(30) for t in ("inbound", "outbound")]])
+    await send_all(
+        ws,
+        [
+            m.connected(),
+            m.start(),
+            *[m.media(t, k + 1, 20 * k, b"\x20" * FRAME) for k in range(30) for t in ("inbound", "outbound")],
+        ],
+    )
     ws.transport.abort()  # the network fails: no stop, no close frame
     await wait_streams_done(server)
 
@@ -187,7 +224,16 @@ async def test_disconnect_without_stop_finalises_the_recording(server: ReceiverS
 async def test_unknown_events_are_skipped_and_counted(server: ReceiverServer) -> None:
     m = MiniVoiceMessages()
     async with connect(url(server)) as ws:
-        await send_all(ws, [m.connected(), m.start(), '{"event": "heartbeat", "sequence_number": 2}', m.media("inbound", 1, 0, b"\xff" * FRAME), m.stop()])
+        await send_all(
+            ws,
+            [
+                m.connected(),
+                m.start(),
+                '{"event": "heartbeat", "sequence_number": 2}',
+                m.media("inbound", 1, 0, b"\xff" * FRAME),
+                m.stop(),
+            ],
+        )
         assert await closed(ws) == 1000
     await wait_streams_done(server)
 
@@ -226,7 +272,15 @@ async def test_a_failing_sink_never_ends_the_stream(settings: Settings) -> None:
     async with ReceiverServer(settings, sinks=[lambda info: bad, broken_factory, lambda info: good]) as server:
         m = MiniVoiceMessages()
         async with connect(url(server)) as ws:
-            await send_all(ws, [m.connected(), m.start(tracks=("inbound",)), *[m.media("inbound", k + 1, 20 * k, b"\x30" * FRAME) for k in range(20)], m.stop()])
+            await send_all(
+                ws,
+                [
+                    m.connected(),
+                    m.start(tracks=("inbound",)),
+                    *[m.media("inbound", k + 1, 20 * k, b"\x30" * FRAME) for k in range(20)],
+                    m.stop(),
+                ],
+            )
             assert await closed(ws) == 1000
         await wait_streams_done(server)
 
@@ -238,7 +292,16 @@ async def test_lifecycle_and_media_logs_use_their_own_logger_names(server: Recei
     m = MiniVoiceMessages(stream_id="str_log", call_id="call_log")
     with capture_logs() as logs:
         async with connect(url(server)) as ws:
-            await send_all(ws, [m.connected(), m.start(), *[m.media("inbound", k + 1, 20 * k, b"\xff" * FRAME) for k in range(50)], m.dtmf("7", 100), m.stop()])
+            await send_all(
+                ws,
+                [
+                    m.connected(),
+                    m.start(),
+                    *[m.media("inbound", k + 1, 20 * k, b"\xff" * FRAME) for k in range(50)],
+                    m.dtmf("7", 100),
+                    m.stop(),
+                ],
+            )
             await closed(ws)
         await wait_streams_done(server)
 
@@ -253,14 +316,18 @@ async def test_lifecycle_and_media_logs_use_their_own_logger_names(server: Recei
     assert ended["tracks"]["inbound"]["frames"] == 50
 
 
-async def test_the_server_survives_many_bad_streams_then_records_a_good_one(server: ReceiverServer, settings: Settings) -> None:
+async def test_the_server_survives_many_bad_streams_then_records_a_good_one(
+    server: ReceiverServer, settings: Settings
+) -> None:
     for garbage in ["", "null", "[]", '{"event": null}', b"\xff\xfe", "{" * 1000]:
         async with connect(url(server)) as ws:
             await ws.send(garbage)
             assert (await closed(ws)) in (4400, 4409)
     m = MiniVoiceMessages(stream_id="str_ok", call_id="call_ok")
     async with connect(url(server)) as ws:
-        await send_all(ws, [m.connected(), m.start(tracks=("inbound",)), m.media("inbound", 1, 0, b"\xff" * FRAME), m.stop()])
+        await send_all(
+            ws, [m.connected(), m.start(tracks=("inbound",)), m.media("inbound", 1, 0, b"\xff" * FRAME), m.stop()]
+        )
         assert await closed(ws) == 1000
     await wait_streams_done(server, count=7)
 
@@ -280,7 +347,14 @@ async def test_an_ended_stream_is_not_kept_alive_by_the_periodic_tasks(tmp_path:
         server._log_summaries = counting  # type: ignore[method-assign]
         m = MiniVoiceMessages(stream_id="str_gc", call_id="call_gc")
         async with connect(url(server)) as ws:
-            await send_all(ws, [m.connected(), m.start(), *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")]])
+            await send_all(
+                ws,
+                [
+                    m.connected(),
+                    m.start(),
+                    *[m.media(t, k + 1, 20 * k, b"\xff" * 160) for k in range(5) for t in ("inbound", "outbound")],
+                ],
+            )
             while await asyncio.wait_for(rounds.get(), 10) == 0:  # a round saw the live stream
                 pass
             await ws.send(m.stop())

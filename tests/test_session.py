@@ -159,7 +159,16 @@ _samples = [
             st.sampled_from(_samples).map(lambda s: s[: len(s) // 2]),  # truncated
             st.recursive(
                 st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(max_size=10),
-                lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["event", "media", "start", "stop", "payload", "track", "sequence_number", "stream_id"]), children, max_size=4),
+                lambda children: (
+                    st.lists(children, max_size=3)
+                    | st.dictionaries(
+                        st.sampled_from(
+                            ["event", "media", "start", "stop", "payload", "track", "sequence_number", "stream_id"]
+                        ),
+                        children,
+                        max_size=4,
+                    )
+                ),
                 max_leaves=10,
             ).map(json.dumps),  # stdlib: orjson cannot encode integers over 64 bits, a peer can send them
         ),

@@ -25,7 +25,9 @@ from receiver.testing import MiniVoiceMessages
 
 from .conftest import wait_streams_done
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("receiver.simulator") is None, reason="the simulator is not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("receiver.simulator") is None, reason="the simulator is not installed"
+)
 
 CALLS = 2
 
@@ -35,7 +37,9 @@ def all_files(paths: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["open", "signed-urls"])
-async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Settings, tmp_path: Path, signed: bool) -> None:
+async def test_a_simulated_flow_leaves_one_complete_record_per_call(
+    settings: Settings, tmp_path: Path, signed: bool
+) -> None:
     # signed: the receiver requires stream tokens, and /answer signs the stream URLs it returns for each call.
     async with ReceiverServer(settings) as probe:
         stream_url = f"ws://127.0.0.1:{probe.port}/minivoice"  # a free port for the real receiver below
@@ -81,10 +85,16 @@ async def test_a_simulated_flow_leaves_one_complete_record_per_call(settings: Se
             assert record is not None and timeline is not None
             assert record["status"] == "completed"
             [stream] = record["streams"]
-            assert (stream["stop_reason"], stream["close_code"], stream["tracks"]) == ("stop_stream", 1000, ["inbound", "outbound"])
+            assert (stream["stop_reason"], stream["close_code"], stream["tracks"]) == (
+                "stop_stream",
+                1000,
+                ["inbound", "outbound"],
+            )
             assert all_files(stream["files"]) and len(stream["files"]) == 3
             assert [r["status"] for r in record["recordings"]] == ["completed"]
-            assert {"answer_url", "stream.started", "stream.ended", "recording.completed", "call.completed"} <= {e["kind"] for e in timeline}
+            assert {"answer_url", "stream.started", "stream.ended", "recording.completed", "call.completed"} <= {
+                e["kind"] for e in timeline
+            }
         if signed:  # the URL as configured, without a call's token, is refused at start (1008)
             mv = MiniVoiceMessages()
             async with connect(stream_url) as ws:

@@ -59,7 +59,10 @@ async def test_any_delivery_order_leaves_the_same_record(tmp_path: Path, order: 
     assert record["status"] == "completed"
     assert record["last_step"] == "call.completed"
     assert (record["from"], record["to"], record["customer_id"]) == ("+15551230001", "+15551230002", "cust_123")
-    assert {r["recording_id"]: r["status"] for r in record["recordings"]} == {"rec_call_123": "completed", "rec_call_123_b": "failed"}
+    assert {r["recording_id"]: r["status"] for r in record["recordings"]} == {
+        "rec_call_123": "completed",
+        "rec_call_123_b": "failed",
+    }
     assert [e["kind"] for e in timeline] == ["recording.completed", "recording.failed", "call.completed"]
 
 
@@ -73,7 +76,13 @@ async def test_a_late_recording_event_does_not_undo_a_newer_one(tmp_path: Path) 
 
     assert record is not None
     assert record["recordings"] == [
-        {"recording_id": "rec_call_123", "status": "deleted", "duration_seconds": 120, "size_bytes": None, "updated_at": "2026-05-29T12:09:00.000Z"}
+        {
+            "recording_id": "rec_call_123",
+            "status": "deleted",
+            "duration_seconds": 120,
+            "size_bytes": None,
+            "updated_at": "2026-05-29T12:09:00.000Z",
+        }
     ]
 
 
@@ -129,7 +138,9 @@ async def test_list_calls_filters_by_status_and_since(tmp_path: Path) -> None:
     async with SqliteCallStore(tmp_path / "calls.db") as store:
         await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="a", created_at="2026-05-29T10:00:00Z")))
         await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="b", created_at="2026-05-29T11:00:00Z")))
-        await store.record_webhook(event(webhook(SEED_RECORDING_COMPLETED, call_id="c", created_at="2026-05-29T12:00:00Z")))
+        await store.record_webhook(
+            event(webhook(SEED_RECORDING_COMPLETED, call_id="c", created_at="2026-05-29T12:00:00Z"))
+        )
 
         everything = await store.list_calls()
         completed = await store.list_calls(status="completed")
@@ -183,7 +194,9 @@ async def test_a_webhook_stamped_to_the_second_follows_the_streams_of_its_second
     start = replace(stream_start(), started_at=datetime(2026, 5, 29, 12, 0, 9, 508000, tzinfo=UTC))
     end = replace(stream_end(), stopped_at=datetime(2026, 5, 29, 12, 0, 9, 571000, tzinfo=UTC))
     async with SqliteCallStore(tmp_path / "calls.db") as store:
-        await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="call_s", created_at="2026-05-29T12:00:09Z")))
+        await store.record_webhook(
+            event(webhook(SEED_CALL_COMPLETED, call_id="call_s", created_at="2026-05-29T12:00:09Z"))
+        )
         store.stream_started(start)
         store.stream_ended(end)
         await store.flush()

@@ -87,7 +87,13 @@ def test_sign_signs_the_stream_actions_of_a_flow_and_leaves_the_rest() -> None:
     assert start.stream_url == stop.stream_url == signer.url(URL, "call_1")
     assert dict(start.parameters) == {"lang": "en", "token": token_of(start.stream_url)}
     assert (pause, stop_all, hangup) == (flow[1], flow[3], flow[4])
-    assert a.parse_actions(a.to_payload([start, pause, stop, stop_all, hangup])) == [start, pause, stop, stop_all, hangup]
+    assert a.parse_actions(a.to_payload([start, pause, stop, stop_all, hangup])) == [
+        start,
+        pause,
+        stop,
+        stop_all,
+        hangup,
+    ]
 
 
 def test_the_signer_checks_its_settings_and_never_shows_its_secret() -> None:

@@ -28,7 +28,9 @@ class Client:
         assert service.listener is not None
         self.base = f"http://127.0.0.1:{service.listener.port}"
 
-    async def post(self, path: str, payload: Any = None, *, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def post(
+        self, path: str, payload: Any = None, *, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         body = orjson.dumps(payload) if data is None else data
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         async with self.session.post(self.base + path, data=body, headers=hdrs) as response:
@@ -69,7 +71,10 @@ async def test_call_completed_is_stored_and_read_back(client: Client) -> None:
     assert (status, body) == (200, {"result": "stored", "event": "call.completed", "call_id": "call_123"})
     status, record = await client.get("/calls/call_123")
     assert status == 200
-    assert {k: record[k] for k in ("call_id", "customer_id", "application_id", "status", "direction", "from", "to", "last_step")} == {
+    assert {
+        k: record[k]
+        for k in ("call_id", "customer_id", "application_id", "status", "direction", "from", "to", "last_step")
+    } == {
         "call_id": "call_123",
         "customer_id": "cust_123",
         "application_id": "app_123",
@@ -88,7 +93,13 @@ async def test_recording_completed_adds_a_platform_recording(client: Client) -> 
     _, record = await client.get("/calls/call_123")
     assert record["status"] == "in_progress"
     assert record["recordings"] == [
-        {"recording_id": "rec_call_123", "status": "completed", "duration_seconds": 120, "size_bytes": 204800, "updated_at": "2026-05-29T12:02:12.000Z"}
+        {
+            "recording_id": "rec_call_123",
+            "status": "completed",
+            "duration_seconds": 120,
+            "size_bytes": 204800,
+            "updated_at": "2026-05-29T12:02:12.000Z",
+        }
     ]
 
 
@@ -101,7 +112,12 @@ async def test_recording_failed_is_recorded(client: Client) -> None:
 
 
 async def test_any_other_event_is_stored_not_rejected(client: Client) -> None:
-    other = {"event": "call.transferred", "created_at": "2026-05-29T12:05:00Z", "call": {"id": "call_123", "status": "in_progress"}, "data": {"to": "+1555"}}
+    other = {
+        "event": "call.transferred",
+        "created_at": "2026-05-29T12:05:00Z",
+        "call": {"id": "call_123", "status": "in_progress"},
+        "data": {"to": "+1555"},
+    }
 
     status, body = await client.post("/webhooks", other)
 
@@ -120,7 +136,9 @@ async def test_a_repeated_delivery_is_acknowledged_and_changes_nothing(client: C
     for _ in range(3):
         status, body = await client.post("/webhooks", SEED_CALL_COMPLETED)
         assert (status, body["result"]) == (200, "duplicate")
-    status, body = await client.post("/webhooks", data=orjson.dumps(SEED_CALL_COMPLETED, option=orjson.OPT_INDENT_2))  # same body, reformatted
+    status, body = await client.post(
+        "/webhooks", data=orjson.dumps(SEED_CALL_COMPLETED, option=orjson.OPT_INDENT_2)
+    )  # same body, reformatted
     assert (status, body["result"]) == (200, "duplicate")
 
     _, after = await client.get("/calls/call_123")
@@ -150,7 +168,9 @@ async def secret_client(hook_settings: Settings) -> AsyncIterator[Client]:
 
 
 @pytest.mark.parametrize("path", ["/webhooks", "/webhooks/wrong", "/webhooks?token=wrong", "/webhooks/s3cr3t-toke"])
-async def test_with_a_secret_a_request_without_it_gets_401_and_changes_nothing(secret_client: Client, path: str) -> None:
+async def test_with_a_secret_a_request_without_it_gets_401_and_changes_nothing(
+    secret_client: Client, path: str
+) -> None:
     status, body = await secret_client.post(path, SEED_CALL_COMPLETED)
 
     assert status == 401
@@ -187,7 +207,11 @@ async def basic_client(hook_settings: Settings) -> AsyncIterator[Client]:
 
 
 async def test_basic_auth_is_required_when_configured(basic_client: Client) -> None:
-    async with basic_client.session.post(basic_client.base + "/webhooks", data=orjson.dumps(SEED_CALL_COMPLETED), headers={"Content-Type": "application/json"}) as response:
+    async with basic_client.session.post(
+        basic_client.base + "/webhooks",
+        data=orjson.dumps(SEED_CALL_COMPLETED),
+        headers={"Content-Type": "application/json"},
+    ) as response:
         assert response.status == 401
         assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert (await basic_client.post("/webhooks", SEED_CALL_COMPLETED, headers=basic("minivoice", "wrong")))[0] == 401
@@ -212,9 +236,23 @@ LIMIT = 2048
         (orjson.dumps({**SEED_CALL_COMPLETED, "created_at": "not a time"}), {}, 422, "invalid_envelope"),
         (orjson.dumps({**SEED_CALL_COMPLETED, "data": {"pad": "x" * LIMIT}}), {}, 413, "body_too_large"),
         (orjson.dumps(SEED_CALL_COMPLETED), {"Content-Type": "text/plain"}, 415, "unsupported_content_type"),
-        (orjson.dumps(SEED_CALL_COMPLETED), {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_content_type"),
+        (
+            orjson.dumps(SEED_CALL_COMPLETED),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_content_type",
+        ),
     ],
-    ids=["malformed-json", "not-an-object", "missing-event", "missing-call-id", "bad-created-at", "oversized", "text-plain", "form"],
+    ids=[
+        "malformed-json",
+        "not-an-object",
+        "missing-event",
+        "missing-call-id",
+        "bad-created-at",
+        "oversized",
+        "text-plain",
+        "form",
+    ],
 )
 async def test_bad_input_gets_a_json_4xx_one_log_line_and_stores_nothing(
     hook_settings: Settings, data: bytes, headers: dict[str, str], status: int, code: str
@@ -236,7 +274,9 @@ async def test_an_oversized_chunked_body_is_413(hook_settings: Settings) -> None
             yield b" " * 1024  # whitespace: valid JSON padding, but over the limit
 
     async for client in running(hook_settings.replace(webhook_max_body_bytes=LIMIT)):
-        async with client.session.post(client.base + "/webhooks", data=chunks(), headers={"Content-Type": "application/json"}) as response:
+        async with client.session.post(
+            client.base + "/webhooks", data=chunks(), headers={"Content-Type": "application/json"}
+        ) as response:
             assert response.status == 413
             assert (await response.json())["error"]["code"] == "body_too_large"
 
@@ -254,7 +294,16 @@ async def test_list_calls_with_filters(client: Client) -> None:
     assert [c["call_id"] for c in (await client.get("/calls?limit=1"))[1]["calls"]] == ["b"]
 
 
-@pytest.mark.parametrize(("path", "status", "code"), [("/calls?limit=0", 400, "invalid_query"), ("/calls?since=later", 400, "invalid_query"), ("/calls/none", 404, "not_found"), ("/calls/none/events", 404, "not_found"), ("/nowhere", 404, "not_found")])
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/calls?limit=0", 400, "invalid_query"),
+        ("/calls?since=later", 400, "invalid_query"),
+        ("/calls/none", 404, "not_found"),
+        ("/calls/none/events", 404, "not_found"),
+        ("/nowhere", 404, "not_found"),
+    ],
+)
 async def test_read_api_errors_are_json(client: Client, path: str, status: int, code: str) -> None:
     got, body = await client.get(path)
 
@@ -280,9 +329,13 @@ async def test_a_read_only_store_gives_503_so_the_platform_retries(hook_settings
 
             assert status == 503
             assert body == {"error": {"code": "store_unavailable", "message": "call store unavailable, retry later"}}
-            assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.webhooks"] == ["webhook_store_unavailable"]
+            assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.webhooks"] == [
+                "webhook_store_unavailable"
+            ]
     async for client in running(hook_settings):
-        assert (await client.post("/webhooks", SEED_CALL_COMPLETED))[1]["result"] == "stored"  # the retry, once it is writable
+        assert (await client.post("/webhooks", SEED_CALL_COMPLETED))[1][
+            "result"
+        ] == "stored"  # the retry, once it is writable
 
 
 async def test_an_unexpected_error_is_a_json_500_without_details(hook_settings: Settings) -> None:

@@ -53,7 +53,9 @@ def test_recording_completed_carries_its_recording() -> None:
 
 
 def test_recording_failed_may_have_no_recording_id() -> None:
-    event = parse_webhook(body({"event": "recording.failed", "created_at": "2026-05-29T12:03:00Z", "call": {"id": "c"}, "data": {}}))
+    event = parse_webhook(
+        body({"event": "recording.failed", "created_at": "2026-05-29T12:03:00Z", "call": {"id": "c"}, "data": {}})
+    )
 
     assert event.recording is not None
     assert event.recording.recording_id is None
@@ -61,7 +63,9 @@ def test_recording_failed_may_have_no_recording_id() -> None:
 
 
 def test_unknown_event_types_are_accepted_with_their_data() -> None:
-    event = parse_webhook(body({"event": "call.ringing", "call": {"id": "c"}, "data": {"anything": [1, 2]}, "extra": True}))
+    event = parse_webhook(
+        body({"event": "call.ringing", "call": {"id": "c"}, "data": {"anything": [1, 2]}, "extra": True})
+    )
 
     assert event.event == "call.ringing"
     assert event.data == {"anything": [1, 2]}
@@ -115,9 +119,29 @@ def test_the_dedupe_key_differs_between_events_of_one_call() -> None:
         (body({"event": "e", "call": {"id": "c"}, "data": []}), InvalidEnvelope, "data must be"),
         (body({"event": "e", "call": {"id": "c"}, "variables": "x"}), InvalidEnvelope, "variables must be"),
         (body({"event": "recording.completed", "call": {"id": "c"}, "data": {}}), InvalidEnvelope, "recording_id"),
-        (body({"event": "recording.completed", "call": {"id": "c"}, "data": {"recording_id": "r", "size_bytes": -1}}), InvalidEnvelope, "size_bytes"),
-        (body({"event": "recording.completed", "call": {"id": "c"}, "data": {"recording_id": "r", "duration_seconds": "2"}}), InvalidEnvelope, "duration"),
-        (body({"event": "recording.failed", "call": {"id": "c"}, "data": {"recording_id": 7}}), InvalidEnvelope, "recording_id"),
+        (
+            body(
+                {"event": "recording.completed", "call": {"id": "c"}, "data": {"recording_id": "r", "size_bytes": -1}}
+            ),
+            InvalidEnvelope,
+            "size_bytes",
+        ),
+        (
+            body(
+                {
+                    "event": "recording.completed",
+                    "call": {"id": "c"},
+                    "data": {"recording_id": "r", "duration_seconds": "2"},
+                }
+            ),
+            InvalidEnvelope,
+            "duration",
+        ),
+        (
+            body({"event": "recording.failed", "call": {"id": "c"}, "data": {"recording_id": 7}}),
+            InvalidEnvelope,
+            "recording_id",
+        ),
     ],
 )
 def test_bad_envelopes_are_rejected_with_a_reason(raw: bytes, error: type[Exception], message: str) -> None:
@@ -127,12 +151,17 @@ def test_bad_envelopes_are_rejected_with_a_reason(raw: bytes, error: type[Except
     assert 400 <= info.value.status < 500  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.minivoice+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.minivoice+json"],
+)
 def test_json_content_types_are_accepted(content_type: str) -> None:
     check_content_type(content_type)
 
 
-@pytest.mark.parametrize("content_type", [None, "", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type", [None, "", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
 def test_other_content_types_are_415(content_type: str | None) -> None:
     with pytest.raises(UnsupportedContentType) as info:
         check_content_type(content_type)
@@ -172,7 +201,13 @@ def test_basic_auth_checks_user_and_password() -> None:
     auth = WebhookAuth(user="minivoice", password="pa:ss")
 
     auth.check(token=None, authorization=basic("minivoice", "pa:ss"))
-    for header in (basic("minivoice", "wrong"), basic("other", "pa:ss"), "Bearer xyz", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode()):
+    for header in (
+        basic("minivoice", "wrong"),
+        basic("other", "pa:ss"),
+        "Bearer xyz",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+    ):
         with pytest.raises(Unauthorized):
             auth.check(token=None, authorization=header)
 

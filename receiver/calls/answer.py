@@ -119,14 +119,18 @@ class AnswerEndpoint:
         call_id = call_id_of(body, request.query, request.headers)
         if not self.config.valid:
             log.error("answer_returned", call_id=call_id, valid=False, reason=self.config.reason, response=ERROR_BODY)
-            return web.Response(body=orjson.dumps(ERROR_BODY), status=HTTPStatus.INTERNAL_SERVER_ERROR, content_type="application/json")
+            return web.Response(
+                body=orjson.dumps(ERROR_BODY), status=HTTPStatus.INTERNAL_SERVER_ERROR, content_type="application/json"
+            )
         payload = self.config.payload
         assert payload is not None
         if self.signer is not None:
             if call_id is None:
                 reason = "no call id in the request: cannot sign the stream URLs"
                 log.error("answer_returned", call_id=None, valid=False, reason=reason, response=ERROR_BODY)
-                return web.Response(body=orjson.dumps(ERROR_BODY), status=HTTPStatus.BAD_REQUEST, content_type="application/json")
+                return web.Response(
+                    body=orjson.dumps(ERROR_BODY), status=HTTPStatus.BAD_REQUEST, content_type="application/json"
+                )
             payload = to_payload(self.signer.sign(self.config.actions, call_id))
         shown = _redacted(payload, self.signer)  # what the log and the call's timeline keep
         log.info("answer_returned", call_id=call_id, valid=True, signed=self.signer is not None, response=shown)

@@ -179,7 +179,9 @@ def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
         new, old = update.meta.get(name), getattr(current, name)
         changes[name] = (new or old) if newest else (old or new)
     if update.variables:
-        changes["variables"] = {**current.variables, **update.variables} if newest else {**update.variables, **current.variables}
+        changes["variables"] = (
+            {**current.variables, **update.variables} if newest else {**update.variables, **current.variables}
+        )
     if update.status and _status_wins(current, update.status, at):
         changes["status"], changes["status_at"] = update.status, at
     if newest:
@@ -287,7 +289,9 @@ def _write_row(conn: sqlite3.Connection, row: CallRow) -> None:
     )  # fmt: skip
 
 
-def _insert_event(conn: sqlite3.Connection, *, call_id: str, source: str, kind: str, occurred_at: str, key: str, detail: Any) -> bool:
+def _insert_event(
+    conn: sqlite3.Connection, *, call_id: str, source: str, kind: str, occurred_at: str, key: str, detail: Any
+) -> bool:
     cur = conn.execute(
         """INSERT INTO events (call_id, source, kind, occurred_at, received_at, dedupe_key, detail)
            VALUES (?,?,?,?,?,?,?) ON CONFLICT (dedupe_key) DO NOTHING""",
@@ -306,7 +310,15 @@ def apply_webhook(conn: sqlite3.Connection, event: WebhookEvent) -> Outcome:
     call = event.call
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _insert_event(conn, call_id=call.id, source="webhook", kind=event.event, occurred_at=at, key=event.dedupe_key, detail=dict(event.envelope)):
+        if not _insert_event(
+            conn,
+            call_id=call.id,
+            source="webhook",
+            kind=event.event,
+            occurred_at=at,
+            key=event.dedupe_key,
+            detail=dict(event.envelope),
+        ):
             conn.execute("ROLLBACK")
             return "duplicate"
         meta = {name: getattr(call, name) for name in _META}
@@ -347,7 +359,9 @@ def apply_stream_start(conn: sqlite3.Connection, start: StreamStart) -> None:
 
 
 def _stream_start(conn: sqlite3.Connection, start: StreamStart, at: str, key: str, detail: dict[str, Any]) -> None:
-    if not _insert_event(conn, call_id=start.call_id, source="stream", kind="stream.started", occurred_at=at, key=key, detail=detail):
+    if not _insert_event(
+        conn, call_id=start.call_id, source="stream", kind="stream.started", occurred_at=at, key=key, detail=detail
+    ):
         return
     conn.execute(
         """INSERT INTO streams (call_id, stream_id, platform, track, tracks, encoding, sample_rate, started_at)
@@ -355,20 +369,37 @@ def _stream_start(conn: sqlite3.Connection, start: StreamStart, at: str, key: st
            ON CONFLICT (call_id, stream_id) DO UPDATE SET platform = excluded.platform, track = excluded.track,
              tracks = excluded.tracks, encoding = excluded.encoding, sample_rate = excluded.sample_rate,
              started_at = excluded.started_at""",
-        (start.call_id, start.stream_id, start.platform, start.track, _dumps(list(start.tracks)), start.encoding, start.sample_rate, at),
+        (
+            start.call_id,
+            start.stream_id,
+            start.platform,
+            start.track,
+            _dumps(list(start.tracks)),
+            start.encoding,
+            start.sample_rate,
+            at,
+        ),
     )
     _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call)))
 
 
 def apply_stream_end(conn: sqlite3.Connection, end: StreamEnd) -> None:
     at = format_timestamp(end.stopped_at)
-    detail = {"stream_id": end.stream_id, "reason": end.reason, "close_code": end.close_code, "files": list(end.files), "outcome": dict(end.outcome)}
+    detail = {
+        "stream_id": end.stream_id,
+        "reason": end.reason,
+        "close_code": end.close_code,
+        "files": list(end.files),
+        "outcome": dict(end.outcome),
+    }
     key = f"stream:{end.call_id}:{end.stream_id}:ended"
     _in_transaction(conn, lambda: _stream_end(conn, end, at, key, detail))
 
 
 def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, detail: dict[str, Any]) -> None:
-    if not _insert_event(conn, call_id=end.call_id, source="stream", kind="stream.ended", occurred_at=at, key=key, detail=detail):
+    if not _insert_event(
+        conn, call_id=end.call_id, source="stream", kind="stream.ended", occurred_at=at, key=key, detail=detail
+    ):
         return
     conn.execute(
         """INSERT INTO streams (call_id, stream_id, stopped_at, stop_reason, close_code, outcome, files)
@@ -376,7 +407,15 @@ def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, det
            ON CONFLICT (call_id, stream_id) DO UPDATE SET stopped_at = excluded.stopped_at,
              stop_reason = excluded.stop_reason, close_code = excluded.close_code, outcome = excluded.outcome,
              files = excluded.files""",
-        (end.call_id, end.stream_id, at, end.reason, end.close_code, _dumps(dict(end.outcome)), _dumps(list(end.files))),
+        (
+            end.call_id,
+            end.stream_id,
+            at,
+            end.reason,
+            end.close_code,
+            _dumps(dict(end.outcome)),
+            _dumps(list(end.files)),
+        ),
     )
     _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
 
@@ -387,7 +426,9 @@ def apply_answer(conn: sqlite3.Connection, answer: AnswerRecord) -> None:
     key = f"answer:{answer.call_id}:{at}:" + hashlib.sha256(_dumps(detail).encode()).hexdigest()[:16]
 
     def work() -> None:
-        if _insert_event(conn, call_id=answer.call_id, source="answer", kind="answer_url", occurred_at=at, key=key, detail=detail):
+        if _insert_event(
+            conn, call_id=answer.call_id, source="answer", kind="answer_url", occurred_at=at, key=key, detail=detail
+        ):
             _update_call(conn, CallUpdate(answer.call_id, at, "answer_url"))
 
     _in_transaction(conn, work)
@@ -433,7 +474,9 @@ def read_call(conn: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
         return None
     record = _call_json(row)
     streams = []
-    for s in conn.execute("SELECT * FROM streams WHERE call_id = ? ORDER BY COALESCE(started_at, stopped_at), stream_id", (call_id,)):
+    for s in conn.execute(
+        "SELECT * FROM streams WHERE call_id = ? ORDER BY COALESCE(started_at, stopped_at), stream_id", (call_id,)
+    ):
         streams.append(
             {
                 "stream_id": s["stream_id"],
@@ -465,7 +508,9 @@ def read_call(conn: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
     return record
 
 
-def read_calls(conn: sqlite3.Connection, *, status: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def read_calls(
+    conn: sqlite3.Connection, *, status: str | None = None, since: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
     """Calls, most recently active first; ``since`` keeps calls active at or after it."""
     sql, args = "SELECT * FROM calls WHERE 1=1", list[Any]()
     if status:

@@ -127,7 +127,13 @@ class WebhookServer:
             "webhooks_started",
             host=self.settings.webhook_host,
             port=self.port,
-            auth="token+basic" if self.auth.secret and self.auth.basic else "token" if self.auth.secret else "basic" if self.auth.basic else "none",
+            auth="token+basic"
+            if self.auth.secret and self.auth.basic
+            else "token"
+            if self.auth.secret
+            else "basic"
+            if self.auth.basic
+            else "none",
             answer=self._answer is not None,
         )
 
@@ -163,9 +169,19 @@ class WebhookServer:
         except web.HTTPMethodNotAllowed:
             error = MethodNotAllowed(f"{request.method} is not allowed here")
         except Exception as exc:  # a bug: a JSON 500 with no details, the details in the log
-            log.error("request_failed", method=request.method, path=_route(request), error=repr(exc)[:300], exc_info=exc)
+            log.error(
+                "request_failed", method=request.method, path=_route(request), error=repr(exc)[:300], exc_info=exc
+            )
             return json_response(INTERNAL_ERROR, HTTPStatus.INTERNAL_SERVER_ERROR)
-        log.warning("request_rejected", method=request.method, path=_route(request), status=int(error.status), error_code=error.code, detail=error.message, remote=request.remote)
+        log.warning(
+            "request_rejected",
+            method=request.method,
+            path=_route(request),
+            status=int(error.status),
+            error_code=error.code,
+            detail=error.message,
+            remote=request.remote,
+        )
         return error_response(error, self.auth)
 
     def _check_auth(self, request: web.Request) -> None:
@@ -197,12 +213,20 @@ class WebhookServer:
                 raise BodyTooLarge(f"body is over the {self.settings.webhook_max_body_bytes}-byte limit") from None
             event = parse_webhook(body, received_at=datetime.now(UTC))
         except WebhookRejected as exc:
-            log.warning("webhook_rejected", status=int(exc.status), error_code=exc.code, detail=exc.message, remote=request.remote)
+            log.warning(
+                "webhook_rejected",
+                status=int(exc.status),
+                error_code=exc.code,
+                detail=exc.message,
+                remote=request.remote,
+            )
             return error_response(exc, self.auth)
         try:
             result = await self.store.record_webhook(event)
         except StoreUnavailable as exc:
-            log.error("webhook_store_unavailable", webhook_event=event.event, call_id=event.call.id, detail=exc.message[:200])
+            log.error(
+                "webhook_store_unavailable", webhook_event=event.event, call_id=event.call.id, detail=exc.message[:200]
+            )
             return error_response(StoreUnavailable("call store unavailable, retry later"))
         log.info(
             "webhook_" + result,
@@ -306,4 +330,3 @@ class WebhookService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-

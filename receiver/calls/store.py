@@ -84,7 +84,9 @@ class CallStore(Protocol):
 
     async def get_call(self, call_id: str) -> dict[str, Any] | None: ...
 
-    async def list_calls(self, *, status: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    async def list_calls(
+        self, *, status: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]: ...
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None: ...
 
@@ -278,7 +280,9 @@ class SqliteCallStore:
     async def get_call(self, call_id: str) -> dict[str, Any] | None:
         return await self._read(lambda conn: read_call(conn, call_id))
 
-    async def list_calls(self, *, status: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_calls(
+        self, *, status: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
         return await self._read(lambda conn: read_calls(conn, status=status, since=since, limit=limit))
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None:

@@ -286,7 +286,9 @@ def _recording(event: str, data: Mapping[str, Any]) -> RecordingFields | None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise InvalidEnvelope("data.size_bytes must be a non-negative integer")
     default = "completed" if event == RECORDING_COMPLETED else "failed"
-    return RecordingFields(recording_id=recording_id, status=status or default, duration_seconds=duration, size_bytes=size)
+    return RecordingFields(
+        recording_id=recording_id, status=status or default, duration_seconds=duration, size_bytes=size
+    )
 
 
 # -- authentication --------------------------------------------------------------

@@ -22,7 +22,9 @@ COMMANDS = (serve, repair, check_actions, simulate, webhooks, calls, transcript)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="receiver", description="WebSocket media-stream receiver for MiniVoice and Twilio-format streams.")
+    parser = argparse.ArgumentParser(
+        prog="receiver", description="WebSocket media-stream receiver for MiniVoice and Twilio-format streams."
+    )
     parser.add_argument("--version", action="version", version=f"receiver {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

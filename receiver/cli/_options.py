@@ -14,7 +14,18 @@ LOG_LEVELS = ["debug", "info", "warning", "error"]
 LOOPS = ["auto", "uvloop", "asyncio"]
 
 # Settings a command line may override, by the attribute argparse gives them.
-_OVERRIDES = ("host", "port", "recordings_dir", "workers", "log_format", "log_level", "webhook_host", "webhook_port", "webhooks", "database")
+_OVERRIDES = (
+    "host",
+    "port",
+    "recordings_dir",
+    "workers",
+    "log_format",
+    "log_level",
+    "webhook_host",
+    "webhook_port",
+    "webhooks",
+    "database",
+)
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:

@@ -90,21 +90,41 @@ def _calls_text(calls: list[dict[str, Any]]) -> str:
 
 def _call_text(call: dict[str, Any]) -> str:
     lines = [f"call {call['call_id']}"]
-    for key in ("status", "status_at", "last_step", "last_step_at", "direction", "from", "to", "customer_id", "application_id", "first_seen_at", "updated_at"):
+    for key in (
+        "status",
+        "status_at",
+        "last_step",
+        "last_step_at",
+        "direction",
+        "from",
+        "to",
+        "customer_id",
+        "application_id",
+        "first_seen_at",
+        "updated_at",
+    ):
         lines.append(f"  {key:<15} {call[key] if call[key] is not None else '-'}")
     if call["variables"]:
         lines.append(f"  {'variables':<15} {orjson.dumps(call['variables']).decode()}")
     lines.append(f"  {'events':<15} {call['events']}")
     for s in call["streams"]:
-        lines.append(f"  stream {s['stream_id']} ({s['platform'] or '?'}, {','.join(s['tracks']) or '?'}, {s['encoding'] or '?'} {s['sample_rate'] or ''})")
-        lines.append(f"    started {s['started_at'] or '-'}  stopped {s['stopped_at'] or '-'}  reason {s['stop_reason'] or '-'}  close {s['close_code'] if s['close_code'] is not None else '-'}")
+        lines.append(
+            f"  stream {s['stream_id']} ({s['platform'] or '?'}, {','.join(s['tracks']) or '?'}, {s['encoding'] or '?'} {s['sample_rate'] or ''})"
+        )
+        lines.append(
+            f"    started {s['started_at'] or '-'}  stopped {s['stopped_at'] or '-'}  reason {s['stop_reason'] or '-'}  close {s['close_code'] if s['close_code'] is not None else '-'}"
+        )
         if s["outcome"]:
             o = s["outcome"]
-            lines.append(f"    {o.get('duration_seconds', 0):.2f} s of media, {o.get('messages', 0)} messages, {o.get('sequence_gaps', 0)} gaps")
+            lines.append(
+                f"    {o.get('duration_seconds', 0):.2f} s of media, {o.get('messages', 0)} messages, {o.get('sequence_gaps', 0)} gaps"
+            )
         for path in s["files"]:
             lines.append(f"    file {path}")
     for r in call["recordings"]:
-        lines.append(f"  recording {r['recording_id']} {r['status']}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes")
+        lines.append(
+            f"  recording {r['recording_id']} {r['status']}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +134,9 @@ def _events_text(events: list[dict[str, Any]]) -> str:
         detail = e["detail"]
         if e["source"] == "webhook":
             call = detail.get("call", {})
-            extra = f"status={call.get('status')}" + (f" recording={detail['data'].get('recording_id')}" if detail.get("data", {}).get("recording_id") else "")
+            extra = f"status={call.get('status')}" + (
+                f" recording={detail['data'].get('recording_id')}" if detail.get("data", {}).get("recording_id") else ""
+            )
         elif e["source"] == "answer":
             extra = "actions=" + ",".join(str(a.get("type")) for a in detail.get("actions", []) if isinstance(a, dict))
         elif e["kind"] == "stream.started":

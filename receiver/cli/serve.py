@@ -20,7 +20,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     add_runtime(parser)
     parser.add_argument("--webhook-port", type=int, help="port for webhooks and the call-record API (0: any free port)")
-    parser.add_argument("--no-webhooks", dest="webhooks", action="store_false", default=None, help="do not run the webhook listener")
+    parser.add_argument(
+        "--no-webhooks", dest="webhooks", action="store_false", default=None, help="do not run the webhook listener"
+    )
     parser.add_argument("--database", help="call-record database (SQLite)")
     parser.set_defaults(run=serve)
 

@@ -92,7 +92,10 @@ def add_parser(commands: Any) -> None:
     )
     faults = p.add_argument_group("faults (seeded, reproducible)")
     faults.add_argument(
-        "--seed", type=int, metavar="N", help="seed for ids and faults (default: a new one each run, printed with the summary)"
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed for ids and faults (default: a new one each run, printed with the summary)",
     )
     faults.add_argument("--loss", type=float, default=0.0, metavar="P", help="probability that a frame is lost")
     faults.add_argument(

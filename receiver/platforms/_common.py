@@ -118,8 +118,6 @@ def media_format(encoding: object, sample_rate: object, channels: object, *, str
 def string_map(value: object, key: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise MalformedMessage(f"{key} must map strings to strings")
     return dict(value)

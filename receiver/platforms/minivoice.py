@@ -76,9 +76,7 @@ def parse(message: Mapping[str, Any]) -> Event | None:
             stream_id=require_str(message, "stream_id"),
             call_id=require_str(start, "call_id"),
             tracks=require_tracks(tracks_value, "tracks"),
-            media_format=media_format(
-                fmt.get("encoding"), fmt.get("sample_rate"), fmt.get("channels"), strings=False
-            ),
+            media_format=media_format(fmt.get("encoding"), fmt.get("sample_rate"), fmt.get("channels"), strings=False),
             custom_parameters=string_map(start.get("custom_parameters"), "custom_parameters"),
             call=CallMetadata(
                 customer_id=optional_str(start, "customer_id"),

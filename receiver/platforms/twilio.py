@@ -75,9 +75,7 @@ def parse(message: Mapping[str, Any], platform: Platform = Platform.TWILIO) -> E
             stream_id=stream_id,
             call_id=require_str(start, "callSid"),
             tracks=require_tracks(start.get("tracks", ["inbound"]), "tracks"),
-            media_format=media_format(
-                fmt.get("encoding"), fmt.get("sampleRate"), fmt.get("channels"), strings=True
-            ),
+            media_format=media_format(fmt.get("encoding"), fmt.get("sampleRate"), fmt.get("channels"), strings=True),
             custom_parameters=string_map(start.get("customParameters"), "customParameters"),
             call=CallMetadata(account_id=optional_str(start, "accountSid")),
             sequence=optional_int(message, "sequenceNumber", strings=True),

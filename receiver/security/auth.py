@@ -61,7 +61,6 @@ _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 HEADERS: Final = frozenset({"authorization", "host", CALL_ID_HEADER, TWILIO_SIGNATURE_HEADER, FORWARDED_FOR_HEADER})
 
 
-
 class AuthRejected(ReceiverError):
     """The upgrade request is refused: answer with ``status``; ``reason`` is a short code, never a secret."""
 

@@ -286,7 +286,9 @@ async def run_stream(
     return report
 
 
-def _closed_by_receiver(report: StreamReport, stats: Stats, wire: StreamIdentity, rcvd: Close | None, media: int) -> None:
+def _closed_by_receiver(
+    report: StreamReport, stats: Stats, wire: StreamIdentity, rcvd: Close | None, media: int
+) -> None:
     stats.receiver_closed += 1
     report.outcome = "closed_by_receiver"
     report.close_code = None if rcvd is None else rcvd.code

@@ -114,4 +114,3 @@ class Sink(Protocol):
 
 
 SinkFactory: TypeAlias = Callable[[StreamInfo], Sink]
-

@@ -265,7 +265,12 @@ def repair_wav(path: str | os.PathLike[str]) -> bool:
     """
     with open(path, "r+b") as f:
         header = f.read(HEADER_SIZE)
-        if len(header) < HEADER_SIZE or header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " or header[36:40] != b"data":
+        if (
+            len(header) < HEADER_SIZE
+            or header[:4] != b"RIFF"
+            or header[8:16] != b"WAVEfmt "
+            or header[36:40] != b"data"
+        ):
             return False
         channels, rate = struct.unpack_from("<HI", header, 22)
         size = f.seek(0, os.SEEK_END)

@@ -161,7 +161,12 @@ class FastServerConnection(ServerConnection):
                 n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = pos + 10
             opcode = b0 & 0x0F
-            if not b1 & 0x80 or b0 & 0x70 or (max_size is not None and n > max_size) or self.protocol.state is not State.OPEN:
+            if (
+                not b1 & 0x80
+                or b0 & 0x70
+                or (max_size is not None and n > max_size)
+                or self.protocol.state is not State.OPEN
+            ):
                 # Unmasked, reserved bits, too big, or after a close: websockets' own errors and closes.
                 self._fall_back(pos)
                 return

@@ -70,7 +70,12 @@ class StreamPipeline:
             try:
                 sinks.append(factory(self.info))
             except Exception as exc:
-                logger.error("sink_failed", sink=getattr(factory, "__name__", repr(factory)), phase="create", error=repr(exc)[:200])
+                logger.error(
+                    "sink_failed",
+                    sink=getattr(factory, "__name__", repr(factory)),
+                    phase="create",
+                    error=repr(exc)[:200],
+                )
         self.fanout = Fanout(self.info, self.buffers, lambda: self.clock.committed, sinks, logger)
         self.undeclared = 0
 

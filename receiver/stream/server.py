@@ -62,7 +62,17 @@ server_log = get_logger(SERVER)
 class _Stream:
     """What the server keeps about one live connection."""
 
-    __slots__ = ("closed_by", "connected_at", "first_media", "handshake", "limits", "log", "pipeline", "received", "session")
+    __slots__ = (
+        "closed_by",
+        "connected_at",
+        "first_media",
+        "handshake",
+        "limits",
+        "log",
+        "pipeline",
+        "received",
+        "session",
+    )
 
     def __init__(self, log: Any, limits: ConnectionLimits, handshake: HandshakeResult | None) -> None:
         self.session = StreamSession()
@@ -118,7 +128,11 @@ class StreamServer:
 
     async def start(self) -> None:
         settings = self.settings
-        tls = server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password) if settings.tls_certfile else None
+        tls = (
+            server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password)
+            if settings.tls_certfile
+            else None
+        )
         try:
             self._server = await serve(
                 self._handle,
@@ -139,7 +153,13 @@ class StreamServer:
         self._limits_task = asyncio.get_running_loop().create_task(self._watch_limits(), name="limits")
         self.ready = True
         self.guard.log_startup()
-        server_log.info("server_started", host=settings.host, port=self.port, recordings_dir=settings.recordings_dir, tls=tls is not None)
+        server_log.info(
+            "server_started",
+            host=settings.host,
+            port=self.port,
+            recordings_dir=settings.recordings_dir,
+            tls=tls is not None,
+        )
 
     @property
     def port(self) -> int:
@@ -232,7 +252,10 @@ class StreamServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         remote = ws.remote_address
-        log = stream_log.bind(remote=f"{remote[0]}:{remote[1]}" if remote else None, path=self.guard.redact(ws.request.path if ws.request else None))
+        log = stream_log.bind(
+            remote=f"{remote[0]}:{remote[1]}" if remote else None,
+            path=self.guard.redact(ws.request.path if ws.request else None),
+        )
         if len(self._streams) >= self.settings.max_streams:
             # Admitted at the handshake, but others got in first.
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
@@ -246,7 +269,9 @@ class StreamServer:
         try:
             # The fast path hands each text message to _on_message from data_received
             # (receiver/fastpath.py); what it does not take comes through `async for`.
-            done = ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
+            done = (
+                ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
+            )
             stopped = FALLBACK if done is None else await done
             if stopped is FALLBACK:
                 stopped = None
@@ -266,8 +291,14 @@ class StreamServer:
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
             if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
-                reason, close_code, error = "message_too_big", int(StandardCloseCode.MESSAGE_TOO_BIG), "message over the size limit"
-                stream.log.warning("stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes)
+                reason, close_code, error = (
+                    "message_too_big",
+                    int(StandardCloseCode.MESSAGE_TOO_BIG),
+                    "message over the size limit",
+                )
+                stream.log.warning(
+                    "stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes
+                )
                 self.guard.count(Limit.MESSAGE_SIZE)
             elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
                 reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
@@ -297,12 +328,24 @@ class StreamServer:
             pipeline = stream.pipeline
             assert pipeline is not None  # the session allows media only after start
             if pipeline.media(event) is Placement.DISCONTINUITY:
-                media_log.warning("media_discontinuity", stream_id=pipeline.info.stream_id, track=event.track.value, timestamp_ms=event.timestamp_ms)
+                media_log.warning(
+                    "media_discontinuity",
+                    stream_id=pipeline.info.stream_id,
+                    track=event.track.value,
+                    timestamp_ms=event.timestamp_ms,
+                )
             if stream.first_media:
                 stream.first_media = False
-                media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=event.track.value)
+                media_log.info(
+                    "first_media",
+                    stream_id=pipeline.info.stream_id,
+                    call_id=pipeline.info.call_id,
+                    track=event.track.value,
+                )
         elif type(event) is StreamStarted:
-            log = stream.log = stream.log.bind(stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value)
+            log = stream.log = stream.log.bind(
+                stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value
+            )
             event = self.guard.admit_start(stream.handshake, limits, event, log)
             stream.handshake = None
             pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
@@ -319,25 +362,42 @@ class StreamServer:
         elif type(event) is StreamStopped:
             return event
         elif type(event) is DtmfReceived:
-            stream.log.info("dtmf", digit=event.digit, track=event.track.value if event.track else None, timestamp_ms=event.timestamp_ms)
+            stream.log.info(
+                "dtmf",
+                digit=event.digit,
+                track=event.track.value if event.track else None,
+                timestamp_ms=event.timestamp_ms,
+            )
         elif type(event) is Connected:
             stream.log = stream.log.bind(platform=event.platform.value)
         elif type(event) is MarkReceived:
             pass
         return None
 
-    async def _finish(self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None) -> None:
+    async def _finish(
+        self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None
+    ) -> None:
         try:
             pipeline = stream.pipeline
             if pipeline is None:
-                stream.log.info("stream_ended", reason=reason, close_code=close_code, started=False, messages=stream.session.stats.messages)
+                stream.log.info(
+                    "stream_ended",
+                    reason=reason,
+                    close_code=close_code,
+                    started=False,
+                    messages=stream.session.stats.messages,
+                )
                 return
-            outcome = await pipeline.finish(reason=reason, close_code=close_code, session=stream.session.stats, error=error)
+            outcome = await pipeline.finish(
+                reason=reason, close_code=close_code, session=stream.session.stats, error=error
+            )
             self.outcomes = [*self.outcomes[-99:], outcome]
             notify_ended(self._observers, pipeline.info, outcome, stream.log)
             summary = outcome.as_dict()
             summary.pop("reason")
-            stream.log.info("stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary)
+            stream.log.info(
+                "stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary
+            )
         finally:
             self._streams.pop(ws, None)
             self.streams_ended += 1

@@ -36,7 +36,9 @@ def to_int16(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
     return out
 
 
-def convert(samples: npt.NDArray[np.int16], in_rate: int, out_rate: int, fmt: SampleFormat = "int16") -> npt.NDArray[Any]:
+def convert(
+    samples: npt.NDArray[np.int16], in_rate: int, out_rate: int, fmt: SampleFormat = "int16"
+) -> npt.NDArray[Any]:
     """One-shot conversion of a whole signal (what a ``TrackConverter`` produces block by block)."""
     x = to_float32(samples)
     if in_rate != out_rate:
@@ -61,7 +63,9 @@ class TrackConverter:
         self.out_rate = out_rate
         self.fmt = fmt
         self.position = 0
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ") if in_rate != out_rate else None
+        self._stream = (
+            soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ") if in_rate != out_rate else None
+        )
 
     def convert(self, samples: npt.NDArray[np.int16], *, last: bool = False) -> npt.NDArray[Any]:
         """Convert the next block (``last=True`` once, at the end, flushes the resampler)."""

@@ -101,7 +101,9 @@ class PipeSink:
             for arg in args:
                 arg.format_map({"call_id": "c", "stream_id": "s", "track": "inbound", "rate": 8000})
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"command arguments may name {{call_id}}, {{stream_id}}, {{track}} and {{rate}} only ({exc!r})") from None
+            raise ValueError(
+                f"command arguments may name {{call_id}}, {{stream_id}}, {{track}} and {{rate}} only ({exc!r})"
+            ) from None
         if shutil.which(args[0]) is None:
             raise ValueError(f"command {args[0]!r} not found")
         if sample_format not in SAMPLE_FORMATS:
@@ -256,7 +258,9 @@ class PipeSink:
             # It crashed, or quit before its input ended: never restarted (a broken command would loop).
             if p.stderr_task is not None:  # let stderr reach its end so the tail is complete
                 await asyncio.wait([p.stderr_task], timeout=1.0)
-            self._log.error("pipe_exited", track=str(p.track), exit_code=code, stderr_tail=list(p.stderr), restarted=False)
+            self._log.error(
+                "pipe_exited", track=str(p.track), exit_code=code, stderr_tail=list(p.stderr), restarted=False
+            )
 
 
 def _number(value: Any, default: float) -> float:

@@ -152,7 +152,9 @@ class TranscriptOutputs:
     def acquire(self, info: StreamInfo) -> StreamTranscripts:
         output = self.live.get(info.stream_id)
         if output is None or output.info is not info:
-            output = self.live[info.stream_id] = StreamTranscripts(info, recordings_dir=self.recordings_dir, callback_url=self.callback_url)
+            output = self.live[info.stream_id] = StreamTranscripts(
+                info, recordings_dir=self.recordings_dir, callback_url=self.callback_url
+            )
         output.acquire()
         return output
 
@@ -237,7 +239,9 @@ def plugin_sinks(settings: Any) -> list[SinkFactory]:
     specs = parse_specs(getattr(settings, "sinks", ()))
     if not specs:
         return []
-    outputs = TranscriptOutputs(recordings_dir=settings.recordings_dir, callback_url=getattr(settings, "transcript_callback_url", None))
+    outputs = TranscriptOutputs(
+        recordings_dir=settings.recordings_dir, callback_url=getattr(settings, "transcript_callback_url", None)
+    )
     factories: list[SinkFactory] = []
     for spec in specs:
         cls = load_plugin(spec.plugin)

@@ -125,7 +125,14 @@ class SphinxOptions:
                 Config(loglevel="FATAL", **dict(extra))
             except (KeyError, ValueError, TypeError) as exc:
                 raise ValueError(f"decoder: {exc}") from None
-        return cls(tuple(checked), os.path.abspath(grammar) if grammar else None, workers, max_pending, VadOptions(**(vad or {})), extra)
+        return cls(
+            tuple(checked),
+            os.path.abspath(grammar) if grammar else None,
+            workers,
+            max_pending,
+            VadOptions(**(vad or {})),
+            extra,
+        )
 
     @property
     def key(self) -> DecoderKey:
@@ -144,6 +151,7 @@ def _worker_init() -> None:
         pr_set_pdeathsig = 1
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
 
 _decoders: dict[DecoderKey, Any] = {}
 
@@ -178,7 +186,9 @@ def decode(key: DecoderKey, pcm: bytes) -> list[Result]:
     decoder.end_utt()
     segments = [(s.word.strip(), s.start_frame, s.end_frame) for s in (decoder.seg() or [])]
     if key[0] == "kws":
-        return [(start * FRAME_SECONDS, (end + 1) * FRAME_SECONDS, word, "keyword") for word, start, end in segments if word]
+        return [
+            (start * FRAME_SECONDS, (end + 1) * FRAME_SECONDS, word, "keyword") for word, start, end in segments if word
+        ]
     hyp = decoder.hyp()
     text = hyp.hypstr.strip() if hyp is not None else ""
     if not text:
@@ -200,7 +210,9 @@ def decoder_pool(workers: int = 0) -> concurrent.futures.ProcessPoolExecutor:
     if _pool is None or getattr(_pool, "_broken", False):
         count = workers or os.cpu_count() or 1
         # spawn: never fork a process that runs an event loop and threads.
-        _pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        _pool = concurrent.futures.ProcessPoolExecutor(
+            count, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
         atexit.register(shutdown_decoders)
     return _pool
 
@@ -263,7 +275,9 @@ class PocketsphinxSink:
         self._tracks = [_Track(track, self.options) for track in stream.tracks]
         loop = asyncio.get_running_loop()
         for state in self._tracks:
-            state.task = loop.create_task(self._decode_track(state), name=f"pocketsphinx:{stream.stream_id}:{state.track}")
+            state.task = loop.create_task(
+                self._decode_track(state), name=f"pocketsphinx:{stream.stream_id}:{state.track}"
+            )
 
     async def write(self, block: AudioBlock) -> None:
         for state in self._tracks:

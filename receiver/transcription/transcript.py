@@ -179,7 +179,16 @@ class StreamTranscripts:
     def put(self, event: Transcript) -> None:
         """Log and post the event now; hold it for the file until the media clock passes the reorder window."""
         self.events.append(event)
-        self._log.info("transcript", track=event.track, start=event.start, end=event.end, text=event.text, final=event.final, engine=event.engine, kind=event.kind)
+        self._log.info(
+            "transcript",
+            track=event.track,
+            start=event.start,
+            end=event.end,
+            text=event.text,
+            final=event.final,
+            engine=event.engine,
+            kind=event.kind,
+        )
         if self.callback_url:
             try:
                 self._callbacks.put_nowait(event)
@@ -228,7 +237,9 @@ class StreamTranscripts:
                 if not await _post_one(session, self.callback_url, event):
                     self.callback_failed += 1
                     if self.callback_failed == 1:
-                        self._log.warning("transcript_callback_failed", url=self.callback_url, attempts=CALLBACK_ATTEMPTS)
+                        self._log.warning(
+                            "transcript_callback_failed", url=self.callback_url, attempts=CALLBACK_ATTEMPTS
+                        )
 
 
 async def _post_one(session: Any, url: str, event: Transcript) -> bool:

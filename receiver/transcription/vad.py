@@ -84,7 +84,9 @@ class Segmenter:
         self._max_frames = int(options.max_seconds * 1000) // FRAME_MS
         self._pending = np.zeros(0, dtype=np.int16)
         self._index = 0  # next frame number
-        self._history: deque[tuple[int, npt.NDArray[np.int16], bool]] = deque(maxlen=self._pad_frames + self._start_frames)
+        self._history: deque[tuple[int, npt.NDArray[np.int16], bool]] = deque(
+            maxlen=self._pad_frames + self._start_frames
+        )
         self._speech: list[tuple[int, npt.NDArray[np.int16], bool]] | None = None
         self._silence = 0
 

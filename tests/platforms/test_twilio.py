@@ -133,7 +133,12 @@ def test_media_with_bad_timestamp(timestamp: Any) -> None:
 
 
 def test_dtmf_track_uses_the_suffixed_spelling() -> None:
-    message = {"event": "dtmf", "streamSid": "MZ", "sequenceNumber": "5", "dtmf": {"track": "inbound_track", "digit": "1"}}
+    message = {
+        "event": "dtmf",
+        "streamSid": "MZ",
+        "sequenceNumber": "5",
+        "dtmf": {"track": "inbound_track", "digit": "1"},
+    }
 
     assert twilio.parse(message) == DtmfReceived("1", Track.INBOUND, None, None, 5)
 

@@ -18,7 +18,9 @@ IN, OUT = Track.INBOUND, Track.OUTBOUND
 OUTCOME = StreamOutcome(reason="stop_stream", close_code=1000, duration_seconds=0.0, samples=0)
 
 
-def info(tracks: tuple[Track, ...] = (IN, OUT), rate: int = 8000, call_id: str = "call_1", stream_id: str = "str_1") -> StreamInfo:
+def info(
+    tracks: tuple[Track, ...] = (IN, OUT), rate: int = 8000, call_id: str = "call_1", stream_id: str = "str_1"
+) -> StreamInfo:
     return StreamInfo(stream_id, call_id, Platform.MINIVOICE, tracks, MediaFormat(Encoding.L16, rate))
 
 
@@ -138,7 +140,9 @@ async def test_sink_write_errors_surface(tmp_path: Path) -> None:
         await sink.write(block(0, 10, tracks=(IN,)))
 
 
-async def test_file_work_of_many_streams_crosses_to_the_writer_thread_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_file_work_of_many_streams_crosses_to_the_writer_thread_in_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from receiver.sinks import wav
 
     batches: list[int] = []

@@ -19,12 +19,18 @@ from receiver.transcription.audio import convert
 
 FRAME = 160  # 20 ms at 8 kHz
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/system-packages.txt)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/system-packages.txt)"
+)
 
 
-def speak(text: str, *, rate: int = 8000, voice: str = "en-us", speed: int = 175) -> np.ndarray[Any, np.dtype[np.int16]]:
+def speak(
+    text: str, *, rate: int = 8000, voice: str = "en-us", speed: int = 175
+) -> np.ndarray[Any, np.dtype[np.int16]]:
     """``text`` spoken by espeak-ng, as int16 at ``rate``."""
-    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True, check=True
+    ).stdout
     with wave.open(io.BytesIO(out)) as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
         source_rate = w.getframerate()

@@ -41,7 +41,9 @@ def _calls() -> tuple[np.ndarray, np.ndarray, float, float]:
 
 
 @pytest.fixture(scope="module")
-def call(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray, float, float, dict[Track, list[Result]]]:
+def call(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, np.ndarray, np.ndarray, float, float, dict[Track, list[Result]]]:
     """The call's source files, and the engine's transcript of the caller's, decoded offline from its file."""
     inbound, outbound, keyword_start, keyword_end = _calls()
     sources = tmp_path_factory.mktemp("sources")
@@ -54,7 +56,9 @@ def call(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np
     return sources, inbound, outbound, keyword_start, keyword_end, offline
 
 
-async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equals_offline(call, tmp_path, capsys) -> None:
+async def test_keyword_found_on_the_caller_track_only_and_stream_transcript_equals_offline(
+    call, tmp_path, capsys
+) -> None:
     _sources, inbound, outbound, keyword_start, keyword_end, offline = call
     recordings = tmp_path / "recordings"
     settings = Settings(

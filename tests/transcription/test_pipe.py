@@ -102,7 +102,13 @@ async def test_the_command_reads_the_stream_pcm_at_its_rate_and_its_lines_become
 
 
 async def test_a_slow_command_loses_audio_counted_and_never_stalls_the_stream(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, [sys.executable, _script(tmp_path, "slow", SLOW)], buffer_seconds=0.2, grace_seconds=0.2, kill_seconds=1.0)
+    settings = _settings(
+        tmp_path,
+        [sys.executable, _script(tmp_path, "slow", SLOW)],
+        buffer_seconds=0.2,
+        grace_seconds=0.2,
+        kill_seconds=1.0,
+    )
     with capture_logs() as logs:
         async with ReceiverServer(settings) as server:
             await stream_call(server.port, _signal(20.0))
@@ -131,7 +137,9 @@ async def test_a_crashing_command_is_logged_with_its_stderr_and_exit_code_and_no
 
 
 async def test_a_command_that_never_exits_gets_eof_then_terminate_then_kill(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, [sys.executable, _script(tmp_path, "never", NEVER_EXITS)], grace_seconds=0.3, kill_seconds=0.3)
+    settings = _settings(
+        tmp_path, [sys.executable, _script(tmp_path, "never", NEVER_EXITS)], grace_seconds=0.3, kill_seconds=0.3
+    )
     with capture_logs() as logs:
         async with ReceiverServer(settings) as server:
             await stream_call(server.port, _signal(1.0), call_id="call_never")
@@ -155,7 +163,9 @@ async def test_a_command_that_never_exits_gets_eof_then_terminate_then_kill(tmp_
         ({"command": ["cat"], "color": "blue"}, "unexpected keyword"),
     ],
 )
-def test_bad_pipe_options_are_config_errors_at_start_up(tmp_path: Path, options: dict[str, object], message: str) -> None:
+def test_bad_pipe_options_are_config_errors_at_start_up(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
     settings = Settings(recordings_dir=str(tmp_path), sinks=({"plugin": "pipe", "options": options},))
 
     with pytest.raises(ConfigError, match=message):

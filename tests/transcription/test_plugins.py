@@ -80,7 +80,10 @@ def test_sinks_from_the_environment_are_json() -> None:
         ([{"plugin": "vad", "option": {}}], "unknown key"),
         ([{"plugin": "vad"}, {"plugin": "vad"}], "two sinks are named 'vad'"),
         ([{"plugin": "vad", "options": {"aggressiveness": 7}}], "aggressiveness"),
-        ([{"plugin": "pocketsphinx", "options": {"keywords": ["xyzzyq"]}}], "not in the pronunciation dictionary: xyzzyq"),
+        (
+            [{"plugin": "pocketsphinx", "options": {"keywords": ["xyzzyq"]}}],
+            "not in the pronunciation dictionary: xyzzyq",
+        ),
         ([{"plugin": "pocketsphinx", "options": {"keywords": "refund"}}], "list of phrases"),
         ([{"plugin": "pocketsphinx", "options": {"grammar": "/nonexistent.gram"}}], "not found"),
         ([{"plugin": "pocketsphinx", "options": {"decoder": {"nosuchsetting": 1}}}], "nosuchsetting"),
@@ -90,7 +93,9 @@ def test_sinks_from_the_environment_are_json() -> None:
         ({"plugin": "vad"}, "list of tables"),
     ],
 )
-def test_unknown_plugins_and_bad_options_are_config_errors_at_start_up(tmp_path: Path, sinks: Any, message: str) -> None:
+def test_unknown_plugins_and_bad_options_are_config_errors_at_start_up(
+    tmp_path: Path, sinks: Any, message: str
+) -> None:
     settings = Settings(recordings_dir=str(tmp_path), sinks=sinks)
 
     with pytest.raises(ConfigError, match=message):
@@ -123,9 +128,15 @@ def _info(tracks: tuple[Track, ...] = (Track.INBOUND, Track.OUTBOUND)) -> Stream
     return StreamInfo("str_1", "call_1", Platform.MINIVOICE, tracks, MediaFormat(Encoding.MULAW, 8000))
 
 
-async def test_a_plugin_gets_only_its_tracks_converted_to_its_rate_and_format_with_lost_audio_as_silence(tmp_path: Path) -> None:
+async def test_a_plugin_gets_only_its_tracks_converted_to_its_rate_and_format_with_lost_audio_as_silence(
+    tmp_path: Path,
+) -> None:
     probe = _Probe()
-    sink = PluginSink(probe, SinkSpec("probe", "probe", (Track.OUTBOUND,), {}), TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None))
+    sink = PluginSink(
+        probe,
+        SinkSpec("probe", "probe", (Track.OUTBOUND,), {}),
+        TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None),
+    )
     rng = np.random.default_rng(1)
     audio = {t: rng.integers(-8000, 8000, 8000).astype(np.int16) for t in Track}
     await sink.open(_info())
@@ -148,7 +159,11 @@ async def test_a_plugin_gets_only_its_tracks_converted_to_its_rate_and_format_wi
 
 async def test_a_plugin_whose_tracks_are_not_in_the_stream_is_never_opened(tmp_path: Path) -> None:
     probe = _Probe()
-    sink = PluginSink(probe, SinkSpec("probe", "probe", (Track.OUTBOUND,), {}), TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None))
+    sink = PluginSink(
+        probe,
+        SinkSpec("probe", "probe", (Track.OUTBOUND,), {}),
+        TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None),
+    )
     await sink.open(_info((Track.INBOUND,)))
     await sink.write(AudioBlock(0, 8000, {Track.INBOUND: np.zeros(160, dtype=np.int16)}))
     await sink.close(StreamOutcome(reason="stop", close_code=1000, duration_seconds=0.02, samples=160))
@@ -163,7 +178,19 @@ def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("build")
     source = shutil.copytree(EXAMPLE, build / EXAMPLE.name)  # setuptools builds in the source tree: not in the repo
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         cwd=build,
@@ -171,7 +198,9 @@ def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-async def test_an_installed_third_party_plugin_is_loaded_through_its_entry_point(example_plugin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_installed_third_party_plugin_is_loaded_through_its_entry_point(
+    example_plugin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigError):
         load_plugin("loudness")
     monkeypatch.syspath_prepend(str(example_plugin))

@@ -37,7 +37,10 @@ def test_a_grammar_recognises_a_phone_menu_choice(tmp_path: Path, said: str) -> 
 
 
 def test_keywords_are_timed_on_the_track_clock() -> None:
-    results = transcribe(_phone("I would like to cancel my order please", lead=2.0), SphinxOptions.parse(keywords={"cancel my order": 1e-20}))
+    results = transcribe(
+        _phone("I would like to cancel my order please", lead=2.0),
+        SphinxOptions.parse(keywords={"cancel my order": 1e-20}),
+    )
 
     assert [(text, kind) for _s, _e, text, kind in results] == [("cancel my order", "keyword")]
     assert 2.5 < results[0][0] < 3.0

@@ -18,7 +18,9 @@ from receiver.transcription.transcript import Transcript, Transcripts, format_di
 
 
 def _info(call_id: str = "call_1") -> StreamInfo:
-    return StreamInfo("str_1", call_id, Platform.MINIVOICE, (Track.INBOUND, Track.OUTBOUND), MediaFormat(Encoding.MULAW, 8000))
+    return StreamInfo(
+        "str_1", call_id, Platform.MINIVOICE, (Track.INBOUND, Track.OUTBOUND), MediaFormat(Encoding.MULAW, 8000)
+    )
 
 
 async def _callback_server(fail_first: int) -> tuple[web.AppRunner, int, list[dict[str, object]]]:
@@ -42,7 +44,9 @@ async def _callback_server(fail_first: int) -> tuple[web.AppRunner, int, list[di
     return runner, port, received
 
 
-async def test_events_go_to_the_call_file_the_log_and_the_callback_which_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_events_go_to_the_call_file_the_log_and_the_callback_which_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("receiver.transcription.transcript.CALLBACK_BACKOFF", 0.01)
     runner, port, received = await _callback_server(fail_first=1)
     outputs = TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=f"http://127.0.0.1:{port}/transcripts")
@@ -75,9 +79,13 @@ async def test_events_go_to_the_call_file_the_log_and_the_callback_which_is_retr
     assert outputs.live == {}
 
 
-async def test_a_dead_callback_loses_events_counted_and_never_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_dead_callback_loses_events_counted_and_never_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("receiver.transcription.transcript.CALLBACK_BACKOFF", 0.01)
-    outputs = TranscriptOutputs(recordings_dir=str(tmp_path), callback_url="http://127.0.0.1:9/transcripts")  # discard port: refused
+    outputs = TranscriptOutputs(
+        recordings_dir=str(tmp_path), callback_url="http://127.0.0.1:9/transcripts"
+    )  # discard port: refused
     output = outputs.acquire(_info())
     engine = Transcripts(output, "pipe")
     for i in range(3):
@@ -90,7 +98,9 @@ async def test_a_dead_callback_loses_events_counted_and_never_blocks(tmp_path: P
     assert [e["event"] for e in logs].count("transcript_callback_failed") == 1
 
 
-def test_the_dialogue_interleaves_both_tracks_in_media_clock_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_dialogue_interleaves_both_tracks_in_media_clock_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = transcript_path(tmp_path, "call_2")
     path.parent.mkdir(parents=True)
     events = [

@@ -77,13 +77,18 @@ async def test_the_vad_plugin_tells_who_spoke_when(tmp_path: Path) -> None:
     caller, agent = speak("hello I have a question"), speak("sure go ahead")
     lead = np.zeros(8000, dtype=np.int16)
     inbound = np.concatenate([lead, caller, np.zeros(len(agent) + 8000, dtype=np.int16)])
-    outbound = np.concatenate([lead, np.zeros(len(caller) + 4000, dtype=np.int16), agent, np.zeros(4000, dtype=np.int16)])
+    outbound = np.concatenate(
+        [lead, np.zeros(len(caller) + 4000, dtype=np.int16), agent, np.zeros(4000, dtype=np.int16)]
+    )
     settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path), wav=False, sinks=({"plugin": "vad"},))
     async with ReceiverServer(settings) as server:
         await stream_call(server.port, inbound, outbound, call_id="call_vad")
         await wait_streams_done(server)
     events = read_transcript(transcript_path(tmp_path, "call_vad"))
 
-    assert [(e.track, e.kind, e.engine) for e in events] == [("inbound", "speech", "vad"), ("outbound", "speech", "vad")]
+    assert [(e.track, e.kind, e.engine) for e in events] == [
+        ("inbound", "speech", "vad"),
+        ("outbound", "speech", "vad"),
+    ]
     assert abs(events[0].start - 1.0) < 0.4
     assert abs(events[1].start - (1.5 + len(caller) / 8000)) < 0.4
