@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from receiver.simulator.audio import AudioError, AudioSpec, burst_tone, load, read_wav, span
+from tests.prereq import needs_program
 
 
 def write_wav(
@@ -137,7 +138,7 @@ def test_silence_and_looping() -> None:
     assert len(span(source, 0, 0)) == 0
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+@needs_program("espeak-ng")
 def test_speech_is_rendered_with_espeak_ng() -> None:
     out = load(AudioSpec.parse("say:hello there"), 16000)
 

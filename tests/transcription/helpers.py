@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from websockets.asyncio.client import connect
 
 from receiver.codecs import decode_ulaw, encode_ulaw
 from receiver.testing import MiniVoiceMessages
 from receiver.transcription.audio import convert
+from tests.prereq import needs_program
 
 FRAME = 160  # 20 ms at 8 kHz
 
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/system-packages.txt)"
-)
+needs_espeak = needs_program("espeak-ng")
 
 
 def speak(
