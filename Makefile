@@ -21,7 +21,7 @@ run: $(STAMP)
 test: $(STAMP)
 	PYTHONASYNCIODEBUG=$${PYTHONASYNCIODEBUG:-} $(PY) -m pytest $(PYTEST_ARGS)
 
-## The benchmark (README "Performance"); e.g. make bench BENCH_ARGS="--calls 900 --repeat 1".
+## The benchmark (docs/performance.md); e.g. make bench BENCH_ARGS="--calls 900 --repeat 1".
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -48,7 +48,7 @@ class Settings:
     sinks: tuple[Any, ...] = ()
     transcript_callback_url: str = ""  # POST every transcript event here (JSON); empty: none
 
-    # Authentication (see README "Security"); lists: TOML arrays or comma-separated env values
+    # Authentication (see docs/security.md); lists: TOML arrays or comma-separated env values
     auth_secrets: tuple[str, ...] = field(default=(), repr=False)  # stream-token HMAC keys; the first signs
     auth_token_param: str = "token"  # query parameter and start custom parameter carrying the token
     auth_start_token: bool = True  # accept the token in the start message when the URL has none
@@ -77,7 +77,7 @@ class Settings:
     tls_key_password: str = field(default="", repr=False)
 
     # Performance
-    fast_path: bool = True  # text frames go straight from data_received to the stream (receiver/fastpath.py)
+    fast_path: bool = True  # text frames go straight from data_received to the stream (receiver/stream/fastpath.py)
 
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console

@@ -1,4 +1,4 @@
-"""The receive fast path (receiver/fastpath.py) against the plain websockets path: same behaviour."""
+"""The receive fast path (receiver/stream/fastpath.py) against the plain websockets path: same behaviour."""
 
 from __future__ import annotations
 

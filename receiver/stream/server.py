@@ -268,7 +268,7 @@ class StreamServer:
         reason, close_code, error = "disconnected", None, None
         try:
             # The fast path hands each text message to _on_message from data_received
-            # (receiver/fastpath.py); what it does not take comes through `async for`.
+            # (receiver/stream/fastpath.py); what it does not take comes through `async for`.
             done = (
                 ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
             )
@@ -466,7 +466,7 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
 def _counting_connection(guard: Guard, *, fast: bool) -> type[ServerConnection]:
     """A connection class that counts (and logs once) an opening handshake that timed out.
 
-    With ``fast``, it is also a ``FastServerConnection`` (receiver/fastpath.py).
+    With ``fast``, it is also a ``FastServerConnection`` (receiver/stream/fastpath.py).
     """
     base: type[ServerConnection] = FastServerConnection if fast else ServerConnection
 
