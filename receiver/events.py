@@ -13,6 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+__all__ = [
+    "CallMetadata",
+    "Connected",
+    "DtmfReceived",
+    "Encoding",
+    "Event",
+    "MarkReceived",
+    "MediaFormat",
+    "MediaReceived",
+    "Platform",
+    "StreamStarted",
+    "StreamStopped",
+    "Track",
+]
+
 
 class Track(enum.StrEnum):
     """One direction of a call's audio; each track is its own mono signal."""

@@ -17,6 +17,12 @@ import orjson
 from receiver.events import Track
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
+__all__ = [
+    "MiniVoiceMessages",
+    "RecordingSink",
+    "TwilioMessages",
+]
+
 
 @dataclass
 class RecordingSink:

@@ -26,6 +26,14 @@ import numpy.typing as npt
 
 from receiver.events import CallMetadata, MediaFormat, Platform, Track
 
+__all__ = [
+    "AudioBlock",
+    "Sink",
+    "SinkFactory",
+    "StreamInfo",
+    "StreamOutcome",
+]
+
 Samples = npt.NDArray[np.int16]
 
 
