@@ -121,7 +121,7 @@ class StreamSession:
         except UnknownEvent:
             self.stats.unknown_events += 1
             return None
-        if event is None:  # pragma: no cover - parsers return None for nothing today
+        if event is None:  # pragma: no cover - the parser contract allows None; no event type returns it
             return None
         kind = type(event)
         if kind is MediaReceived and self.state is SessionState.STARTED:

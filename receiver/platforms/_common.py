@@ -3,16 +3,25 @@ Small field readers shared by the platform parsers. Pure.
 
 Each raises ``MalformedMessage`` naming the field, never a bare
 ``KeyError``/``ValueError``/``TypeError``.
+
+Every parser has the same shape: one function per event type, a table
+``{event name: function}``, and ``parse`` that hands the message to
+``dispatch``. A function takes the message and the platform it is parsed
+for (formats shared by several platforms, such as Twilio's and SignalWire's,
+need it to stamp their events).
 """
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
 
-from receiver.errors import MalformedMessage, UnsupportedEncoding
-from receiver.events import Encoding, MediaFormat, Track
+from receiver.errors import MalformedMessage, UnknownEvent, UnsupportedEncoding
+from receiver.events import Encoding, Event, MediaFormat, Platform, Track
+
+EventParser: TypeAlias = Callable[[Mapping[str, Any], Platform], Event | None]
+"""Parses one event type's message; None for a message that carries nothing for us."""
 
 TRACKS = _TRACKS = {
     "inbound": Track.INBOUND,
@@ -32,6 +41,25 @@ _ENCODINGS = {
 }
 
 L16_RATES = frozenset({8000, 16000, 24000})
+
+# RFC 4733's sixteen DTMF events, as every platform we speak names them.
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+def dispatch(table: Mapping[str, EventParser], message: Mapping[str, Any], platform: Platform) -> Event | None:
+    """Hand ``message`` to the table's function for its ``event``.
+
+    Raises:
+        MalformedMessage: ``event`` is not a string (or the function found it malformed).
+        UnknownEvent: The table has no function for the event.
+    """
+    event = message.get("event")
+    if not isinstance(event, str):
+        raise MalformedMessage("event must be a string")
+    parse = table.get(event)
+    if parse is None:
+        raise UnknownEvent(event)
+    return parse(message, platform)
 
 
 def require_mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -113,6 +141,13 @@ def media_format(encoding: object, sample_rate: object, channels: object, *, str
     if channels is not None and to_int(channels, "channels", strings=strings) != 1:
         raise UnsupportedEncoding("only mono tracks are supported")
     return MediaFormat(enc, rate, "little")
+
+
+def require_dtmf_digit(obj: Mapping[str, Any], key: str = "digit") -> str:
+    digit = obj.get(key)
+    if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+        raise MalformedMessage("dtmf.digit must be one of 0-9 * # A-D")
+    return digit
 
 
 def string_map(value: object, key: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from receiver.errors import MalformedMessage, UnknownEvent
+from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
     Connected,
@@ -26,10 +26,13 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     TRACKS,
+    EventParser,
     b64decode_strict,
+    dispatch,
     media_format,
     optional_int,
     optional_str,
+    require_dtmf_digit,
     require_mapping,
     require_str,
     require_track,
@@ -39,7 +42,6 @@ from receiver.platforms._common import (
 )
 
 PROTOCOL = "minivoice-stream"
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 STOP_REASONS = frozenset({"stop_stream", "call_ended", "error"})
 
 
@@ -51,65 +53,81 @@ def parse(message: Mapping[str, Any]) -> Event | None:
         UnsupportedEncoding: ``start`` names a media format we cannot decode.
         UnknownEvent: The event type is not one MiniVoice defines.
     """
-    event = message.get("event")
-    if event == "media":
-        media = require_mapping(message, "media")
-        timestamp = media.get("timestamp")
-        return MediaReceived(
-            require_track(media.get("track")),
-            optional_int(media, "chunk", strings=False),
-            None if timestamp is None else to_int(timestamp, "timestamp", strings=False),
-            b64decode_strict(media.get("payload")),
-            optional_int(message, "sequence_number", strings=False),
-        )
-    if event == "connected":
-        return Connected(Platform.MINIVOICE, str(message.get("version", "")))
-    if event == "start":
-        start = require_mapping(message, "start")
-        fmt = require_mapping(start, "media_format")
-        tracks_value = start.get("tracks")
-        if tracks_value is None:
-            requested = start.get("track", "inbound")
-            tracks_value = ["inbound", "outbound"] if requested == "both" else [requested]
-        return StreamStarted(
-            platform=Platform.MINIVOICE,
-            stream_id=require_str(message, "stream_id"),
-            call_id=require_str(start, "call_id"),
-            tracks=require_tracks(tracks_value, "tracks"),
-            media_format=media_format(fmt.get("encoding"), fmt.get("sample_rate"), fmt.get("channels"), strings=False),
-            custom_parameters=string_map(start.get("custom_parameters"), "custom_parameters"),
-            call=CallMetadata(
-                customer_id=optional_str(start, "customer_id"),
-                application_id=optional_str(start, "application_id"),
-                direction=optional_str(start, "direction"),
-                from_number=optional_str(start, "from"),
-                to_number=optional_str(start, "to"),
-                stream_url=optional_str(start, "stream_url"),
-                requested_track=optional_str(start, "track"),
-            ),
-            sequence=optional_int(message, "sequence_number", strings=False),
-        )
-    if event == "dtmf":
-        dtmf = require_mapping(message, "dtmf")
-        digit = dtmf.get("digit")
-        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
-            raise MalformedMessage("dtmf.digit must be one of 0-9 * # A-D")
-        track = dtmf.get("track")
-        return DtmfReceived(
-            digit=str(digit),
-            track=None if track is None else require_track(track),
-            timestamp_ms=optional_int(dtmf, "timestamp", strings=False),
-            sequence=optional_int(message, "sequence_number", strings=False),
-        )
-    if event == "stop":
-        stop = require_mapping(message, "stop")
-        reason = stop.get("reason")
-        if not isinstance(reason, str) or reason not in STOP_REASONS:
-            raise MalformedMessage("stop.reason must be stop_stream, call_ended or error")
-        return StreamStopped(str(reason), optional_int(message, "sequence_number", strings=False))
-    if not isinstance(event, str):
-        raise MalformedMessage("event must be a string")
-    raise UnknownEvent(event)
+    return dispatch(EVENTS, message, Platform.MINIVOICE)
+
+
+def _media(message: Mapping[str, Any], platform: Platform) -> MediaReceived:
+    media = require_mapping(message, "media")
+    timestamp = media.get("timestamp")
+    return MediaReceived(
+        require_track(media.get("track")),
+        optional_int(media, "chunk", strings=False),
+        None if timestamp is None else to_int(timestamp, "timestamp", strings=False),
+        b64decode_strict(media.get("payload")),
+        _sequence(message),
+    )
+
+
+def _connected(message: Mapping[str, Any], platform: Platform) -> Connected:
+    return Connected(platform, str(message.get("version", "")))
+
+
+def _start(message: Mapping[str, Any], platform: Platform) -> StreamStarted:
+    start = require_mapping(message, "start")
+    fmt = require_mapping(start, "media_format")
+    tracks = start.get("tracks")
+    if tracks is None:  # without the list, the requested track says which arrive
+        requested = start.get("track", "inbound")
+        tracks = ["inbound", "outbound"] if requested == "both" else [requested]
+    return StreamStarted(
+        platform=platform,
+        stream_id=require_str(message, "stream_id"),
+        call_id=require_str(start, "call_id"),
+        tracks=require_tracks(tracks, "tracks"),
+        media_format=media_format(fmt.get("encoding"), fmt.get("sample_rate"), fmt.get("channels"), strings=False),
+        custom_parameters=string_map(start.get("custom_parameters"), "custom_parameters"),
+        call=CallMetadata(
+            customer_id=optional_str(start, "customer_id"),
+            application_id=optional_str(start, "application_id"),
+            direction=optional_str(start, "direction"),
+            from_number=optional_str(start, "from"),
+            to_number=optional_str(start, "to"),
+            stream_url=optional_str(start, "stream_url"),
+            requested_track=optional_str(start, "track"),
+        ),
+        sequence=_sequence(message),
+    )
+
+
+def _dtmf(message: Mapping[str, Any], platform: Platform) -> DtmfReceived:
+    dtmf = require_mapping(message, "dtmf")
+    track = dtmf.get("track")
+    return DtmfReceived(
+        digit=require_dtmf_digit(dtmf),
+        track=None if track is None else require_track(track),
+        timestamp_ms=optional_int(dtmf, "timestamp", strings=False),
+        sequence=_sequence(message),
+    )
+
+
+def _stop(message: Mapping[str, Any], platform: Platform) -> StreamStopped:
+    reason = require_mapping(message, "stop").get("reason")
+    if not isinstance(reason, str) or reason not in STOP_REASONS:
+        raise MalformedMessage("stop.reason must be stop_stream, call_ended or error")
+    return StreamStopped(reason, _sequence(message))
+
+
+def _sequence(message: Mapping[str, Any]) -> int | None:
+    return optional_int(message, "sequence_number", strings=False)
+
+
+EVENTS: Mapping[str, EventParser] = {
+    "media": _media,
+    "connected": _connected,
+    "start": _start,
+    "dtmf": _dtmf,
+    "stop": _stop,
+}
 
 
 # -- the media fast path -----------------------------------------------------------
@@ -117,7 +135,7 @@ def parse(message: Mapping[str, Any]) -> Event | None:
 # lookups. It only ever takes well-formed media messages; for anything else
 # (another event, a missing or mistyped field, bad base64, invalid JSON)
 # parse_media_text returns None and the session parses the message the general way,
-# which raises the same errors as always.
+# which raises the errors ``parse`` documents.
 
 
 # orjson (the general path) reads integers in the 64-bit range only.

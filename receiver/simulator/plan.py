@@ -386,84 +386,30 @@ def _plan_stream(
     faults: Faults,
     call_index: int,
 ) -> StreamPlan:
+    """Every message of one stream in send order, with the faults applied."""
     rate = media.sample_rate
-    F = media.frame_samples
     tracks = tuple(tr.value for tr in act.track.tracks)
-    ident = StreamIdentity(
-        stream_id=stream_id,
-        call_id=call.call_id,
-        stream_url=act.stream_url,
-        track=act.track.value,
-        tracks=tracks,
-        encoding=media.encoding,
-        sample_rate=rate,
-        parameters=dict(act.parameters),
-        account_id=account_id,
-        customer_id=call.customer_id,
-        application_id=call.application_id,
-        direction=call.direction,
-        from_number=call.from_number,
-        to_number=call.to_number,
-    )
+    ident = _identity(act, stream_id, tracks, call, account_id, media)
     wire = Wire(media.wire, ident)
-    n = max(0, -int(-(end_ms - start_ms) // FRAME_MS))  # ceil
-    start_sample = int(round(start_ms * rate / 1000))
+    n = max(0, -int(-(end_ms - start_ms) // FRAME_MS))  # frames per track: ceil
     drop_rel: float | None = None
     if faults.drop_at is not None and start_ms <= faults.drop_at * 1000 < end_ms:
         drop_rel = faults.drop_at * 1000 - start_ms
         end, end_ms = "dropped", faults.drop_at * 1000
-    ntracks = len(tracks)
-    keyed: list[tuple[int, int, int, int, int, float, str]] = []  # slot, phase, k, t, copy, jitter, text
+    start_sample = int(round(start_ms * rate / 1000))
+    sends: list[_Send] = []
     track_faults: dict[str, TrackFaults] = {}
     decoded: dict[str, Samples] = {}
-    max_reorder = faults.reorder_ms // FRAME_MS - 1
-    delay_slots = faults.delay_ms // FRAME_MS
     for t, name in enumerate(tracks):
         payloads, decoded[name] = _encoded_frames(media.audio[name], media.encoding, rate, start_sample, n)
-        tf = track_faults[name] = TrackFaults()
+        texts = [wire.media(2 + k * len(tracks) + t, name, k + 1, k * FRAME_MS, payloads[k]) for k in range(n)]
         rng = np.random.default_rng([faults.seed, call_index, index, t])
-        u = rng.random((5, n))
-        disp = rng.integers(1, max(1, max_reorder) + 1, n)
-        lost = u[0] < faults.loss
-        dup = ~lost & (u[1] < faults.duplicate)
-        reo = ~lost & (max_reorder > 0) & (u[2] < faults.reorder)
-        dly = ~lost & ~reo & (delay_slots > 0) & (u[3] < faults.delay)
-        jitter = u[4] * faults.jitter_ms
-        for k in range(n):
-            chunk = k + 1
-            if lost[k]:
-                tf.lost.append(chunk)
-                continue
-            shift = int(disp[k]) if reo[k] else delay_slots if dly[k] else 0
-            slot = min(k + shift, n - 1)
-            if slot > k:
-                (tf.reordered if reo[k] else tf.delayed).append([chunk, slot - k])
-            text = wire.media(2 + k * ntracks + t, name, chunk, k * FRAME_MS, payloads[k])
-            phase = 1 if slot > k else 0
-            keyed.append((slot, phase, k, t, 0, float(jitter[k]), text))
-            if dup[k]:
-                tf.duplicated.append(chunk)
-                keyed.append((slot, phase, k, t, 1, float(jitter[k]), text))
-    keyed.sort(key=lambda x: x[:5])
-    items: list[Item] = [(0.0, wire.connected(), -1, -1), (0.0, wire.start(1), -1, -1)]
-    due = 0.0
-    for slot, _, k, t, _, jit, text in keyed:
-        due = max(due, slot * FRAME_MS + jit)
-        items.append((due, text, t, k))
-    if drop_rel is not None:
-        # Frames due after the drop are reported as unsent, and only as unsent.
-        items = [it for it in items if it[0] < drop_rel]
-        for t, name in enumerate(tracks):
-            tf = track_faults[name]
-            sent = {it[3] + 1 for it in items if it[2] == t}
-            tf.lost = [c for c in tf.lost if (c - 1) * FRAME_MS < drop_rel]
-            tf.duplicated = [c for c in tf.duplicated if c in sent]
-            tf.reordered = [r for r in tf.reordered if r[0] in sent]
-            tf.delayed = [d for d in tf.delayed if d[0] in sent]
-            gone = set(tf.lost) | sent
-            tf.unsent = [c for c in range(1, n + 1) if c not in gone]
+        track_faults[name] = _fault_track(rng, faults, t, texts, sends)
+    items = _schedule(wire, sends)
+    if drop_rel is None:
+        items.append((max(items[-1][0], n * FRAME_MS), wire.stop(2 + n * len(tracks), end), -1, -1))
     else:
-        items.append((max(due, n * FRAME_MS), wire.stop(2 + n * ntracks, end), -1, -1))
+        items = _cut_at_drop(items, drop_rel, tracks, track_faults, n)
     plan = StreamPlan(
         index=index,
         action=act,
@@ -478,9 +424,96 @@ def _plan_stream(
         media_items=sum(1 for it in items if it[2] >= 0),
         decoded=decoded,
         faults=track_faults,
-        frame_samples=F,
+        frame_samples=media.frame_samples,
         window_samples=rate * faults.receiver_window_ms // 1000,
     )
     if faults.any:
         plan.expected()  # fills in the predicted late frames
     return plan
+
+
+def _identity(
+    act: StartStream, stream_id: str, tracks: tuple[str, ...], call: CallInfo, account_id: str, media: MediaSpec
+) -> StreamIdentity:
+    return StreamIdentity(
+        stream_id=stream_id,
+        call_id=call.call_id,
+        stream_url=act.stream_url,
+        track=act.track.value,
+        tracks=tracks,
+        encoding=media.encoding,
+        sample_rate=media.sample_rate,
+        parameters=dict(act.parameters),
+        account_id=account_id,
+        customer_id=call.customer_id,
+        application_id=call.application_id,
+        direction=call.direction,
+        from_number=call.from_number,
+        to_number=call.to_number,
+    )
+
+
+# One media message placed in time: (slot, phase, frame, track, copy, jitter ms, text).
+# Sorted on the first five: by 20 ms slot; within a slot the frames due there
+# (phase 0) before those moved there (phase 1); then frame, track, copy.
+_Send = tuple[int, int, int, int, int, float, str]
+
+
+def _fault_track(
+    rng: np.random.Generator, faults: Faults, t: int, texts: Sequence[str], sends: list[_Send]
+) -> TrackFaults:
+    """Append track ``t``'s frames to ``sends``, each in the slot its fault moves it to; return the faults."""
+    n = len(texts)
+    max_reorder = faults.reorder_ms // FRAME_MS - 1
+    delay_slots = faults.delay_ms // FRAME_MS
+    u = rng.random((5, n))
+    disp = rng.integers(1, max(1, max_reorder) + 1, n)
+    lost = u[0] < faults.loss
+    dup = ~lost & (u[1] < faults.duplicate)
+    reo = ~lost & (max_reorder > 0) & (u[2] < faults.reorder)
+    dly = ~lost & ~reo & (delay_slots > 0) & (u[3] < faults.delay)
+    jitter = u[4] * faults.jitter_ms
+    tf = TrackFaults()
+    for k in range(n):
+        chunk = k + 1
+        if lost[k]:
+            tf.lost.append(chunk)
+            continue
+        shift = int(disp[k]) if reo[k] else delay_slots if dly[k] else 0
+        slot = min(k + shift, n - 1)
+        if slot > k:
+            (tf.reordered if reo[k] else tf.delayed).append([chunk, slot - k])
+        phase = 1 if slot > k else 0
+        sends.append((slot, phase, k, t, 0, float(jitter[k]), texts[k]))
+        if dup[k]:
+            tf.duplicated.append(chunk)
+            sends.append((slot, phase, k, t, 1, float(jitter[k]), texts[k]))
+    return tf
+
+
+def _schedule(wire: Wire, sends: list[_Send]) -> list[Item]:
+    """``connected``, ``start``, then the media in send order; jitter delays a send, never reorders."""
+    sends.sort(key=lambda x: x[:5])
+    items: list[Item] = [(0.0, wire.connected(), -1, -1), (0.0, wire.start(1), -1, -1)]
+    due = 0.0
+    for slot, _, k, t, _, jit, text in sends:
+        due = max(due, slot * FRAME_MS + jit)
+        items.append((due, text, t, k))
+    return items
+
+
+def _cut_at_drop(
+    items: list[Item], drop_ms: float, tracks: tuple[str, ...], track_faults: dict[str, TrackFaults], n: int
+) -> list[Item]:
+    """The items due before the drop; frames due after it are reported as unsent, and only as unsent."""
+    items = [it for it in items if it[0] < drop_ms]
+    for t, name in enumerate(tracks):
+        tf = track_faults[name]
+        sent = {it[3] + 1 for it in items if it[2] == t}
+        tf.lost = [c for c in tf.lost if (c - 1) * FRAME_MS < drop_ms]
+        tf.duplicated = [c for c in tf.duplicated if c in sent]
+        tf.reordered = [r for r in tf.reordered if r[0] in sent]
+        tf.delayed = [d for d in tf.delayed if d[0] in sent]
+        gone = set(tf.lost) | sent
+        tf.unsent = [c for c in range(1, n + 1) if c not in gone]
+    return items

@@ -30,10 +30,13 @@ from websockets.frames import Close, CloseCode
 from receiver.calls.actions import Action, InvalidActions, parse_actions
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
-from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+from receiver.simulator.plan import FRAME_MS, CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
 from receiver.simulator.wire import StreamIdentity
 
 log = get_logger("receiver.simulator")
+
+# A send later than one frame counts as late.
+FRAME_SECONDS = FRAME_MS / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,20 @@ class StreamReport:
     messages_sent: int = 0
     faults: dict[str, Any] = field(default_factory=dict)
     recorded: list[str] = field(default_factory=list)
+
+    @classmethod
+    def planned(cls, sp: StreamPlan) -> StreamReport:
+        """The report of a stream that has not run yet."""
+        return cls(
+            stream_id=sp.ident.stream_id,
+            stream_url=sp.action.stream_url,
+            track=sp.action.track.value,
+            start_seconds=round(sp.start_ms / 1000, 3),
+            end_seconds=round(sp.end_ms / 1000, 3),
+            planned_end=sp.end,
+            frames_planned=sp.frames,
+            faults={name: tf.as_dict() for name, tf in sp.faults.items()},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -187,23 +204,43 @@ async def run_stream(
     sp: StreamPlan, call_t0: float, settings: RunSettings, stats: Stats, ticker: Ticker | None = None
 ) -> StreamReport:
     """Connect, send every planned message on time (or at once with ``fast``), stop or drop."""
-    report = StreamReport(
-        stream_id=sp.ident.stream_id,
-        stream_url=sp.action.stream_url,
-        track=sp.action.track.value,
-        start_seconds=round(sp.start_ms / 1000, 3),
-        end_seconds=round(sp.end_ms / 1000, 3),
-        planned_end=sp.end,
-        frames_planned=sp.frames,
-        faults={name: tf.as_dict() for name, tf in sp.faults.items()},
-    )
+    report = StreamReport.planned(sp)
     loop = asyncio.get_running_loop()
-    fast = settings.fast
     base = call_t0 + sp.start_ms / 1000
-    if not fast:
+    if not settings.fast:
         await _sleep_until(loop, base)
     stats.streams += 1
-    wire = sp.ident
+    ws = await _connect(sp, settings, stats, report)
+    if ws is None:
+        return report
+    try:
+        if settings.fast:
+            await _send_at_once(ws, sp, stats, report)
+        else:
+            await _send_on_time(ws, sp, base, ticker or Ticker(loop), stats, report)
+        await _finish(ws, sp, None if settings.fast else call_t0 + sp.end_ms / 1000, stats, report)
+    except ConnectionClosed as exc:
+        _closed_by_receiver(report, stats, sp.ident, exc.rcvd)
+    finally:
+        stats.messages_sent += report.messages_sent
+    if settings.record_sent is not None:
+        delivered = None if report.outcome in ("stopped", "dropped") else report.messages_sent
+        report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
+    log.info(
+        "stream_done",
+        call_id=sp.ident.call_id,
+        stream_id=sp.ident.stream_id,
+        outcome=report.outcome,
+        media_sent=report.media_sent,
+    )
+    return report
+
+
+async def _connect(
+    sp: StreamPlan, settings: RunSettings, stats: Stats, report: StreamReport
+) -> ClientConnection | None:
+    """Open the stream's WebSocket as the platform does; None (counted and reported) when it cannot."""
+    ident = sp.ident
     try:
         ws = await connect(
             sp.action.stream_url,
@@ -219,87 +256,86 @@ async def run_stream(
         report.outcome, report.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
         log.warning(
             "stream_connect_failed",
-            call_id=wire.call_id,
-            stream_id=wire.stream_id,
+            call_id=ident.call_id,
+            stream_id=ident.stream_id,
             url=sp.action.stream_url,
             error=report.error,
         )
-        return report
-    log.debug("stream_connected", call_id=wire.call_id, stream_id=wire.stream_id, url=sp.action.stream_url)
-    sent = media = 0
-    try:
-        if fast:
-            for _, text, t, _ in sp.items:
-                await ws.send(text)
-                sent += 1
-                if t >= 0:
-                    media += 1
-                    stats.frames_sent += 1
-        else:
-            clock = loop.time
-            ticker = ticker or Ticker(loop)
-            lag_max, lag_sum, late = stats.lag_max, 0.0, 0
-            for due, text, t, _ in sp.items:
-                when = base + due / 1000
-                now = clock()
-                if when > now:
-                    await ticker.at(when)
-                    now = clock()
-                lag = now - when
-                lag_sum += lag
-                if lag > lag_max:
-                    lag_max = lag
-                if lag > 0.02:
-                    late += 1
-                await ws.send(text)
-                sent += 1
-                if t >= 0:
-                    media += 1
-                    stats.frames_sent += 1
-            stats.lag_max = max(stats.lag_max, lag_max)
-            stats.lag_sum += lag_sum
-            stats.lag_count += sent
-            stats.late_sends += late
-        if sp.end == "dropped":
-            if not fast:
-                await _sleep_until(loop, call_t0 + sp.end_ms / 1000)
-            _drop(ws)
-            report.outcome = "dropped"
-        else:
-            await ws.close(CloseCode.NORMAL_CLOSURE)
-            rcvd = ws.protocol.close_rcvd
-            if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
-                # The receiver closed first, dropped the connection, or answered our close
-                # with an error: every message was written, but not every one was read.
-                _closed_by_receiver(report, stats, wire, rcvd, media)
-            else:
-                report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
-    except ConnectionClosed as exc:
-        _closed_by_receiver(report, stats, wire, exc.rcvd, media)
-    finally:
-        stats.messages_sent += sent
-        report.messages_sent, report.media_sent = sent, media
-    if settings.record_sent is not None:
-        delivered = None if report.outcome in ("stopped", "dropped") else sent
-        report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
-    log.info("stream_done", call_id=wire.call_id, stream_id=wire.stream_id, outcome=report.outcome, media_sent=media)
-    return report
+        return None
+    log.debug("stream_connected", call_id=ident.call_id, stream_id=ident.stream_id, url=sp.action.stream_url)
+    return ws
 
 
-def _closed_by_receiver(
-    report: StreamReport, stats: Stats, wire: StreamIdentity, rcvd: Close | None, media: int
+async def _send_at_once(ws: ClientConnection, sp: StreamPlan, stats: Stats, report: StreamReport) -> None:
+    for _, text, t, _ in sp.items:
+        await ws.send(text)
+        report.messages_sent += 1
+        if t >= 0:
+            report.media_sent += 1
+            stats.frames_sent += 1
+
+
+async def _send_on_time(
+    ws: ClientConnection, sp: StreamPlan, base: float, ticker: Ticker, stats: Stats, report: StreamReport
 ) -> None:
+    """Send each item at its due time after ``base`` (loop time), measuring how late each went out."""
+    clock = asyncio.get_running_loop().time
+    lag_max, lag_sum, late = stats.lag_max, 0.0, 0
+    for due, text, t, _ in sp.items:
+        when = base + due / 1000
+        now = clock()
+        if when > now:
+            await ticker.at(when)
+            now = clock()
+        lag = now - when
+        lag_sum += lag
+        if lag > lag_max:
+            lag_max = lag
+        if lag > FRAME_SECONDS:
+            late += 1
+        await ws.send(text)
+        report.messages_sent += 1
+        if t >= 0:
+            report.media_sent += 1
+            stats.frames_sent += 1
+    stats.lag_max = max(stats.lag_max, lag_max)
+    stats.lag_sum += lag_sum
+    stats.lag_count += report.messages_sent
+    stats.late_sends += late
+
+
+async def _finish(
+    ws: ClientConnection, sp: StreamPlan, end_at: float | None, stats: Stats, report: StreamReport
+) -> None:
+    """End the stream as planned: drop it (at loop time ``end_at``; None: now) or close it normally."""
+    if sp.end == "dropped":
+        if end_at is not None:
+            await _sleep_until(asyncio.get_running_loop(), end_at)
+        _drop(ws)
+        report.outcome = "dropped"
+        return
+    await ws.close(CloseCode.NORMAL_CLOSURE)
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
+        # The receiver closed first, dropped the connection, or answered our close
+        # with an error: every message was written, but not every one was read.
+        _closed_by_receiver(report, stats, sp.ident, rcvd)
+    else:
+        report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
+
+
+def _closed_by_receiver(report: StreamReport, stats: Stats, ident: StreamIdentity, rcvd: Close | None) -> None:
     stats.receiver_closed += 1
     report.outcome = "closed_by_receiver"
     report.close_code = None if rcvd is None else rcvd.code
     report.error = "connection lost" if rcvd is None else rcvd.reason[:200]
     log.warning(
         "stream_closed_by_receiver",
-        call_id=wire.call_id,
-        stream_id=wire.stream_id,
+        call_id=ident.call_id,
+        stream_id=ident.stream_id,
         close_code=report.close_code,
         reason=report.error,
-        media_sent=media,
+        media_sent=report.media_sent,
     )
 
 

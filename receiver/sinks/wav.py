@@ -105,9 +105,9 @@ class _Writer:
     """WAV file work on one thread per process, handed over in batches.
 
     A hand-off to a thread costs the event loop's core context switches and GIL
-    transfers. With one ``run_in_executor`` per sink write (400 a second at 200
-    calls) that was 3.5 µs of CPU per media message; a thread per write was
-    worse (under 200 calls, over 12,000 futex calls a second). Here the work
+    transfers: one ``run_in_executor`` per sink write (400 a second at 200
+    calls) costs about 3.5 µs of CPU per media message, and a thread per write
+    costs more (over 12,000 futex calls a second at 200 calls). So the work
     every sink submits within ``delay`` seconds crosses in one hand-off, and
     runs in submission order.
     """

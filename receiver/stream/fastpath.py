@@ -1,14 +1,14 @@
 """
 The receive fast path: whole text messages straight from ``data_received`` to the stream.
 
-Part of the server's shell (only ``server.py`` uses it). ``websockets`` still
+Part of the server's shell (only ``server.py`` uses it). ``websockets``
 owns everything about the connection: the opening handshake (so
-``process_request`` decides as before), control frames (pings, pongs, the
-closing handshake), keepalive, shutdown, and every error and its close code.
-What it no longer does, for the one kind of frame a media stream is made of,
-is parse the frame with its generator-based parser, queue the message in its
-``Assembler`` and wake the handler task to ``await recv()`` it: that costs
-more than everything the receiver does with the message.
+``process_request`` decides), control frames (pings, pongs, the closing
+handshake), keepalive, shutdown, and every error and its close code. The one
+kind of frame a media stream is made of skips websockets' generator-based
+parser, its ``Assembler`` queue and the wake-up of the handler task to
+``await recv()`` it: those cost more than everything the receiver does with
+the message.
 
 ``FastServerConnection.data_received`` cuts complete frames out of the bytes
 it is given:
@@ -23,12 +23,12 @@ it is given:
   bits, a frame over the size limit, invalid UTF-8, data after a close) ends
   the fast path for the connection: these bytes and all later ones go to
   websockets, and the handler goes back to ``async for message in ws``. So
-  every error is detected, answered and closed exactly as before.
+  every error is detected, answered and closed by websockets itself.
 
 The callback's result completes ``attach()``'s future: a value (the stream
 stopped) or an exception (a protocol error, or a bug) ends dispatching;
-later data frames are dropped (the legacy loop stopped reading too), control
-frames still reach websockets so the closing handshake completes.
+later data frames are dropped (the stream is over, so nothing reads them),
+control frames still reach websockets so the closing handshake completes.
 """
 
 from __future__ import annotations
