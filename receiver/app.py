@@ -1,6 +1,6 @@
 """
-The service put together: the sinks the settings switch on, recordings a
-crash left behind repaired, the stream server and the webhook listener run
+The service put together: the sinks the settings switch on (and the bus
+publisher when ``bus_url`` is set), recordings a crash left behind repaired, the stream server and the webhook listener run
 side by side until a signal, and ``--workers`` processes sharing one port.
 
 The stream server (``receiver.stream.server``) only handles sockets; what it
@@ -14,8 +14,8 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from receiver.config import Settings
 from receiver.errors import ConfigError, ListenError
@@ -26,18 +26,51 @@ from receiver.sinks.wav import WavSink, repair_directory
 from receiver.stream.observers import StreamObserver
 from receiver.stream.server import StreamServer
 from receiver.transcription.plugins import plugin_sinks
+from receiver.transcription.transcript import Transcript
+
+if TYPE_CHECKING:  # redis-py is an optional extra: imported only when a bus is configured
+    from receiver.bus.publisher import BusPublisher
 
 server_log = get_logger(SERVER)
 
 
-def default_sinks(settings: Settings) -> list[SinkFactory]:
-    """The sinks the settings switch on."""
+def default_sinks(
+    settings: Settings,
+    *,
+    on_transcript: Callable[[Transcript], None] | None = None,
+    bus: BusPublisher | None = None,
+) -> list[SinkFactory]:
+    """The sinks the settings switch on (the bus sink when a publisher is given)."""
     factories: list[SinkFactory] = []
     if settings.wav:
         recordings = settings.recordings_dir
         factories.append(lambda info: WavSink(recordings))
-    factories.extend(plugin_sinks(settings))
+    if bus is not None:
+        interval = settings.bus_block_ms / 1000
+        from receiver.bus.publisher import BusSink
+
+        factories.append(lambda info: BusSink(bus, interval))
+    factories.extend(plugin_sinks(settings, on_transcript=on_transcript))
     return factories
+
+
+def bus_publisher(settings: Settings) -> BusPublisher | None:
+    """The process's bus publisher when ``bus_url`` is set (not started)."""
+    if not settings.bus_url:
+        return None
+    try:
+        from receiver.bus import BusKeys
+        from receiver.bus.publisher import BusPublisher  # noqa: F811 (the runtime import of the optional extra)
+    except ImportError as exc:
+        raise ConfigError(f"the bus needs redis-py: pip install 'receiver[redis]' ({exc})") from None
+    return BusPublisher(
+        settings.bus_url,
+        keys=BusKeys(settings.bus_prefix),
+        block_seconds=settings.bus_block_ms / 1000,
+        max_seconds=settings.bus_max_seconds,
+        queue=settings.bus_queue,
+        retention_seconds=settings.bus_retention_seconds,
+    )
 
 
 async def repair_recordings(settings: Settings) -> None:
@@ -84,10 +117,16 @@ async def run_server(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start-up stops cleanly too
         loop.add_signal_handler(sig, on_signal, sig)
     hooks = WebhookService(settings) if settings.webhooks else None
+    bus = bus_publisher(settings)
     if hooks is not None:
         await hooks.start()  # first, so every stream's start reaches the store
     try:
-        server = ReceiverServer(settings, observers=hooks.observers if hooks is not None else ())
+        if bus is not None:
+            await bus.start()
+        sinks = default_sinks(
+            settings, on_transcript=hooks.store.transcript_published if hooks is not None else None, bus=bus
+        )
+        server = ReceiverServer(settings, sinks, observers=hooks.observers if hooks is not None else ())
         await server.start()
         try:
             await stop.wait()
@@ -95,6 +134,8 @@ async def run_server(settings: Settings) -> None:
         finally:
             await server.stop()
     finally:
+        if bus is not None:
+            await bus.close()  # after the streams: their end entries go out
         if hooks is not None:
             await hooks.stop()  # last, so the final streams' ends are written
 

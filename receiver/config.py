@@ -3,7 +3,9 @@ Settings: one frozen dataclass, read from defaults < config.toml < environment <
 
 ``Settings.load`` is the only code that reads the environment or the config
 file. Everything else receives ``Settings`` or the values it needs. TOML
-sections only group keys: a key means the same field in any section.
+sections only group keys: a key means the same field in any section, except
+that a key ``k`` in section ``[s]`` is the field ``s_k`` where one exists
+(``[bus] url`` is ``bus_url``, the variable ``RECEIVER_BUS_URL``).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class Settings:
     webhooks: bool = True  # `receiver serve` also runs the webhook listener
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8081
-    database: str = "receiver.db"  # the call records (SQLite, WAL mode)
+    database: str = "receiver.db"  # the call records: a SQLite file (WAL mode) or a postgresql:// URL
     webhook_secret: str = field(default="", repr=False)  # token in the URL: /webhooks/<secret> or ?token=<secret>
     webhook_user: str = ""  # HTTP basic auth, with webhook_password
     webhook_password: str = field(default="", repr=False)
@@ -97,6 +99,20 @@ class Settings:
     answer: bool = False  # POST /answer on the webhook port
     answer_actions: str = ""  # the JSON action list /answer returns: {"actions": [...]}
     answer_allow_ws: bool = False  # accept ws:// stream URLs in answer_actions (local testing only)
+
+    # Audio bus (Redis Streams, receiver.bus): every stream's audio and lifecycle for `receiver worker`
+    bus_url: str = field(default="", repr=False)  # redis://host:port/db; empty: no bus
+    bus_prefix: str = "receiver"  # key prefix: {prefix}:streams, {prefix}:audio:{stream_id}, {prefix}:events
+    bus_block_ms: int = 200  # audio per bus entry
+    bus_max_seconds: float = 120.0  # audio a stream keeps on the bus for a late worker (MAXLEN ~)
+    bus_queue: int = 2000  # entries waiting for Redis; when full, new ones are dropped and counted
+    bus_retention_seconds: float = 18_000.0  # lifecycle entries and unfinished audio go after this (> the longest call)
+
+    # Worker (`receiver worker`): plugins on streams from the bus
+    worker_name: str = ""  # consumer name in the group; default host-pid
+    worker_streams: int = 16  # streams one worker runs at once
+    worker_claim_timeout: float = 10.0  # a worker silent this long loses its streams to another
+    worker_idle_timeout: float = 60.0  # no audio on the bus this long: the stream is closed (its receiver died)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -123,6 +139,16 @@ class Settings:
             raise ConfigError("store_timeout must be positive")
         if bool(self.webhook_user) != bool(self.webhook_password):
             raise ConfigError("webhook_user and webhook_password go together")
+        if self.bus_url and not self.bus_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("bus_url must be a redis:// URL")
+        if not 20 <= self.bus_block_ms <= 5000:
+            raise ConfigError("bus_block_ms must be 20-5000")
+        if self.bus_max_seconds <= 0 or self.bus_queue < 1 or self.bus_retention_seconds <= 0:
+            raise ConfigError("bus_max_seconds, bus_queue and bus_retention_seconds must be positive")
+        if self.worker_streams < 1:
+            raise ConfigError("worker_streams must be at least 1")
+        if self.worker_claim_timeout <= 0 or self.worker_idle_timeout <= 0:
+            raise ConfigError("worker_claim_timeout and worker_idle_timeout must be positive")
         _check_security(self)
 
     @classmethod
@@ -189,7 +215,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             for sub, subvalue in value.items():
-                take(sub, subvalue, f"[{key}] ")
+                take(f"{key}_{sub}" if f"{key}_{sub}" in known else sub, subvalue, f"[{key}] ")
         else:
             take(key, value, "")
     return values

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ import uvloop
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
+
+from .services import PostgresServer, RedisServer
 
 
 def pytest_asyncio_loop_factories(
@@ -45,3 +47,38 @@ async def wait_streams_done(server: ReceiverServer, count: int = 1, limit: float
 
 def make_server(settings: Settings, **kwargs: Any) -> ReceiverServer:
     return ReceiverServer(settings, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server of our own for the session (each test takes a fresh schema)."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL schema's URL."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server of our own for the session (tests use their own key prefixes)."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``database`` setting for either store: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "calls.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url

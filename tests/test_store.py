@@ -1,4 +1,8 @@
-"""``SqliteCallStore`` on a real SQLite file: records, idempotency, order, an unavailable database."""
+"""The call store on a real SQLite file and a real PostgreSQL server: records, idempotency, order, an unavailable database.
+
+Tests taking ``database`` run against both stores (the same contract); the
+rest are about SQLite's file.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import orjson
 import pytest
 
 from receiver.calls.db import StreamEnd, StreamStart, connect
-from receiver.calls.store import SqliteCallStore
+from receiver.calls.store import CallStore, SqliteCallStore, open_store
 from receiver.calls.webhooks import StoreUnavailable, parse_webhook
 
 from .webhook_support import RECORDING_FAILED, SEED_CALL_COMPLETED, SEED_RECORDING_COMPLETED, read_only, webhook
@@ -22,7 +26,11 @@ def event(payload: dict[str, object]):  # type: ignore[no-untyped-def]
     return parse_webhook(orjson.dumps(payload))
 
 
-# -- SqliteCallStore -------------------------------------------------------------------
+def store_for(database: str, timeout: float = 5.0) -> CallStore:
+    return open_store(database, timeout=timeout)
+
+
+# -- both stores ---------------------------------------------------------------------
 
 
 async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
@@ -34,8 +42,8 @@ async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     conn.close()
 
 
-async def test_a_repeated_webhook_is_a_duplicate_and_changes_nothing(tmp_path: Path) -> None:
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+async def test_a_repeated_webhook_is_a_duplicate_and_changes_nothing(database: str) -> None:
+    async with store_for(database) as store:
         assert await store.record_webhook(event(SEED_CALL_COMPLETED)) == "stored"
         before = await store.get_call("call_123")
         assert await store.record_webhook(event(SEED_CALL_COMPLETED)) == "duplicate"
@@ -48,8 +56,8 @@ ORDERED = [SEED_RECORDING_COMPLETED, RECORDING_FAILED, SEED_CALL_COMPLETED]
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
-async def test_any_delivery_order_leaves_the_same_record(tmp_path: Path, order: tuple[int, ...]) -> None:
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+async def test_any_delivery_order_leaves_the_same_record(database: str, order: tuple[int, ...]) -> None:
+    async with store_for(database) as store:
         for i in order:
             await store.record_webhook(event(ORDERED[i]))
         record = await store.get_call("call_123")
@@ -66,10 +74,10 @@ async def test_any_delivery_order_leaves_the_same_record(tmp_path: Path, order: 
     assert [e["kind"] for e in timeline] == ["recording.completed", "recording.failed", "call.completed"]
 
 
-async def test_a_late_recording_event_does_not_undo_a_newer_one(tmp_path: Path) -> None:
+async def test_a_late_recording_event_does_not_undo_a_newer_one(database: str) -> None:
     newer = webhook(SEED_RECORDING_COMPLETED, created_at="2026-05-29T12:09:00Z")
     newer["data"] = {**newer["data"], "status": "deleted", "size_bytes": None}
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+    async with store_for(database) as store:
         await store.record_webhook(event(newer))
         await store.record_webhook(event(SEED_RECORDING_COMPLETED))
         record = await store.get_call("call_123")
@@ -112,8 +120,8 @@ def stream_end(call_id: str = "call_s", stream_id: str = "str_1") -> StreamEnd:
     )
 
 
-async def test_stream_lifecycle_lands_in_the_call_record(tmp_path: Path) -> None:
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+async def test_stream_lifecycle_lands_in_the_call_record(database: str) -> None:
+    async with store_for(database) as store:
         store.stream_started(stream_start())
         store.stream_ended(stream_end())
         store.stream_ended(stream_end())  # a replayed write changes nothing
@@ -134,8 +142,8 @@ async def test_stream_lifecycle_lands_in_the_call_record(tmp_path: Path) -> None
     assert [e["kind"] for e in timeline] == ["stream.started", "stream.ended"]
 
 
-async def test_list_calls_filters_by_status_and_since(tmp_path: Path) -> None:
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+async def test_list_calls_filters_by_status_and_since(database: str) -> None:
+    async with store_for(database) as store:
         await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="a", created_at="2026-05-29T10:00:00Z")))
         await store.record_webhook(event(webhook(SEED_CALL_COMPLETED, call_id="b", created_at="2026-05-29T11:00:00Z")))
         await store.record_webhook(
@@ -153,8 +161,8 @@ async def test_list_calls_filters_by_status_and_since(tmp_path: Path) -> None:
     assert [c["call_id"] for c in one] == ["c"]
 
 
-async def test_an_unknown_call_reads_as_none(tmp_path: Path) -> None:
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+async def test_an_unknown_call_reads_as_none(database: str) -> None:
+    async with store_for(database) as store:
         assert await store.get_call("nope") is None
         assert await store.call_events("nope") is None
 
@@ -190,10 +198,10 @@ async def test_a_read_only_database_is_unavailable(tmp_path: Path) -> None:
             assert await store.list_calls() == []  # reads still work
 
 
-async def test_a_webhook_stamped_to_the_second_follows_the_streams_of_its_second(tmp_path: Path) -> None:
+async def test_a_webhook_stamped_to_the_second_follows_the_streams_of_its_second(database: str) -> None:
     start = replace(stream_start(), started_at=datetime(2026, 5, 29, 12, 0, 9, 508000, tzinfo=UTC))
     end = replace(stream_end(), stopped_at=datetime(2026, 5, 29, 12, 0, 9, 571000, tzinfo=UTC))
-    async with SqliteCallStore(tmp_path / "calls.db") as store:
+    async with store_for(database) as store:
         await store.record_webhook(
             event(webhook(SEED_CALL_COMPLETED, call_id="call_s", created_at="2026-05-29T12:00:09Z"))
         )

@@ -1,6 +1,8 @@
 """
-The call-record database, synchronously: schema, values, merge rules, and one
-function per write and per read.
+The call-record database, synchronously: values, merge rules, and one
+function per write and per read, on SQLite (``connect`` here) or PostgreSQL
+(``pg.py`` adapts a psycopg connection to the same calls). The schema is
+``migrations.py``.
 
 Blocking: these run only on the store's threads (``store.py``) or in the
 ``receiver calls`` command, never on the event loop. Every write is one
@@ -28,63 +30,10 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from receiver.calls.migrations import Connection as Connection
+from receiver.calls.migrations import migrate
 from receiver.calls.webhooks import TERMINAL_STATUSES, WebhookEvent, format_timestamp
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS calls (
-    call_id        TEXT PRIMARY KEY,
-    customer_id    TEXT,
-    application_id TEXT,
-    direction      TEXT,
-    from_number    TEXT,
-    to_number      TEXT,
-    status         TEXT,
-    status_at      TEXT,
-    last_step      TEXT,
-    last_step_at   TEXT,
-    first_seen_at  TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    variables      TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
-CREATE INDEX IF NOT EXISTS calls_status ON calls (status, updated_at);
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id     TEXT NOT NULL,
-    source      TEXT NOT NULL,            -- webhook, stream, answer
-    kind        TEXT NOT NULL,            -- call.completed, stream.started, ...
-    occurred_at TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    dedupe_key  TEXT NOT NULL UNIQUE,
-    detail      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_call ON events (call_id, occurred_at, id);
-CREATE TABLE IF NOT EXISTS streams (
-    call_id      TEXT NOT NULL,
-    stream_id    TEXT NOT NULL,
-    platform     TEXT,
-    track        TEXT,
-    tracks       TEXT,
-    encoding     TEXT,
-    sample_rate  INTEGER,
-    started_at   TEXT,
-    stopped_at   TEXT,
-    stop_reason  TEXT,
-    close_code   INTEGER,
-    outcome      TEXT,
-    files        TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (call_id, stream_id)
-);
-CREATE TABLE IF NOT EXISTS recordings (
-    call_id          TEXT NOT NULL,
-    recording_id     TEXT NOT NULL,
-    status           TEXT NOT NULL,
-    duration_seconds REAL,
-    size_bytes       INTEGER,
-    event_at         TEXT NOT NULL,
-    PRIMARY KEY (call_id, recording_id)
-);
-"""
+from receiver.transcription.transcript import Transcript
 
 Outcome = Literal["stored", "duplicate"]
 
@@ -235,8 +184,10 @@ def _status_wins(current: CallRow, status: str, at: str) -> bool:
 # -- SQLite ---------------------------------------------------------------------------
 
 
-def connect(path: str | Path, *, timeout: float = 5.0, read_only: bool = False) -> sqlite3.Connection:
-    """Open the database (WAL mode, autocommit; transactions are explicit).
+def connect(
+    path: str | Path, *, timeout: float = 5.0, read_only: bool = False, upgrade: bool = True
+) -> sqlite3.Connection:
+    """Open the SQLite database (WAL mode, autocommit; transactions are explicit), migrated unless ``read_only``.
 
     Raises:
         sqlite3.Error: It cannot be opened (missing when ``read_only``, not a database, ...).
@@ -251,8 +202,10 @@ def connect(path: str | Path, *, timeout: float = 5.0, read_only: bool = False) 
         if not read_only:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, never corrupt
-            conn.executescript(SCHEMA)
-        conn.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
+            if upgrade:
+                migrate(conn, "sqlite")
+        if read_only or upgrade:
+            conn.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
     except BaseException:
         conn.close()
         raise
@@ -267,7 +220,7 @@ def _now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-def _read_row(conn: sqlite3.Connection, call_id: str) -> CallRow | None:
+def _read_row(conn: Connection, call_id: str) -> CallRow | None:
     row = conn.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
     if row is None:
         return None
@@ -276,11 +229,16 @@ def _read_row(conn: sqlite3.Connection, call_id: str) -> CallRow | None:
     return CallRow(**values)
 
 
-def _write_row(conn: sqlite3.Connection, row: CallRow) -> None:
+def _write_row(conn: Connection, row: CallRow) -> None:
     conn.execute(
-        """INSERT OR REPLACE INTO calls (call_id, customer_id, application_id, direction, from_number, to_number,
+        """INSERT INTO calls (call_id, customer_id, application_id, direction, from_number, to_number,
                status, status_at, last_step, last_step_at, first_seen_at, updated_at, variables)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+           ON CONFLICT (call_id) DO UPDATE SET customer_id = excluded.customer_id,
+             application_id = excluded.application_id, direction = excluded.direction,
+             from_number = excluded.from_number, to_number = excluded.to_number, status = excluded.status,
+             status_at = excluded.status_at, last_step = excluded.last_step, last_step_at = excluded.last_step_at,
+             first_seen_at = excluded.first_seen_at, updated_at = excluded.updated_at, variables = excluded.variables""",
         (
             row.call_id, row.customer_id, row.application_id, row.direction, row.from_number, row.to_number,
             row.status, row.status_at, row.last_step, row.last_step_at, row.first_seen_at, row.updated_at,
@@ -290,7 +248,7 @@ def _write_row(conn: sqlite3.Connection, row: CallRow) -> None:
 
 
 def _insert_event(
-    conn: sqlite3.Connection, *, call_id: str, source: str, kind: str, occurred_at: str, key: str, detail: Any
+    conn: Connection, *, call_id: str, source: str, kind: str, occurred_at: str, key: str, detail: Any
 ) -> bool:
     cur = conn.execute(
         """INSERT INTO events (call_id, source, kind, occurred_at, received_at, dedupe_key, detail)
@@ -300,11 +258,16 @@ def _insert_event(
     return cur.rowcount == 1
 
 
-def _update_call(conn: sqlite3.Connection, update: CallUpdate) -> None:
+def _update_call(conn: Connection, update: CallUpdate) -> None:
+    # Read, merge, write: PostgreSQL writers on many hosts serialise per call here
+    # (SQLite's BEGIN IMMEDIATE already serialises every writer).
+    lock = getattr(conn, "lock_call", None)
+    if lock is not None:
+        lock(update.call_id)
     _write_row(conn, merge_call(_read_row(conn, update.call_id), update))
 
 
-def apply_webhook(conn: sqlite3.Connection, event: WebhookEvent) -> Outcome:
+def apply_webhook(conn: Connection, event: WebhookEvent) -> Outcome:
     """Store one webhook in one transaction; a known ``dedupe_key`` changes nothing."""
     at = format_timestamp(event.occurred_at)
     call = event.call
@@ -330,10 +293,10 @@ def apply_webhook(conn: sqlite3.Connection, event: WebhookEvent) -> Outcome:
                    VALUES (?,?,?,?,?,?)
                    ON CONFLICT (call_id, recording_id) DO UPDATE SET
                      status = excluded.status,
-                     duration_seconds = COALESCE(excluded.duration_seconds, duration_seconds),
-                     size_bytes = COALESCE(excluded.size_bytes, size_bytes),
+                     duration_seconds = COALESCE(excluded.duration_seconds, recordings.duration_seconds),
+                     size_bytes = COALESCE(excluded.size_bytes, recordings.size_bytes),
                      event_at = excluded.event_at
-                   WHERE excluded.event_at >= event_at""",
+                   WHERE excluded.event_at >= recordings.event_at""",
                 (call.id, rec.recording_id, rec.status, rec.duration_seconds, rec.size_bytes, at),
             )
         conn.execute("COMMIT")
@@ -344,7 +307,7 @@ def apply_webhook(conn: sqlite3.Connection, event: WebhookEvent) -> Outcome:
     return "stored"
 
 
-def apply_stream_start(conn: sqlite3.Connection, start: StreamStart) -> None:
+def apply_stream_start(conn: Connection, start: StreamStart) -> None:
     at = format_timestamp(start.started_at)
     detail = {
         "stream_id": start.stream_id,
@@ -358,7 +321,7 @@ def apply_stream_start(conn: sqlite3.Connection, start: StreamStart) -> None:
     _in_transaction(conn, lambda: _stream_start(conn, start, at, key, detail))
 
 
-def _stream_start(conn: sqlite3.Connection, start: StreamStart, at: str, key: str, detail: dict[str, Any]) -> None:
+def _stream_start(conn: Connection, start: StreamStart, at: str, key: str, detail: dict[str, Any]) -> None:
     if not _insert_event(
         conn, call_id=start.call_id, source="stream", kind="stream.started", occurred_at=at, key=key, detail=detail
     ):
@@ -383,7 +346,7 @@ def _stream_start(conn: sqlite3.Connection, start: StreamStart, at: str, key: st
     _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call)))
 
 
-def apply_stream_end(conn: sqlite3.Connection, end: StreamEnd) -> None:
+def apply_stream_end(conn: Connection, end: StreamEnd) -> None:
     at = format_timestamp(end.stopped_at)
     detail = {
         "stream_id": end.stream_id,
@@ -396,7 +359,7 @@ def apply_stream_end(conn: sqlite3.Connection, end: StreamEnd) -> None:
     _in_transaction(conn, lambda: _stream_end(conn, end, at, key, detail))
 
 
-def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, detail: dict[str, Any]) -> None:
+def _stream_end(conn: Connection, end: StreamEnd, at: str, key: str, detail: dict[str, Any]) -> None:
     if not _insert_event(
         conn, call_id=end.call_id, source="stream", kind="stream.ended", occurred_at=at, key=key, detail=detail
     ):
@@ -420,7 +383,7 @@ def _stream_end(conn: sqlite3.Connection, end: StreamEnd, at: str, key: str, det
     _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
 
 
-def apply_answer(conn: sqlite3.Connection, answer: AnswerRecord) -> None:
+def apply_answer(conn: Connection, answer: AnswerRecord) -> None:
     at = format_timestamp(answer.answered_at)
     detail = dict(answer.response)
     key = f"answer:{answer.call_id}:{at}:" + hashlib.sha256(_dumps(detail).encode()).hexdigest()[:16]
@@ -434,7 +397,51 @@ def apply_answer(conn: sqlite3.Connection, answer: AnswerRecord) -> None:
     _in_transaction(conn, work)
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
+def transcript_key(t: Transcript) -> str:
+    """A transcript event's identity: one event per stream, engine, track, kind and media-clock span.
+
+    A worker that takes over a stream replays the blocks its predecessor had
+    not acknowledged; what it publishes again for the same span is stored once.
+    """
+    return (
+        f"transcript:{t.call_id}:{t.stream_id}:{t.engine}:{t.track}:{t.kind}:{int(t.final)}:{t.start:.3f}:{t.end:.3f}"
+    )
+
+
+def apply_transcript(conn: Connection, t: Transcript) -> Outcome:
+    """Store one transcript event; ``duplicate`` when its identity was stored before."""
+    cur = conn.execute(
+        """INSERT INTO transcripts (call_id, stream_id, track, start_s, end_s, text, final, engine, kind,
+               stored_at, dedupe_key)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dedupe_key) DO NOTHING""",
+        (t.call_id, t.stream_id, t.track, t.start, t.end, t.text, int(t.final), t.engine, t.kind, _now(),
+         transcript_key(t)),
+    )  # fmt: skip
+    return "stored" if cur.rowcount == 1 else "duplicate"
+
+
+def read_transcripts(conn: Connection, call_id: str) -> list[Transcript]:
+    """A call's stored transcript events (every stream), in media-clock order."""
+    rows = conn.execute(
+        "SELECT * FROM transcripts WHERE call_id = ? ORDER BY start_s, end_s, id", (call_id,)
+    ).fetchall()
+    return [
+        Transcript(
+            call_id=r["call_id"],
+            stream_id=r["stream_id"],
+            track=r["track"],
+            start=float(r["start_s"]),
+            end=float(r["end_s"]),
+            text=r["text"],
+            final=bool(r["final"]),
+            engine=r["engine"],
+            kind=r["kind"],
+        )
+        for r in rows
+    ]
+
+
+def _in_transaction(conn: Connection, work: Callable[[], None]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         work()
@@ -448,7 +455,7 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
 # -- reads (shared by the read API and ``receiver calls``) -----------------------------------
 
 
-def _call_json(row: sqlite3.Row) -> dict[str, Any]:
+def _call_json(row: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(row)
     return {
         "call_id": values["call_id"],
@@ -467,7 +474,7 @@ def _call_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def read_call(conn: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
+def read_call(conn: Connection, call_id: str) -> dict[str, Any] | None:
     """The whole record of one call: its fields, streams and platform recordings."""
     row = conn.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
     if row is None:
@@ -504,12 +511,12 @@ def read_call(conn: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
         }
         for r in conn.execute("SELECT * FROM recordings WHERE call_id = ? ORDER BY event_at, recording_id", (call_id,))
     ]
-    record["events"] = conn.execute("SELECT COUNT(*) FROM events WHERE call_id = ?", (call_id,)).fetchone()[0]
+    record["events"] = conn.execute("SELECT COUNT(*) AS n FROM events WHERE call_id = ?", (call_id,)).fetchone()["n"]
     return record
 
 
 def read_calls(
-    conn: sqlite3.Connection, *, status: str | None = None, since: str | None = None, limit: int = 50
+    conn: Connection, *, status: str | None = None, since: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """Calls, most recently active first; ``since`` keeps calls active at or after it."""
     sql, args = "SELECT * FROM calls WHERE 1=1", list[Any]()
@@ -524,7 +531,7 @@ def read_calls(
     return [_call_json(row) for row in conn.execute(sql, args)]
 
 
-def read_events(conn: sqlite3.Connection, call_id: str) -> list[dict[str, Any]] | None:
+def read_events(conn: Connection, call_id: str) -> list[dict[str, Any]] | None:
     """The timeline of one call: webhooks and stream lifecycle, in the order they happened."""
     if conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is None:
         return None

@@ -7,6 +7,7 @@ The webhook listener: its own HTTP port (aiohttp), apart from the stream port.
     GET  /calls?status=&since=&limit=  call records, most recently active first
     GET  /calls/<call_id>              one call's whole record
     GET  /calls/<call_id>/events       its timeline: webhooks and stream lifecycle, in order
+    GET  /calls/<call_id>/transcript   its transcript events (every stream, every engine), media-clock order
     POST /answer[/<secret>]            the configured answer_url action list (off by default)
     GET  /healthz                      liveness (no auth)
 
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from receiver.calls.answer import AnswerEndpoint
 from receiver.calls.observer import CallRecordObserver
-from receiver.calls.store import CallStore, SqliteCallStore
+from receiver.calls.store import CallStore, open_store
 from receiver.calls.webhooks import (
     WEBHOOKS_LOGGER,
     BodyTooLarge,
@@ -96,6 +97,7 @@ class WebhookServer:
         app.router.add_get("/calls", self._calls)
         app.router.add_get("/calls/{call_id}", self._call)
         app.router.add_get("/calls/{call_id}/events", self._events)
+        app.router.add_get("/calls/{call_id}/transcript", self._transcript)
         app.router.add_get("/healthz", self._healthz)
         if self._answer is not None:
             answer = self._authorized(self._answer)
@@ -266,6 +268,14 @@ class WebhookServer:
             raise NotFound(f"no call {call_id}")
         return json_response({"call_id": call_id, "events": events})
 
+    async def _transcript(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        call_id = request.match_info["call_id"]
+        events = await self._read(self.store.transcripts(call_id))
+        if not events and await self._read(self.store.get_call(call_id)) is None:
+            raise NotFound(f"no call {call_id}")
+        return json_response({"call_id": call_id, "events": [e.as_dict() for e in events]})
+
     async def _read(self, pending: Awaitable[Any]) -> Any:
         try:
             return await pending
@@ -297,7 +307,7 @@ class WebhookService:
 
     def __init__(self, settings: Settings, *, listen: bool = True) -> None:
         self.settings = settings
-        self.store = SqliteCallStore(settings.database, timeout=settings.store_timeout)
+        self.store = open_store(settings.database, timeout=settings.store_timeout)
         self.observer = CallRecordObserver(self.store)
         self.listener: WebhookServer | None = None
         if listen:

@@ -1,12 +1,15 @@
 """
 Call records: one per call id, tying webhooks, streams and recordings together.
 
-``CallStore`` is the interface the listener, the stream observer and the
-answer endpoint use; ``SqliteCallStore`` implements it on the embedded
-SQLite file of ``db.py`` (WAL mode). A server database could replace it
-behind the same interface.
+``CallStore`` is the interface the listener, the stream observer, the
+answer endpoint and the transcript outputs use. ``SqliteCallStore``
+implements it on the embedded SQLite file of ``db.py`` (WAL mode), the
+default; ``pg.PostgresCallStore`` on a PostgreSQL server that every host of a
+deployment shares. ``open_store`` picks one from the ``database`` setting (a
+path, or a ``postgresql://`` URL). Both run the same functions of ``db.py``
+on the same threads, so they answer alike.
 
-No SQLite call ever runs on the event loop. Writes go through one writer
+No database call ever runs on the event loop. Writes go through one writer
 thread fed by a queue (in order, one transaction each); reads go through a
 reader thread with its own connection (WAL lets it read while the writer
 writes). The stream side only enqueues (``stream_started`` / ``stream_ended``
@@ -26,24 +29,29 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 from receiver.calls.db import (
     AnswerRecord,
+    Connection,
     Outcome,
     StreamEnd,
     StreamStart,
     apply_answer,
     apply_stream_end,
     apply_stream_start,
+    apply_transcript,
     apply_webhook,
     connect,
     read_call,
     read_calls,
     read_events,
+    read_transcripts,
 )
 from receiver.calls.webhooks import StoreUnavailable, WebhookEvent
+from receiver.errors import ConfigError
 from receiver.logging import get_logger
+from receiver.transcription.transcript import Transcript
 
 STORE_LOGGER: Final = "receiver.calls.store"
 BACKLOG_LIMIT: Final = 10_000  # stream lifecycle writes kept while the store is down
@@ -79,6 +87,9 @@ class CallStore(Protocol):
     def answer_returned(self, answer: AnswerRecord) -> None:
         """Enqueue an answer_url response for the timeline; returns at once, never raises."""
 
+    def transcript_published(self, transcript: Transcript) -> None:
+        """Enqueue a transcript event (stored once per identity); returns at once, never raises."""
+
     async def flush(self) -> None:
         """Wait until every write enqueued so far has been attempted."""
 
@@ -90,31 +101,103 @@ class CallStore(Protocol):
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None: ...
 
+    async def transcripts(self, call_id: str) -> list[Transcript]: ...
+
+
+def is_postgres(database: str) -> bool:
+    """Whether the ``database`` setting names a PostgreSQL server rather than a SQLite file."""
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(database: str, *, timeout: float = 5.0) -> CallStore:
+    """The store the ``database`` setting names (not started).
+
+    Raises:
+        ConfigError: A PostgreSQL URL without the ``postgres`` extra installed.
+    """
+    if not is_postgres(database):
+        return SqliteCallStore(database, timeout=timeout)
+    try:
+        from receiver.calls.pg import PostgresCallStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"database {redact_url(database)} needs psycopg: pip install 'receiver[postgres]' ({exc})"
+        ) from None
+    return PostgresCallStore(database, timeout=timeout)
+
+
+def connect_database(
+    database: str, *, read_only: bool = False, upgrade: bool = True, timeout: float = 5.0
+) -> Connection:
+    """A blocking connection to the ``database`` setting's store, migrated unless ``read_only`` (for commands).
+
+    Raises:
+        StoreUnavailable: It cannot be opened or migrated (the message says why).
+        ConfigError: A PostgreSQL URL without the ``postgres`` extra installed.
+    """
+    if not is_postgres(database):
+        try:
+            return connect(database, timeout=timeout, read_only=read_only, upgrade=upgrade)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {database}: {exc}") from None
+    try:
+        import psycopg
+
+        from receiver.calls import pg
+    except ImportError as exc:
+        raise ConfigError(
+            f"database {redact_url(database)} needs psycopg: pip install 'receiver[postgres]' ({exc})"
+        ) from None
+    try:
+        return pg.connect(database, timeout=timeout, read_only=read_only, upgrade=upgrade)
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot open {redact_url(database)}: {str(exc).strip()}") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in userinfo else ''}@{host}"
+
 
 # -- the threads ---------------------------------------------------------------------------
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.AbstractEventLoop | None", "asyncio.Future[Any] | None"]
+_Job = tuple[Callable[[Connection], Any], "asyncio.AbstractEventLoop | None", "asyncio.Future[Any] | None"]
 
 
 class _Worker:
-    """One thread, one connection, a FIFO queue of jobs (blocking calls stay here)."""
+    """One thread, one connection, a FIFO queue of jobs (blocking calls stay here).
 
-    def __init__(self, name: str, open_connection: Callable[[], sqlite3.Connection]) -> None:
+    ``errors`` are the engine's exceptions that mean "the database cannot do it
+    now" (a 503, a backlogged write); anything else is a bug.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        open_connection: Callable[[], Connection],
+        errors: tuple[type[BaseException], ...] = (sqlite3.Error,),
+    ) -> None:
         self._open = open_connection
+        self._errors = errors
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._conn: sqlite3.Connection | None = None
-        self._backlog: collections.deque[Callable[[sqlite3.Connection], Any]] = collections.deque(maxlen=BACKLOG_LIMIT)
+        self._conn: Connection | None = None
+        self._backlog: collections.deque[Callable[[Connection], Any]] = collections.deque(maxlen=BACKLOG_LIMIT)
         self._failing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, loop, future))
         return future
 
-    def enqueue(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def enqueue(self, fn: Callable[[Connection], Any]) -> None:
         """Fire and forget; a failed job goes to the backlog and is replayed later."""
         self._queue.put((fn, None, None))
 
@@ -128,14 +211,14 @@ class _Worker:
     def backlog(self) -> int:
         return len(self._backlog)
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Connection:
         if self._conn is None:
             self._conn = self._open()
         return self._conn
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):  # closing a broken connection
+            with contextlib.suppress(*self._errors):  # closing a broken connection
                 self._conn.close()
             self._conn = None
 
@@ -152,7 +235,7 @@ class _Worker:
             try:
                 self._replay()
                 result: Any = fn(self._connection())
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 self._drop_connection()
                 error: BaseException = StoreUnavailable(f"store unavailable: {exc}")
                 assert loop is not None
@@ -171,7 +254,7 @@ class _Worker:
             fn = self._backlog[0]
             try:
                 fn(self._connection())
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 self._drop_connection()
                 if not self._failing:
                     self._failing = True
@@ -194,31 +277,44 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
 
 
-class SqliteCallStore:
-    """``CallStore`` on a SQLite file (WAL), one writer thread and one reader thread.
+class ThreadedCallStore:
+    """``CallStore`` on one writer thread and one reader thread, each with its own connection.
+
+    Subclasses say how to open a connection (``_open``) and which errors mean
+    the database is unavailable (``_errors``).
 
     Args:
-        path: The database file (created with its schema when missing).
         timeout: Seconds a webhook write or a read may take before it is
-            answered as unavailable (also SQLite's busy timeout).
+            answered as unavailable.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 5.0) -> None:
-        self.path = Path(path)
+    _errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, *, timeout: float = 5.0) -> None:
         self.timeout = timeout
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
 
+    def _open(self, *, read_only: bool) -> Connection:
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        """The database, for logs (no password)."""
+        raise NotImplementedError
+
+    async def _prepare(self) -> None:
+        """Anything to do before the threads open their connections."""
+
     async def start(self) -> None:
-        """Start the threads and try to open the database (a failure is logged; each request retries)."""
-        if self.path.parent != Path():
-            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        self._writer = _Worker("store-writer", lambda: connect(self.path, timeout=self.timeout))
-        self._reader = _Worker("store-reader", lambda: connect(self.path, timeout=self.timeout, read_only=True))
+        """Start the threads and open (and migrate) the database; a failure is logged, each request retries."""
+        await self._prepare()
+        self._writer = _Worker("store-writer", lambda: self._open(read_only=False), self._errors)
+        self._reader = _Worker("store-reader", lambda: self._open(read_only=True), self._errors)
         try:
             await self._write(lambda conn: None)
         except StoreUnavailable as exc:
-            log.error("store_unavailable", path=str(self.path), error=exc.message[:200])
+            log.error("store_unavailable", database=self.where, error=exc.message[:200])
 
     async def close(self) -> None:
         for worker in (self._writer, self._reader):
@@ -229,18 +325,18 @@ class SqliteCallStore:
             log.error("store_backlog_lost", count=self._writer.backlog)
         self._writer = self._reader = None
 
-    async def __aenter__(self) -> SqliteCallStore:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
         assert self._writer is not None, "store not started"
         return await self._wait(self._writer.submit(fn))
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
         assert self._reader is not None, "store not started"
         return await self._wait(self._reader.submit(fn))
 
@@ -265,6 +361,10 @@ class SqliteCallStore:
         if self._writer is not None:
             self._writer.enqueue(lambda conn: apply_answer(conn, answer))
 
+    def transcript_published(self, transcript: Transcript) -> None:
+        if self._writer is not None:
+            self._writer.enqueue(lambda conn: apply_transcript(conn, transcript))
+
     async def flush(self) -> None:
         assert self._writer is not None, "store not started"
         future = self._writer.submit(lambda conn: None)
@@ -287,3 +387,31 @@ class SqliteCallStore:
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None:
         return await self._read(lambda conn: read_events(conn, call_id))
+
+    async def transcripts(self, call_id: str) -> list[Transcript]:
+        return await self._read(lambda conn: read_transcripts(conn, call_id))
+
+
+class SqliteCallStore(ThreadedCallStore):
+    """``CallStore`` on a SQLite file (WAL), one writer thread and one reader thread.
+
+    Args:
+        path: The database file (created with its schema when missing).
+        timeout: Seconds a webhook write or a read may take before it is
+            answered as unavailable (also SQLite's busy timeout).
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float = 5.0) -> None:
+        super().__init__(timeout=timeout)
+        self.path = Path(path)
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    async def _prepare(self) -> None:
+        if self.path.parent != Path():
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+
+    def _open(self, *, read_only: bool) -> Connection:
+        return connect(self.path, timeout=self.timeout, read_only=read_only)

@@ -25,6 +25,9 @@ _OVERRIDES = (
     "webhook_port",
     "webhooks",
     "database",
+    "bus_url",
+    "worker_name",
+    "worker_streams",
 )
 
 

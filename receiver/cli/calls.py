@@ -7,14 +7,13 @@ timeline (``--events``); ``--json`` prints what the read API would return.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
-from receiver.calls.webhooks import WebhookRejected, parse_limit, parse_since
+from receiver.calls.webhooks import StoreUnavailable, WebhookRejected, parse_limit, parse_since
 from receiver.cli._options import CONFIG_HELP
 from receiver.config import Settings
 
@@ -28,15 +27,18 @@ def add_parser(commands: Any) -> None:
     calls.add_argument("--limit", help="at most this many calls (default 50)")
     calls.add_argument("--json", action="store_true", help="print JSON, as the read API does")
     calls.add_argument("--config", help=CONFIG_HELP)
-    calls.add_argument("--database", help="call-record database (default: from settings)")
+    calls.add_argument(
+        "--database", help="call-record database: a SQLite file or postgresql:// URL (default: from settings)"
+    )
     calls.set_defaults(run=run_calls)
 
 
 def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from receiver.calls.db import connect, read_call, read_calls, read_events
+    from receiver.calls.db import read_call, read_calls, read_events
+    from receiver.calls.store import connect_database, is_postgres
 
     database = args.database or Settings.load(args.config).database
-    if not Path(database).is_file():
+    if not is_postgres(database) and not Path(database).is_file():
         print(f"receiver: no call database at {database}", file=sys.stderr)
         return 1
     try:
@@ -46,9 +48,9 @@ def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"receiver: {exc.message}", file=sys.stderr)
         return 2
     try:
-        conn = connect(database, read_only=True)
-    except sqlite3.Error as exc:
-        print(f"receiver: cannot read {database}: {exc}", file=sys.stderr)
+        conn = connect_database(database, read_only=True)
+    except StoreUnavailable as exc:
+        print(f"receiver: {exc.message}", file=sys.stderr)
         return 1
     try:
         if args.call_id is None:

@@ -23,7 +23,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--no-webhooks", dest="webhooks", action="store_false", default=None, help="do not run the webhook listener"
     )
-    parser.add_argument("--database", help="call-record database (SQLite)")
+    parser.add_argument("--database", help="call-record database: a SQLite file or postgresql:// URL")
+    parser.add_argument("--bus", dest="bus_url", help="publish every stream to this bus: redis://host:port/db")
     parser.set_defaults(run=serve)
 
 

@@ -20,7 +20,7 @@ def add_parser(commands: Any) -> None:
     hooks.add_argument("--config", help=CONFIG_HELP)
     hooks.add_argument("--webhook-host", help="address to listen on")
     hooks.add_argument("--webhook-port", type=int, help="port to listen on (0: any free port)")
-    hooks.add_argument("--database", help="call-record database (SQLite)")
+    hooks.add_argument("--database", help="call-record database: a SQLite file or postgresql:// URL")
     add_runtime(hooks)
     hooks.set_defaults(run=run_webhooks)
 

@@ -151,6 +151,8 @@ class PipeSink:
     async def write(self, block: AudioBlock) -> None:
         dtype = "<i2" if self.sample_format == "int16" else "<f4"
         for track, p in self.processes.items():
+            if not p.fed and block.start:  # a resumed stream: event times stay on the stream's clock
+                p.fed = block.start * (p.bytes_per_second // block.sample_rate)
             p.offer(block.channels[track].astype(dtype, copy=False).tobytes())
 
     async def close(self, outcome: StreamOutcome) -> None:

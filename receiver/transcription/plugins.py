@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,7 +38,7 @@ from receiver.errors import ConfigError
 from receiver.events import Track
 from receiver.sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
 from receiver.transcription.audio import SAMPLE_FORMATS, SampleFormat, TrackConverter
-from receiver.transcription.transcript import StreamTranscripts, Transcripts
+from receiver.transcription.transcript import StreamTranscripts, Transcript, Transcripts
 
 ENTRY_POINT_GROUP: Final = "receiver.sinks"
 _TRACKS: Final = {"inbound": (Track.INBOUND,), "outbound": (Track.OUTBOUND,), "both": (Track.INBOUND, Track.OUTBOUND)}
@@ -143,9 +143,16 @@ def build_plugin(cls: type[Any], spec: SinkSpec) -> Any:
 class TranscriptOutputs:
     """The transcript output of every live stream, shared by that stream's plugins."""
 
-    def __init__(self, *, recordings_dir: str, callback_url: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        recordings_dir: str,
+        callback_url: str | None,
+        on_event: Callable[[Transcript], None] | None = None,
+    ) -> None:
         self.recordings_dir = recordings_dir
         self.callback_url = callback_url or None
+        self.on_event = on_event
         self.live: dict[str, StreamTranscripts] = {}
         self.finished: list[StreamTranscripts] = []  # the last few, for tests
 
@@ -153,7 +160,7 @@ class TranscriptOutputs:
         output = self.live.get(info.stream_id)
         if output is None or output.info is not info:
             output = self.live[info.stream_id] = StreamTranscripts(
-                info, recordings_dir=self.recordings_dir, callback_url=self.callback_url
+                info, recordings_dir=self.recordings_dir, callback_url=self.callback_url, on_event=self.on_event
             )
         output.acquire()
         return output
@@ -177,6 +184,7 @@ class PluginSink:
         self._output: StreamTranscripts | None = None
         self._converters: dict[Track, TrackConverter] = {}
         self._rate = 0
+        self._in_rate = 0
         self._next = 0  # the next stream-clock sample expected
 
     async def open(self, stream: StreamInfo) -> None:
@@ -184,12 +192,24 @@ class PluginSink:
         if not tracks:
             return  # none of its tracks in this stream: the plugin is never opened
         self._rate = getattr(self.plugin, "sample_rate", None) or stream.sample_rate
+        self._in_rate = stream.sample_rate
         fmt: SampleFormat = getattr(self.plugin, "sample_format", "int16")
         self._converters = {t: TrackConverter(stream.sample_rate, self._rate, fmt) for t in tracks}
         if hasattr(self.plugin, "transcripts"):
             self._output = self._outputs.acquire(stream)
             self.plugin.transcripts = Transcripts(self._output, self.name)
         await self.plugin.open(dataclasses.replace(stream, tracks=tracks))
+
+    def start_at(self, sample: int) -> None:
+        """Begin at ``sample`` of the stream's clock instead of 0 (call after ``open``, before any ``write``).
+
+        For a worker that resumes a stream another worker began: the audio
+        before ``sample`` is not fed (no silence stands in for it), and block
+        starts and transcript times stay on the stream's media clock.
+        """
+        self._next = sample
+        for converter in self._converters.values():
+            converter.position = round(sample * self._rate / self._in_rate)
 
     async def write(self, block: AudioBlock) -> None:
         if not self._converters:
@@ -230,8 +250,11 @@ class PluginSink:
                 await self._outputs.release(self._output)
 
 
-def plugin_sinks(settings: Any) -> list[SinkFactory]:
+def plugin_sinks(settings: Any, *, on_transcript: Callable[[Transcript], None] | None = None) -> list[SinkFactory]:
     """Sink factories for the ``sinks`` setting (one ``PluginSink`` per stream and table).
+
+    ``on_transcript`` is told every transcript event too (the call store's
+    ``transcript_published``); it must return at once.
 
     Raises:
         ConfigError: An unknown plugin, a bad table or bad options.
@@ -240,7 +263,9 @@ def plugin_sinks(settings: Any) -> list[SinkFactory]:
     if not specs:
         return []
     outputs = TranscriptOutputs(
-        recordings_dir=settings.recordings_dir, callback_url=getattr(settings, "transcript_callback_url", None)
+        recordings_dir=settings.recordings_dir,
+        callback_url=getattr(settings, "transcript_callback_url", None),
+        on_event=on_transcript,
     )
     factories: list[SinkFactory] = []
     for spec in specs:

@@ -13,7 +13,11 @@ engine) goes to
 - the log, under the logger name ``receiver.transcripts``;
 - an optional HTTP callback URL, one POST per event, retried a few times with
   back-off from a bounded queue: a slow or dead endpoint loses events
-  (counted and logged at stream end), it never blocks the stream.
+  (counted and logged at stream end), it never blocks the stream;
+- the call store, when the service has one (``on_event``: the store's
+  ``transcript_published``, which only enqueues), so ``receiver transcript``
+  and ``GET /calls/<id>/transcript`` read every stream's events, whichever
+  process or host transcribed it.
 
 The log and the callback get every event as soon as it is published.
 ``read_transcript`` sorts a call's events by media-clock time (a call may
@@ -29,7 +33,7 @@ import asyncio
 import contextlib
 import heapq
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -122,8 +126,16 @@ class Transcripts:
 class StreamTranscripts:
     """The transcript output of one stream: a queue and a writer task (file, log, callback)."""
 
-    def __init__(self, info: StreamInfo, *, recordings_dir: str, callback_url: str | None) -> None:
+    def __init__(
+        self,
+        info: StreamInfo,
+        *,
+        recordings_dir: str,
+        callback_url: str | None,
+        on_event: Callable[[Transcript], None] | None = None,
+    ) -> None:
         self.info = info
+        self.on_event = on_event
         self.path = transcript_path(recordings_dir, info.call_id)
         self.callback_url = callback_url
         self.events: list[Transcript] = []  # everything published (for tests and summaries)
@@ -194,6 +206,11 @@ class StreamTranscripts:
                 self._callbacks.put_nowait(event)
             except asyncio.QueueFull:
                 self.callback_failed += 1
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception as exc:  # the store's enqueue never raises; a bug must not stop the stream
+                self._log.error("transcript_store_failed", error=repr(exc)[:200])
         heapq.heappush(self._held, (event.start, event.end, len(self.events), event))
         self._flush(self._clock - REORDER_SECONDS)
 
