@@ -318,18 +318,22 @@ async def test_a_receiver_stream_arrives_at_a_worker_sample_exact(
     assert np.array_equal(sink.audio(Track.OUTBOUND)[: len(outbound)], outbound)
 
 
-def test_a_worker_without_a_bus_or_plugins_is_a_configuration_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from receiver import cli
+def test_a_worker_without_a_bus_or_plugins_is_a_configuration_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def worker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "receiver", "worker", "--database", str(tmp_path / "c.db"), *args],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
 
     config = tmp_path / "worker.toml"
     config.write_text('[bus]\nurl = "redis://127.0.0.1:1/0"\n')
-
-    assert cli.main(["worker", "--config", str(tmp_path / "none.toml"), "--database", str(tmp_path / "c.db")]) == 2
-    assert "cannot read" in capsys.readouterr().err
-    assert cli.main(["worker", "--config", str(config), "--database", str(tmp_path / "c.db")]) == 2
-    assert "give it [[sinks]]" in capsys.readouterr().err
     (tmp_path / "empty.toml").write_text("")
-    assert cli.main(["worker", "--config", str(tmp_path / "empty.toml")]) == 2
-    assert "needs a bus" in capsys.readouterr().err
+
+    no_plugins = worker_cli("--config", str(config))
+    no_bus = worker_cli("--config", str(tmp_path / "empty.toml"))
+
+    assert no_plugins.returncode == 2 and "give it [[sinks]]" in no_plugins.stderr
+    assert no_bus.returncode == 2 and "needs a bus" in no_bus.stderr
