@@ -16,10 +16,8 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from receiver.errors import MalformedMessage, UnsupportedEncoding
-from receiver.events import Encoding, MediaFormat
-
-Samples = npt.NDArray[np.int16]
+from receiver.errors import MalformedMessage
+from receiver.events import Encoding, MediaFormat, Samples
 
 
 def _ulaw_to_linear(u: int) -> int:
@@ -76,22 +74,17 @@ def decode_l16(payload: bytes, *, byteorder: Literal["little", "big"]) -> Sample
 
 def decoder_for(fmt: MediaFormat) -> Callable[[bytes], Samples]:
     """Return the decode function for a media format (called once per stream)."""
-    if fmt.encoding is Encoding.MULAW:
-        return decode_ulaw
-    if fmt.encoding is Encoding.ALAW:
-        return decode_alaw
     if fmt.encoding is Encoding.L16:
         return functools.partial(decode_l16, byteorder=fmt.byteorder)
-    raise UnsupportedEncoding(f"no decoder for {fmt.encoding}")  # pragma: no cover - enum is closed
+    return _G711_DECODERS[fmt.encoding]
 
 
 def decode(fmt: MediaFormat, payload: bytes) -> Samples:
     """Decode one payload in the given format."""
-    if fmt.encoding is Encoding.MULAW:
-        return decode_ulaw(payload)
-    if fmt.encoding is Encoding.ALAW:
-        return decode_alaw(payload)
-    return decode_l16(payload, byteorder=fmt.byteorder)
+    return decoder_for(fmt)(payload)
+
+
+_G711_DECODERS: Final = {Encoding.MULAW: decode_ulaw, Encoding.ALAW: decode_alaw}
 
 
 # -- encoding (simulator, tests) ---------------------------------------------
@@ -141,8 +134,9 @@ def encode_l16(samples: Samples, *, byteorder: Literal["little", "big"] = "littl
 
 def encode(fmt: MediaFormat, samples: Samples) -> bytes:
     """Encode int16 samples in the given format."""
-    if fmt.encoding is Encoding.MULAW:
-        return encode_ulaw(samples)
-    if fmt.encoding is Encoding.ALAW:
-        return encode_alaw(samples)
-    return encode_l16(samples, byteorder=fmt.byteorder)
+    if fmt.encoding is Encoding.L16:
+        return encode_l16(samples, byteorder=fmt.byteorder)
+    return _G711_ENCODERS[fmt.encoding](samples)
+
+
+_G711_ENCODERS: Final = {Encoding.MULAW: encode_ulaw, Encoding.ALAW: encode_alaw}

@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "CallMetadata",
@@ -27,6 +30,13 @@ __all__ = [
     "StreamStopped",
     "Track",
 ]
+
+
+Samples: TypeAlias = npt.NDArray[np.int16]
+"""Decoded audio: one track's samples, signed 16-bit."""
+
+FRAME_MS: Final = 20
+"""The frame every platform we speak sends, in milliseconds."""
 
 
 class Track(enum.StrEnum):

@@ -31,13 +31,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-import numpy.typing as npt
-
-from receiver.events import Track
+from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
-
-Samples = npt.NDArray[np.int16]
 
 
 class Placement(enum.IntEnum):
@@ -149,10 +144,7 @@ class MediaClock:
             stats.samples_received += n
             if end > self.head:
                 self.head = end
-                limit = end - self._window
-                for other in self._states.values():
-                    if other.committed < limit:
-                        self._commit_until(other, limit)
+                self._commit_behind(end - self._window)
             return Placement.PLACED
 
         result = Placement.PLACED
@@ -183,10 +175,7 @@ class MediaClock:
         if end > self.head:
             self.head = end
         self._drain(state)
-        limit = self.head - self._window
-        for other in self._states.values():
-            if other.committed < limit:
-                self._commit_until(other, limit)
+        self._commit_behind(self.head - self._window)
         return result
 
     def flush(self) -> None:
@@ -218,6 +207,12 @@ class MediaClock:
             state.committed += len(samples)
             state.seen_audio = True
 
+    def _commit_behind(self, limit: int) -> None:
+        """Make every track final up to ``limit``: the holes the window gave up on become silence."""
+        for state in self._states.values():
+            if state.committed < limit:
+                self._commit_until(state, limit)
+
     def _commit_until(self, state: _TrackState, limit: int) -> None:
         """Make everything before ``limit`` final: holes become silence."""
         while state.committed < limit:
@@ -231,12 +226,11 @@ class MediaClock:
         start = state.committed
         state.buffer.write_silence(n)
         state.committed = start + n
+        state.fills.append((start, start + n))
         stats = state.stats
         if state.seen_audio:
             stats.gaps += 1
             stats.gap_samples += n
             stats.lost_frames += n // self._frame
-            state.fills.append((start, start + n))
         else:
             stats.lead_samples += n
-            state.fills.append((start, start + n))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
-import numpy.typing as npt
 
-Samples = npt.NDArray[np.int16]
+from receiver.events import Samples
 
 
 class TrackBuffer:

@@ -140,7 +140,7 @@ def test_call_id_of_looks_everywhere() -> None:
 def test_answer_config_reports_the_reason(settings: Settings) -> None:
     bad = answer_config(settings.replace(answer_actions='{"actions": [{"type": "start_stream"}]}'))
 
-    assert not bad.valid
+    assert not bad.ok
     assert bad.reason is not None and "stream_url is required" in bad.reason
 
 
@@ -168,7 +168,7 @@ async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_f
     # The token stays out of the answer log and the call's timeline.
     [line] = [e for e in logs if e.get("logger_name") == "receiver.calls.answer" and e["event"] == "answer_returned"]
     assert query["token"][0] not in repr(line) and query["token"][0] not in repr(timeline)
-    assert line["response"]["actions"][0]["stream_url"] == "wss://media.example.com/minivoice?token=REDACTED"
+    assert line["response"]["actions"][0]["stream_url"] == "wss://media.example.com/minivoice?token=redacted"
 
 
 async def test_with_stream_tokens_an_answer_without_a_call_id_is_the_error_body(hook_settings: Settings) -> None:

@@ -23,7 +23,6 @@ enqueues it, as it does for streams).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final
@@ -31,39 +30,23 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from receiver.calls.actions import ERROR_BODY, Action, InvalidActions, StreamSigner, parse_actions, to_payload
+from receiver.calls.actions import ERROR_BODY, StreamSigner, Verdict, check, to_payload
 from receiver.calls.db import AnswerRecord
 from receiver.calls.store import CallStore
 from receiver.config import Settings
 from receiver.logging import get_logger
+from receiver.security.auth import strip_token
 
 ANSWER_LOGGER: Final = "receiver.calls.answer"
 
 log = get_logger(ANSWER_LOGGER)
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerConfig:
-    """The validated answer: a payload to return, or why there is none."""
-
-    payload: dict[str, Any] | None
-    reason: str | None = None
-    actions: tuple[Action, ...] = ()
-
-    @property
-    def valid(self) -> bool:
-        return self.payload is not None
-
-
-def answer_config(settings: Settings) -> AnswerConfig:
+def answer_config(settings: Settings) -> Verdict:
     """Validate ``answer_actions`` with the actions library (``ws://`` only with ``answer_allow_ws``)."""
     if not settings.answer_actions.strip():
-        return AnswerConfig(None, "answer is on but answer_actions is empty")
-    try:
-        actions = parse_actions(settings.answer_actions, allow_insecure=settings.answer_allow_ws)
-    except InvalidActions as exc:
-        return AnswerConfig(None, exc.reason)
-    return AnswerConfig(to_payload(actions), actions=tuple(actions))
+        return Verdict(None, "answer is on but answer_actions is empty")
+    return check(settings.answer_actions, allow_insecure=settings.answer_allow_ws)
 
 
 def answer_signer(settings: Settings) -> StreamSigner | None:
@@ -105,9 +88,8 @@ class AnswerEndpoint:
         self.config = answer_config(settings)
         self.signer = answer_signer(settings)
         self.store = store
-        if self.config.valid:
-            assert self.config.payload is not None
-            log.info("answer_configured", actions=[a.get("type") for a in self.config.payload["actions"]])
+        if self.config.actions is not None:
+            log.info("answer_configured", actions=[a.type for a in self.config.actions])
         else:
             log.error("answer_config_invalid", reason=self.config.reason)
 
@@ -117,21 +99,14 @@ class AnswerEndpoint:
         except web.HTTPRequestEntityTooLarge:
             body = b""  # the answer does not depend on the request: answer anyway
         call_id = call_id_of(body, request.query, request.headers)
-        if not self.config.valid:
-            log.error("answer_returned", call_id=call_id, valid=False, reason=self.config.reason, response=ERROR_BODY)
-            return web.Response(
-                body=orjson.dumps(ERROR_BODY), status=HTTPStatus.INTERNAL_SERVER_ERROR, content_type="application/json"
-            )
-        payload = self.config.payload
-        assert payload is not None
+        actions = self.config.actions
+        if actions is None:
+            return _refused(HTTPStatus.INTERNAL_SERVER_ERROR, call_id, self.config.reason)
         if self.signer is not None:
             if call_id is None:
-                reason = "no call id in the request: cannot sign the stream URLs"
-                log.error("answer_returned", call_id=None, valid=False, reason=reason, response=ERROR_BODY)
-                return web.Response(
-                    body=orjson.dumps(ERROR_BODY), status=HTTPStatus.BAD_REQUEST, content_type="application/json"
-                )
-            payload = to_payload(self.signer.sign(self.config.actions, call_id))
+                return _refused(HTTPStatus.BAD_REQUEST, None, "no call id in the request: cannot sign the stream URLs")
+            actions = tuple(self.signer.sign(actions, call_id))
+        payload = to_payload(actions)
         shown = _redacted(payload, self.signer)  # what the log and the call's timeline keep
         log.info("answer_returned", call_id=call_id, valid=True, signed=self.signer is not None, response=shown)
         if call_id is not None:
@@ -139,17 +114,20 @@ class AnswerEndpoint:
         return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 
+def _refused(status: HTTPStatus, call_id: str | None, reason: str | None) -> web.Response:
+    """The platform's error body (the configuration or the request is at fault), and its log line."""
+    log.error("answer_returned", call_id=call_id, valid=False, reason=reason, response=ERROR_BODY)
+    return web.Response(body=orjson.dumps(ERROR_BODY), status=status, content_type="application/json")
+
+
 def _redacted(payload: dict[str, Any], signer: StreamSigner | None) -> dict[str, Any]:
-    """The answer as logged: stream tokens replaced (a token admits a stream, so it stays out of logs)."""
+    """The answer as logged: stream tokens redacted (a token admits a stream, so it stays out of logs)."""
     if signer is None:
         return payload
-    param = signer.param + "="
     out = []
     for item in payload["actions"]:
         url = item.get("stream_url")
-        if isinstance(url, str) and param in url:
-            base, _, query = url.partition("?")
-            kept = "&".join(p if not p.startswith(param) else param + "REDACTED" for p in query.split("&"))
-            item = {**item, "stream_url": f"{base}?{kept}"}
+        if isinstance(url, str):
+            item = {**item, "stream_url": strip_token(url, signer.param)}
         out.append(item)
     return {"actions": out}

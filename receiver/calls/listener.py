@@ -92,12 +92,14 @@ class WebhookServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.webhook_max_body_bytes, middlewares=[self._errors])
-        app.router.add_post("/webhooks", self._webhook)
-        app.router.add_post("/webhooks/{token}", self._webhook)
-        app.router.add_get("/calls", self._calls)
-        app.router.add_get("/calls/{call_id}", self._call)
-        app.router.add_get("/calls/{call_id}/events", self._events)
-        app.router.add_get("/calls/{call_id}/transcript", self._transcript)
+        # Every route but /healthz needs the webhook credentials (``_authorized``).
+        webhook = self._authorized(self._webhook)
+        app.router.add_post("/webhooks", webhook)
+        app.router.add_post("/webhooks/{token}", webhook)
+        app.router.add_get("/calls", self._authorized(self._calls))
+        app.router.add_get("/calls/{call_id}", self._authorized(self._call))
+        app.router.add_get("/calls/{call_id}/events", self._authorized(self._events))
+        app.router.add_get("/calls/{call_id}/transcript", self._authorized(self._transcript))
         app.router.add_get("/healthz", self._healthz)
         if self._answer is not None:
             answer = self._authorized(self._answer)
@@ -129,13 +131,7 @@ class WebhookServer:
             "webhooks_started",
             host=self.settings.webhook_host,
             port=self.port,
-            auth="token+basic"
-            if self.auth.secret and self.auth.basic
-            else "token"
-            if self.auth.secret
-            else "basic"
-            if self.auth.basic
-            else "none",
+            auth=self.auth.mode,
             answer=self._answer is not None,
         )
 
@@ -161,7 +157,13 @@ class WebhookServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every error as JSON: ours keep their status; aiohttp's routing errors are translated."""
+        """The one error path: every error a JSON body with its status, and one log line.
+
+        Lines are named for the route's role: ``webhook_rejected`` and
+        ``webhook_store_unavailable`` on ``/webhooks``, ``request_rejected``
+        and ``request_store_unavailable`` elsewhere, with the error's
+        ``log_fields``.
+        """
         try:
             return await handler(request)
         except WebhookRejected as exc:
@@ -175,26 +177,33 @@ class WebhookServer:
                 "request_failed", method=request.method, path=_route(request), error=repr(exc)[:300], exc_info=exc
             )
             return json_response(INTERNAL_ERROR, HTTPStatus.INTERNAL_SERVER_ERROR)
-        log.warning(
-            "request_rejected",
-            method=request.method,
-            path=_route(request),
-            status=int(error.status),
-            error_code=error.code,
-            detail=error.message,
-            remote=request.remote,
-        )
+        role = "webhook" if request.path.startswith("/webhooks") else "request"
+        context = error.log_fields
+        if isinstance(error, StoreUnavailable):
+            # The store's own words stay in the log; the platform is told to retry.
+            log.error(f"{role}_store_unavailable", path=_route(request), detail=error.message[:200], **context)
+            error = StoreUnavailable("call store unavailable, retry later")
+        else:
+            log.warning(
+                f"{role}_rejected",
+                method=request.method,
+                path=_route(request),
+                status=int(error.status),
+                error_code=error.code,
+                detail=error.message,
+                remote=request.remote,
+                **context,
+            )
         return error_response(error, self.auth)
 
-    def _check_auth(self, request: web.Request) -> None:
-        token = request.match_info.get("token")
-        if token is None:
-            token = request.query.get("token")
-        self.auth.check(token=token, authorization=request.headers.get("Authorization"))
-
     def _authorized(self, handler: Handler) -> Handler:
+        """``handler`` behind the webhook credentials: a path segment or ``token`` query, or basic auth."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            self._check_auth(request)
+            token = request.match_info.get("token")
+            if token is None:
+                token = request.query.get("token")
+            self.auth.check(token=token, authorization=request.headers.get("Authorization"))
             return await handler(request)
 
         return wrapped
@@ -204,32 +213,19 @@ class WebhookServer:
     async def _webhook(self, request: web.Request) -> web.Response:
         self.received += 1
         started = time.monotonic()
+        check_content_type(request.headers.get("Content-Type"))
+        if request.content_length is not None:
+            check_size(request.content_length, self.settings.webhook_max_body_bytes)
         try:
-            self._check_auth(request)
-            check_content_type(request.headers.get("Content-Type"))
-            if request.content_length is not None:
-                check_size(request.content_length, self.settings.webhook_max_body_bytes)
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise BodyTooLarge(f"body is over the {self.settings.webhook_max_body_bytes}-byte limit") from None
-            event = parse_webhook(body, received_at=datetime.now(UTC))
-        except WebhookRejected as exc:
-            log.warning(
-                "webhook_rejected",
-                status=int(exc.status),
-                error_code=exc.code,
-                detail=exc.message,
-                remote=request.remote,
-            )
-            return error_response(exc, self.auth)
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(f"body is over the {self.settings.webhook_max_body_bytes}-byte limit") from None
+        event = parse_webhook(body, received_at=datetime.now(UTC))
         try:
             result = await self.store.record_webhook(event)
         except StoreUnavailable as exc:
-            log.error(
-                "webhook_store_unavailable", webhook_event=event.event, call_id=event.call.id, detail=exc.message[:200]
-            )
-            return error_response(StoreUnavailable("call store unavailable, retry later"))
+            exc.log_fields = {"webhook_event": event.event, "call_id": event.call.id}
+            raise
         log.info(
             "webhook_" + result,
             webhook_event=event.event,
@@ -244,44 +240,33 @@ class WebhookServer:
     # -- the read API ----------------------------------------------------------------
 
     async def _calls(self, request: web.Request) -> web.Response:
-        self._check_auth(request)
         query = request.query
         status = query.get("status") or None
         since = parse_since(query["since"]) if query.get("since") else None
         limit = parse_limit(query.get("limit"))
-        calls = await self._read(self.store.list_calls(status=status, since=since, limit=limit))
+        calls = await self.store.list_calls(status=status, since=since, limit=limit)
         return json_response({"calls": calls, "count": len(calls)})
 
     async def _call(self, request: web.Request) -> web.Response:
-        self._check_auth(request)
         call_id = request.match_info["call_id"]
-        record = await self._read(self.store.get_call(call_id))
+        record = await self.store.get_call(call_id)
         if record is None:
             raise NotFound(f"no call {call_id}")
         return json_response(record)
 
     async def _events(self, request: web.Request) -> web.Response:
-        self._check_auth(request)
         call_id = request.match_info["call_id"]
-        events = await self._read(self.store.call_events(call_id))
+        events = await self.store.call_events(call_id)
         if events is None:
             raise NotFound(f"no call {call_id}")
         return json_response({"call_id": call_id, "events": events})
 
     async def _transcript(self, request: web.Request) -> web.Response:
-        self._check_auth(request)
         call_id = request.match_info["call_id"]
-        events = await self._read(self.store.transcripts(call_id))
-        if not events and await self._read(self.store.get_call(call_id)) is None:
+        events = await self.store.transcripts(call_id)
+        if not events and await self.store.get_call(call_id) is None:
             raise NotFound(f"no call {call_id}")
         return json_response({"call_id": call_id, "events": [e.as_dict() for e in events]})
-
-    async def _read(self, pending: Awaitable[Any]) -> Any:
-        try:
-            return await pending
-        except StoreUnavailable as exc:
-            log.error("read_store_unavailable", detail=exc.message[:200])
-            raise StoreUnavailable("call store unavailable, retry later") from None
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "ok"})

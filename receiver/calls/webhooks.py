@@ -22,10 +22,7 @@ decides. ``WebhookRejected`` never carries a close code: it never ends a stream.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +30,8 @@ from http import HTTPStatus
 from typing import Any, ClassVar, Final
 
 import orjson
+
+from receiver.security.auth import any_equal, basic_user_password, split_authorization
 
 WEBHOOKS_LOGGER: Final = "receiver.calls.webhooks"
 
@@ -65,6 +64,7 @@ class WebhookRejected(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.log_fields: Mapping[str, Any] = {}  # context for the listener's log line (never in the body)
 
     def body(self) -> dict[str, Any]:
         """The JSON error body, shaped like the platform's own error bodies."""
@@ -315,6 +315,11 @@ class WebhookAuth:
     def basic(self) -> bool:
         return bool(self.user)
 
+    @property
+    def mode(self) -> str:
+        """The configured mechanisms, for the start-up log: ``token+basic``, ``token``, ``basic`` or ``none``."""
+        return "+".join(name for name, on in (("token", self.secret), ("basic", self.user)) if on) or "none"
+
     def check(self, *, token: str | None, authorization: str | None) -> None:
         """Fail closed: when anything is configured, the request must prove it.
 
@@ -327,7 +332,7 @@ class WebhookAuth:
         """
         if not self.required:
             return
-        if self.secret and token is not None and _same(token, self.secret):
+        if self.secret and token is not None and any_equal(token, (self.secret,)):
             return
         if self.basic and authorization is not None and check_basic(authorization, self.user, self.password):
             return
@@ -338,22 +343,10 @@ class WebhookAuth:
 
 def check_basic(authorization: str, user: str, password: str) -> bool:
     """True when ``authorization`` is HTTP basic auth for ``user`` and ``password`` (constant time)."""
-    scheme, _, encoded = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":
+    scheme, credentials = split_authorization(authorization)
+    if scheme != "basic":
         return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    given_user, sep, given_password = decoded.partition(b":")
-    # Compare both parts even when the first differs: no early exit to time.
-    user_ok = hmac.compare_digest(given_user, user.encode())
-    password_ok = hmac.compare_digest(given_password, password.encode())
-    return bool(sep) and user_ok and password_ok
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return any_equal(basic_user_password(credentials) or "", (f"{user}:{password}",))
 
 
 # -- the read API's errors ---------------------------------------------------------

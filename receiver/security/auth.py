@@ -325,15 +325,13 @@ class AuthPolicy:
 
         authorization = headers.get("authorization")
         if authorization is not None:
-            scheme, _, credentials = authorization.strip().partition(" ")
-            scheme = scheme.lower()
-            credentials = credentials.strip()
+            scheme, credentials = split_authorization(authorization)
             if scheme == "bearer" and self.bearer_tokens:
-                if not _any_equal(credentials, self.bearer_tokens):
+                if not any_equal(credentials, self.bearer_tokens):
                     raise AuthRejected(HTTPStatus.UNAUTHORIZED, "bad_bearer_token")
                 passed.append("bearer")
             elif scheme == "basic" and self.basic_users:
-                if not _any_equal(_decode_basic(credentials), self.basic_users):
+                if not any_equal(basic_user_password(credentials) or "", self.basic_users):
                     raise AuthRejected(HTTPStatus.UNAUTHORIZED, "bad_basic_credentials")
                 passed.append("basic")
 
@@ -388,16 +386,28 @@ class AuthPolicy:
         return base + path
 
 
-def _any_equal(value: str, candidates: Sequence[str]) -> bool:
+# -- credentials (the stream port and the webhook port read them alike) -------------
+
+
+def split_authorization(header: str) -> tuple[str, str]:
+    """An ``Authorization`` header as (scheme, lower-cased; credentials)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return scheme.lower(), credentials.strip()
+
+
+def basic_user_password(credentials: str) -> str | None:
+    """HTTP basic credentials decoded to ``user:password``; None when they are not base64 UTF-8 with a colon."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded if ":" in decoded else None
+
+
+def any_equal(value: str, candidates: Iterable[str]) -> bool:
+    """True when ``value`` equals one of ``candidates``; constant time, every candidate compared."""
     good = False
     encoded = value.encode("utf-8", "surrogateescape")
     for candidate in candidates:
         good |= hmac.compare_digest(encoded, candidate.encode("utf-8", "surrogateescape"))
     return good
-
-
-def _decode_basic(credentials: str) -> str:
-    try:
-        return base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return ""

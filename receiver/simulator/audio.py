@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-Samples = npt.NDArray[np.int16]
+from receiver.events import Samples
 
 _WAVE_FORMAT_PCM = 1
 _WAVE_FORMAT_FLOAT = 3

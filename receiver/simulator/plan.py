@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from receiver.calls.actions import (
     Action,
@@ -60,12 +59,10 @@ from receiver.calls.actions import (
     StopStream,
 )
 from receiver.codecs import decode, encode
-from receiver.events import Encoding, MediaFormat
+from receiver.events import FRAME_MS, Encoding, MediaFormat, Samples
 from receiver.simulator import audio
 from receiver.simulator.wire import StreamIdentity, Wire, WireFormat
 
-Samples = npt.NDArray[np.int16]
-FRAME_MS = 20
 TRACK_ORDER = ("inbound", "outbound")
 
 

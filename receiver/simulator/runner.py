@@ -28,9 +28,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Close, CloseCode
 
 from receiver.calls.actions import Action, InvalidActions, parse_actions
+from receiver.events import FRAME_MS
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
-from receiver.simulator.plan import FRAME_MS, CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
 from receiver.simulator.wire import StreamIdentity
 
 log = get_logger("receiver.simulator")

@@ -21,10 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
-from receiver.events import CallMetadata, MediaFormat, Platform, Track
+from receiver.events import CallMetadata, MediaFormat, Platform, Samples, Track
 
 __all__ = [
     "AudioBlock",
@@ -33,8 +30,6 @@ __all__ = [
     "StreamInfo",
     "StreamOutcome",
 ]
-
-Samples = npt.NDArray[np.int16]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.codecs import decoder_for
-from receiver.events import MediaReceived, StreamStarted
+from receiver.events import FRAME_MS, MediaReceived, StreamStarted
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
 from receiver.session import SessionStats
 from receiver.sinks import SinkFactory, StreamInfo, StreamOutcome
 from receiver.stream.fanout import Fanout
-
-FRAME_MS = 20  # every platform we speak sends 20 ms frames
 
 
 @dataclass(frozen=True, slots=True)

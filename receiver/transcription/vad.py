@@ -26,7 +26,7 @@ import webrtcvad
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.transcript import Transcripts
 
-FRAME_MS: Final = 30
+VAD_FRAME_MS: Final = 30
 VAD_RATES: Final = (8000, 16000, 32000, 48000)
 
 
@@ -62,8 +62,8 @@ class VadOptions:
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
             raise ValueError("aggressiveness must be 0, 1, 2 or 3")
-        if self.start_ms < FRAME_MS or self.silence_ms < FRAME_MS or self.pad_ms < 0:
-            raise ValueError(f"start_ms and silence_ms must be at least {FRAME_MS}, pad_ms not negative")
+        if self.start_ms < VAD_FRAME_MS or self.silence_ms < VAD_FRAME_MS or self.pad_ms < 0:
+            raise ValueError(f"start_ms and silence_ms must be at least {VAD_FRAME_MS}, pad_ms not negative")
         if not 1.0 <= self.max_seconds <= 300.0:
             raise ValueError("max_seconds must be 1-300")
 
@@ -77,11 +77,11 @@ class Segmenter:
         self.rate = rate
         self.options = options = options or VadOptions()
         self._vad = webrtcvad.Vad(options.aggressiveness)
-        self._frame = rate * FRAME_MS // 1000
-        self._start_frames = options.start_ms // FRAME_MS
-        self._silence_frames = options.silence_ms // FRAME_MS
-        self._pad_frames = options.pad_ms // FRAME_MS
-        self._max_frames = int(options.max_seconds * 1000) // FRAME_MS
+        self._frame = rate * VAD_FRAME_MS // 1000
+        self._start_frames = options.start_ms // VAD_FRAME_MS
+        self._silence_frames = options.silence_ms // VAD_FRAME_MS
+        self._pad_frames = options.pad_ms // VAD_FRAME_MS
+        self._max_frames = int(options.max_seconds * 1000) // VAD_FRAME_MS
         self._pending = np.zeros(0, dtype=np.int16)
         self._index = 0  # next frame number
         self._history: deque[tuple[int, npt.NDArray[np.int16], bool]] = deque(
