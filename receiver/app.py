@@ -127,6 +127,8 @@ async def run_server(settings: Settings) -> None:
             settings, on_transcript=hooks.store.transcript_published if hooks is not None else None, bus=bus
         )
         server = ReceiverServer(settings, sinks, observers=hooks.observers if hooks is not None else ())
+        if hooks is not None and hooks.listener is not None:
+            hooks.listener.streams.control = server  # the API stops and pauses this process's streams
         await server.start()
         try:
             await stop.wait()

@@ -70,6 +70,17 @@ class StreamEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamControlRecord:
+    """The application paused, resumed or stopped a live stream (through the API)."""
+
+    call_id: str
+    stream_id: str
+    at: datetime
+    action: str  # paused, resumed, stop_requested
+    detail: Mapping[str, Any]  # media_seconds, behavior, by
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerRecord:
     """The answer_url response returned for a call."""
 
@@ -381,6 +392,21 @@ def _stream_end(conn: Connection, end: StreamEnd, at: str, key: str, detail: dic
         ),
     )
     _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
+
+
+def apply_stream_control(conn: Connection, change: StreamControlRecord) -> None:
+    at = format_timestamp(change.at)
+    kind = f"stream.{change.action}"
+    detail = {"stream_id": change.stream_id, **change.detail}
+    key = f"control:{change.call_id}:{change.stream_id}:{change.action}:{detail.get('media_seconds')}"
+
+    def work() -> None:
+        if _insert_event(
+            conn, call_id=change.call_id, source="stream", kind=kind, occurred_at=at, key=key, detail=detail
+        ):
+            _update_call(conn, CallUpdate(change.call_id, at, kind))
+
+    _in_transaction(conn, work)
 
 
 def apply_answer(conn: Connection, answer: AnswerRecord) -> None:

@@ -30,6 +30,7 @@ import orjson
 from aiohttp import web
 
 from receiver.calls.answer import AnswerEndpoint
+from receiver.calls.control import StreamControlRoutes
 from receiver.calls.observer import CallRecordObserver
 from receiver.calls.store import CallStore, open_store
 from receiver.calls.webhooks import (
@@ -88,6 +89,7 @@ class WebhookServer:
         self.auth = auth_from(settings)
         self._answer = answer
         self._runner: web.AppRunner | None = None
+        self.streams = StreamControlRoutes()  # its ``control`` is set by whoever serves the streams
         self.received = 0  # webhook requests, for tests and logs
 
     def app(self) -> web.Application:
@@ -100,6 +102,8 @@ class WebhookServer:
         app.router.add_get("/calls/{call_id}", self._authorized(self._call))
         app.router.add_get("/calls/{call_id}/events", self._authorized(self._events))
         app.router.add_get("/calls/{call_id}/transcript", self._authorized(self._transcript))
+        app.router.add_get("/calls/{call_id}/streams/{stream_id}", self._authorized(self.streams.get))
+        app.router.add_post("/calls/{call_id}/streams/{stream_id}", self._authorized(self.streams.update))
         app.router.add_get("/healthz", self._healthz)
         if self._answer is not None:
             answer = self._authorized(self._answer)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from receiver.calls.db import StreamEnd, StreamStart
+from receiver.calls.db import StreamControlRecord, StreamEnd, StreamStart
 from receiver.calls.store import CallStore
 from receiver.sinks import StreamInfo, StreamOutcome
+from receiver.stream.control import ControlChange
 
 
 def stream_start(info: StreamInfo) -> StreamStart:
@@ -65,3 +66,10 @@ class CallRecordObserver:
     def stream_ended(self, info: StreamInfo, outcome: StreamOutcome) -> None:
         if info.call_id:
             self.store.stream_ended(stream_end(info, outcome))
+
+    def stream_controlled(self, info: StreamInfo, change: ControlChange) -> None:
+        if info.call_id:
+            record = StreamControlRecord(
+                info.call_id, info.stream_id, datetime.now(UTC), change.action, change.as_dict()
+            )
+            self.store.stream_controlled(record)

@@ -35,9 +35,11 @@ from receiver.calls.db import (
     AnswerRecord,
     Connection,
     Outcome,
+    StreamControlRecord,
     StreamEnd,
     StreamStart,
     apply_answer,
+    apply_stream_control,
     apply_stream_end,
     apply_stream_start,
     apply_transcript,
@@ -89,6 +91,9 @@ class CallStore(Protocol):
 
     def transcript_published(self, transcript: Transcript) -> None:
         """Enqueue a transcript event (stored once per identity); returns at once, never raises."""
+
+    def stream_controlled(self, change: StreamControlRecord) -> None:
+        """Enqueue a pause, resume or stop of a live stream for the timeline; returns at once, never raises."""
 
     async def flush(self) -> None:
         """Wait until every write enqueued so far has been attempted."""
@@ -364,6 +369,10 @@ class ThreadedCallStore:
     def transcript_published(self, transcript: Transcript) -> None:
         if self._writer is not None:
             self._writer.enqueue(lambda conn: apply_transcript(conn, transcript))
+
+    def stream_controlled(self, change: StreamControlRecord) -> None:
+        if self._writer is not None:
+            self._writer.enqueue(lambda conn: apply_stream_control(conn, change))
 
     async def flush(self) -> None:
         assert self._writer is not None, "store not started"

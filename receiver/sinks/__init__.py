@@ -92,6 +92,8 @@ class StreamOutcome:
     disabled_sinks: tuple[str, ...] = ()
     error: str | None = None
     files: tuple[str, ...] = ()  # what the sinks wrote (every sink with a ``paths`` attribute)
+    paused_seconds: float = 0.0  # media-clock time the application kept from the sinks (pause/resume)
+    pauses: tuple[Mapping[str, Any], ...] = ()  # each: start_seconds, end_seconds, behavior (skip or silence)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -94,11 +94,22 @@ class _WavFile:
             )
             self.header_bytes = self.data_bytes
 
-    def close(self) -> None:
+    def close(self, comment: str | None = None) -> None:
         try:
             self.refresh_header()
+            if comment:
+                self._append_info(comment)
         finally:
             os.close(self.fd)
+
+    def _append_info(self, comment: str) -> None:
+        """A ``LIST/INFO/ICMT`` chunk after the audio (readers skip chunks they do not know)."""
+        text = comment.encode("ascii", "replace") + b"\0"
+        text += b"\0" * (len(text) % 2)
+        info = b"INFO" + struct.pack("<4sI", b"ICMT", len(text)) + text
+        chunk = struct.pack("<4sI", b"LIST", len(info)) + info
+        os.pwrite(self.fd, chunk, HEADER_SIZE + self.data_bytes)
+        os.pwrite(self.fd, struct.pack("<I", 36 + self.data_bytes + len(chunk)), 4)
 
 
 class _Writer:
@@ -191,7 +202,7 @@ class WavSink:
         await _WRITER.run(self._write, block)
 
     async def close(self, outcome: StreamOutcome) -> None:
-        await _WRITER.run(self._close)
+        await _WRITER.run(self._close, pause_comment(outcome))
 
     def _open(self, stream: StreamInfo) -> None:
         directory = os.path.join(self._root, safe_name(stream.call_id))
@@ -244,17 +255,28 @@ class WavSink:
     def _all(self) -> list[_WavFile]:
         return [*self._files.values(), *([self._stereo] if self._stereo is not None else [])]
 
-    def _close(self) -> None:
+    def _close(self, comment: str | None = None) -> None:
         errors = []
         for wav in self._all():
             try:
-                wav.close()
+                wav.close(comment)
             except OSError as exc:  # pragma: no cover - a failing disk at close
                 errors.append(exc)
         self._files.clear()
         self._stereo = None
         if errors:  # pragma: no cover
             raise errors[0]
+
+
+def pause_comment(outcome: StreamOutcome) -> str | None:
+    """What the file's INFO comment says about a paused recording (None: never paused)."""
+    if not outcome.pauses:
+        return None
+    spans = ", ".join(
+        f"{p['start_seconds']:.3f}-{'end' if p['end_seconds'] is None else format(p['end_seconds'], '.3f')} {p['behavior']}"
+        for p in outcome.pauses
+    )
+    return f"receiver: recording paused {outcome.paused_seconds:.3f} s of media time ({spans})"
 
 
 def repair_wav(path: str | os.PathLike[str]) -> bool:
@@ -276,8 +298,11 @@ def repair_wav(path: str | os.PathLike[str]) -> bool:
         size = f.seek(0, os.SEEK_END)
         frame = 2 * channels
         data_bytes = (size - HEADER_SIZE) // frame * frame
-        if struct.unpack_from("<I", header, 40)[0] == data_bytes and size == HEADER_SIZE + data_bytes:
+        declared = struct.unpack_from("<I", header, 40)[0]
+        if declared == data_bytes and size == HEADER_SIZE + data_bytes:
             return False
+        if struct.unpack_from("<I", header, 4)[0] + 8 == size and HEADER_SIZE + declared < size:
+            return False  # finished, with chunks after the audio (the pause comment)
         f.truncate(HEADER_SIZE + data_bytes)
         f.seek(0)
         f.write(wav_header(channels=channels, sample_rate=rate, data_bytes=data_bytes))

@@ -10,6 +10,12 @@ overwritten audio, and the loss is counted for that sink alone. A sink that
 raises is disabled and logged once; the stream and the other sinks go on.
 Memory per stream is the buffers' fixed capacity, whatever the sinks do.
 
+A paused recording (``pause``/``resume``, asked for by the application over
+the API) is applied here, once for every sink: in a paused span the sinks get
+silence (``silence``) or nothing at all (``skip``: the span is cut, and later
+blocks are numbered as if it had never been). Nothing of a paused span
+reaches a file or an engine; the media clock and the ring buffers run on.
+
 Uses asyncio; never touches a socket.
 """
 
@@ -18,12 +24,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
 
 from receiver.events import Track
 from receiver.ringbuffer import TrackBuffer
 from receiver.sinks import AudioBlock, Sink, StreamInfo, StreamOutcome
+
+PauseBehavior = Literal["skip", "silence"]
+
+
+@dataclass(slots=True)
+class Pause:
+    """A span of the media clock kept from the sinks (``end`` is None while it lasts)."""
+
+    start: int
+    behavior: PauseBehavior
+    end: int | None = None
+
+    def overlap(self, start: int, end: int) -> tuple[int, int] | None:
+        """The part of ``[start, end)`` inside this pause, if any."""
+        lo = max(start, self.start)
+        hi = end if self.end is None else min(end, self.end)
+        return (lo, hi) if lo < hi else None
+
+    def as_dict(self, sample_rate: int) -> dict[str, Any]:
+        return {
+            "start_seconds": self.start / sample_rate,
+            "end_seconds": None if self.end is None else self.end / sample_rate,
+            "behavior": self.behavior,
+        }
 
 
 class _Runner:
@@ -65,6 +97,39 @@ class Fanout:
         self._runners = [_Runner(sink) for sink in sinks]
         self._log = logger
         self._outcome: StreamOutcome | None = None
+        self.pauses: list[Pause] = []
+
+    @property
+    def paused(self) -> Pause | None:
+        """The pause in effect, if the recording is paused now."""
+        return self.pauses[-1] if self.pauses and self.pauses[-1].end is None else None
+
+    def pause(self, at: int, behavior: PauseBehavior) -> Pause:
+        """Keep the audio from media-clock index ``at`` on from every sink, until ``resume``."""
+        current = self.paused
+        if current is not None:
+            return current
+        # Audio already handed to a sink cannot be taken back: the pause starts after it.
+        at = max([at, *(r.cursor for r in self._runners)])
+        pause = Pause(at, behavior)
+        self.pauses.append(pause)
+        return pause
+
+    def resume(self, at: int) -> Pause | None:
+        """End the pause in effect at media-clock index ``at`` (None if not paused)."""
+        current = self.paused
+        if current is not None:
+            current.end = max(at, current.start)
+        return current
+
+    def paused_samples(self, end: int) -> int:
+        """Samples of ``[0, end)`` kept from the sinks."""
+        return sum(hi - lo for p in self.pauses if (span := p.overlap(0, end)) for lo, hi in (span,))
+
+    def _skipped_before(self, index: int) -> int:
+        return sum(
+            hi - lo for p in self.pauses if p.behavior == "skip" and (span := p.overlap(0, index)) for lo, hi in (span,)
+        )
 
     def start(self) -> None:
         for runner in self._runners:
@@ -122,13 +187,34 @@ class Fanout:
         start = runner.cursor
         if end <= start:
             return None
-        channels = {}
-        for track in self._tracks:
-            samples = self._buffers[track].read(start, end)
-            samples.flags.writeable = False
-            channels[track] = samples
+        channels = {track: self._buffers[track].read(start, end) for track in self._tracks}
         runner.cursor = end
-        return AudioBlock(start, self._info.sample_rate, channels)
+        block_start = start
+        if self.pauses:
+            block_start = start - self._skipped_before(start)
+            channels = self._apply_pauses(channels, start, end)
+            if not channels or not len(next(iter(channels.values()))):
+                return None
+        for samples in channels.values():
+            samples.flags.writeable = False
+        return AudioBlock(block_start, self._info.sample_rate, channels)
+
+    def _apply_pauses(self, channels: dict[Track, Any], start: int, end: int) -> dict[Track, Any]:
+        """Silence or cut the paused parts of ``[start, end)`` (the arrays are fresh copies)."""
+        keep = np.ones(end - start, dtype=bool)
+        for pause in self.pauses:
+            span = pause.overlap(start, end)
+            if span is None:
+                continue
+            lo, hi = span[0] - start, span[1] - start
+            if pause.behavior == "silence":
+                for samples in channels.values():
+                    samples[lo:hi] = 0
+            else:
+                keep[lo:hi] = False
+        if keep.all():
+            return channels
+        return {track: samples[keep] for track, samples in channels.items()}
 
     async def _run(self, runner: _Runner) -> None:
         sink = runner.sink.name
@@ -166,4 +252,14 @@ class Fanout:
         outcome = self._outcome
         if outcome is None:  # closing after a failure, before the stream ended
             return StreamOutcome(reason="sink_failed", close_code=None, duration_seconds=0.0, samples=0)
-        return replace(outcome, sink_losses=self.losses, disabled_sinks=self.disabled)
+        return replace(
+            outcome, sink_losses=self.losses, disabled_sinks=self.disabled, **self.pause_summary(outcome.samples)
+        )
+
+    def pause_summary(self, end: int) -> dict[str, Any]:
+        """The ``StreamOutcome`` fields that say what was paused up to ``end``."""
+        rate = self._info.sample_rate
+        return {
+            "paused_seconds": self.paused_samples(end) / rate,
+            "pauses": tuple(p.as_dict(rate) for p in self.pauses),
+        }

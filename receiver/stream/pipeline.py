@@ -119,4 +119,5 @@ class StreamPipeline:
             disabled_sinks=self.fanout.disabled,
             error=error,
             files=self.fanout.files,
+            **self.fanout.pause_summary(samples),
         )

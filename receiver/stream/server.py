@@ -15,6 +15,7 @@ message over the size limit    1009 (websockets closes it)
 a limit hit (``limits.py``)    4429 rate, 4408 idle / no start, 1008 duration
 over ``max_streams``           HTTP 503 at the handshake, 1013 after it
 authentication refused         HTTP 401/403 at the handshake, 1008 at start
+stopped by the application    1000 (normal; ``control.py``)
 server shutting down / drain   1012 (service restart)
 anything unexpected            1011, no details (websockets closes it)
 =============================  ==========================================
@@ -48,6 +49,8 @@ from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded
 from receiver.security.tls import server_context
 from receiver.session import StreamSession
 from receiver.sinks import SinkFactory, StreamOutcome
+from receiver.stream.control import STOP_REASON, ControlChange, Status, StreamState, notify_controlled
+from receiver.stream.fanout import PauseBehavior
 from receiver.stream.fastpath import FALLBACK, FastServerConnection
 from receiver.stream.observers import StreamObserver, notify_ended, notify_started
 from receiver.stream.pipeline import MediaSettings, StreamPipeline
@@ -65,6 +68,7 @@ class _Stream:
     __slots__ = (
         "closed_by",
         "connected_at",
+        "ended",
         "first_media",
         "handshake",
         "limits",
@@ -84,6 +88,7 @@ class _Stream:
         self.closed_by: tuple[str, int] | None = None  # (reason, close code) when the server closed it
         self.first_media = True
         self.received = 0  # messages, counted before parsing (the rate limit)
+        self.ended = asyncio.Event()  # set once the stream's sinks are closed
 
 
 class StreamServer:
@@ -402,6 +407,95 @@ class StreamServer:
             self._streams.pop(ws, None)
             self.streams_ended += 1
             self.stream_ended.set()
+            stream.ended.set()
+
+    # -- control by the application (control.StreamControl) ----------------------
+
+    def _find(self, call_id: str, stream_id: str) -> tuple[ServerConnection, _Stream, StreamPipeline] | None:
+        for ws, stream in self._streams.items():
+            pipeline = stream.pipeline
+            if pipeline is not None and pipeline.info.stream_id == stream_id and pipeline.info.call_id == call_id:
+                return ws, stream, pipeline
+        return None
+
+    @staticmethod
+    def _state(stream: _Stream, pipeline: StreamPipeline) -> StreamState:
+        fanout, rate = pipeline.fanout, pipeline.info.sample_rate
+        paused = fanout.paused
+        head = pipeline.clock.head
+        status: Status = "stopped" if stream.closed_by else "paused" if paused else "in-progress"
+        return StreamState(
+            call_id=pipeline.info.call_id,
+            stream_id=pipeline.info.stream_id,
+            status=status,
+            media_seconds=head / rate,
+            paused_seconds=fanout.paused_samples(head) / rate,
+            pause_behavior=paused.behavior if paused else None,
+            account_id=pipeline.info.call.customer_id,
+        )
+
+    def stream_state(self, call_id: str, stream_id: str) -> StreamState | None:
+        found = self._find(call_id, stream_id)
+        return None if found is None else self._state(found[1], found[2])
+
+    async def stop_stream(self, call_id: str, stream_id: str) -> StreamState | None:
+        """Close the stream with 1000 (reason ``stopped_by_api``); return once its files are final."""
+        found = self._find(call_id, stream_id)
+        if found is None:
+            return None
+        ws, stream, pipeline = found
+        if stream.closed_by is None:
+            stream.closed_by = (STOP_REASON, int(StandardCloseCode.NORMAL_CLOSURE))
+            notify_controlled(
+                self._observers,
+                pipeline.info,
+                ControlChange("stop_requested", pipeline.clock.head / pipeline.info.sample_rate),
+                stream.log,
+            )
+            stream.log.info("stream_stop_requested", by="api")
+            task = asyncio.get_running_loop().create_task(
+                ws.close(StandardCloseCode.NORMAL_CLOSURE, "stopped by the application")
+            )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        state = self._state(stream, pipeline)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                stream.ended.wait(), self.settings.sink_close_timeout + (ws.close_timeout or 10.0) + 1
+            )
+        return state
+
+    def pause_stream(self, call_id: str, stream_id: str, behavior: PauseBehavior) -> StreamState | None:
+        """Keep the stream's audio from every sink from now on (``skip``: cut; ``silence``: zeros)."""
+        found = self._find(call_id, stream_id)
+        if found is None:
+            return None
+        _ws, stream, pipeline = found
+        if stream.closed_by is None and pipeline.fanout.paused is None:
+            pause = pipeline.fanout.pause(pipeline.clock.head, behavior)
+            at = pause.start / pipeline.info.sample_rate
+            notify_controlled(self._observers, pipeline.info, ControlChange("paused", at, behavior), stream.log)
+            stream.log.info("recording_paused", behavior=behavior, media_seconds=round(at, 3))
+        return self._state(stream, pipeline)
+
+    def resume_stream(self, call_id: str, stream_id: str) -> StreamState | None:
+        """Let the stream's audio reach the sinks again."""
+        found = self._find(call_id, stream_id)
+        if found is None:
+            return None
+        _ws, stream, pipeline = found
+        if stream.closed_by is None and pipeline.fanout.paused is not None:
+            pause = pipeline.fanout.resume(pipeline.clock.head)
+            assert pause is not None and pause.end is not None
+            rate = pipeline.info.sample_rate
+            at = pause.end / rate
+            notify_controlled(self._observers, pipeline.info, ControlChange("resumed", at, pause.behavior), stream.log)
+            stream.log.info(
+                "recording_resumed",
+                media_seconds=round(at, 3),
+                paused_seconds=round((pause.end - pause.start) / rate, 3),
+            )
+        return self._state(stream, pipeline)
 
     # The periodic tasks do their work in plain methods: a coroutine's locals live while
     # it sleeps, and a loop variable left on the last stream would keep that ended
