@@ -2,7 +2,7 @@
 structlog configuration, done once: JSON lines in production, console on a terminal.
 
 Logger names keep the logs apart: ``receiver.stream`` (stream lifecycle),
-``receiver.media`` (media statistics), ``receiver.stream.server`` (start-up and
+``receiver.media`` (media statistics), ``receiver.server`` (start-up and
 shutdown), and a name of its own for every later concern (webhooks, the
 answer_url, transcripts).
 """
@@ -17,7 +17,7 @@ import structlog
 
 STREAM = "receiver.stream"
 MEDIA = "receiver.media"
-SERVER = "receiver.stream.server"
+SERVER = "receiver.server"
 
 
 def configure(*, fmt: str = "auto", level: str = "info") -> None:

@@ -62,7 +62,7 @@ async def test_answer_returns_the_configured_actions_and_logs_them_with_the_call
 
     assert status == 200
     assert payload == orjson.loads(START_BOTH)
-    [line] = [e for e in logs if e.get("logger_name") == "receiver.calls.answer" and e["event"] == "answer_returned"]
+    [line] = [e for e in logs if e.get("logger_name") == "receiver.answer" and e["event"] == "answer_returned"]
     assert (line["call_id"], line["valid"], line["response"]) == ("call_ans", True, payload)
     assert [(e["source"], e["kind"], e["detail"]) for e in timeline] == [("answer", "answer_url", payload)]
 
@@ -95,7 +95,7 @@ async def test_an_invalid_configuration_answers_the_platform_error_body(hook_set
     status, (payload, timeline), logs, _ = await answer(hook_settings.replace(answer=True, answer_actions=actions))
 
     assert (status, payload) == (500, ERROR_BODY)
-    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.answer"] == [
+    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.answer"] == [
         "answer_config_invalid",
         "answer_returned",
     ]
@@ -166,7 +166,7 @@ async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_f
     assert token.expires_at > time.time() + configured.max_stream_seconds
     assert pause == {"type": "pause", "length": 1}
     # The token stays out of the answer log and the call's timeline.
-    [line] = [e for e in logs if e.get("logger_name") == "receiver.calls.answer" and e["event"] == "answer_returned"]
+    [line] = [e for e in logs if e.get("logger_name") == "receiver.answer" and e["event"] == "answer_returned"]
     assert query["token"][0] not in repr(line) and query["token"][0] not in repr(timeline)
     assert line["response"]["actions"][0]["stream_url"] == "wss://media.example.com/minivoice?token=redacted"
 

@@ -195,7 +195,7 @@ async def test_an_auth_failure_logs_one_line_without_the_secret(secret_client: C
     with capture_logs() as logs:
         await secret_client.post("/webhooks/not-the-secret", SEED_CALL_COMPLETED)
 
-    lines = [entry for entry in logs if entry.get("logger_name") == "receiver.calls.webhooks"]
+    lines = [entry for entry in logs if entry.get("logger_name") == "receiver.webhooks"]
     assert [entry["event"] for entry in lines] == ["webhook_rejected"]
     assert "not-the-secret" not in repr(lines)
 
@@ -264,7 +264,7 @@ async def test_bad_input_gets_a_json_4xx_one_log_line_and_stores_nothing(
         assert got_status == status
         assert body["error"]["code"] == code
         assert body["error"]["message"]
-        assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.webhooks"] == ["webhook_rejected"]
+        assert [e["event"] for e in logs if e.get("logger_name") == "receiver.webhooks"] == ["webhook_rejected"]
         assert (await client.get("/calls"))[1] == {"calls": [], "count": 0}
 
 
@@ -329,7 +329,7 @@ async def test_a_read_only_store_gives_503_so_the_platform_retries(hook_settings
 
             assert status == 503
             assert body == {"error": {"code": "store_unavailable", "message": "call store unavailable, retry later"}}
-            assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.webhooks"] == [
+            assert [e["event"] for e in logs if e.get("logger_name") == "receiver.webhooks"] == [
                 "webhook_store_unavailable"
             ]
     async for client in running(hook_settings):
@@ -350,4 +350,4 @@ async def test_an_unexpected_error_is_a_json_500_without_details(hook_settings: 
                 status, body = response.status, await response.json()
 
     assert (status, body) == (500, {"error": {"code": "internal_error", "message": "internal error"}})
-    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.calls.webhooks"] == ["request_failed"]
+    assert [e["event"] for e in logs if e.get("logger_name") == "receiver.webhooks"] == ["request_failed"]

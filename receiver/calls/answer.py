@@ -37,7 +37,7 @@ from receiver.config import Settings
 from receiver.logging import get_logger
 from receiver.security.auth import strip_token
 
-ANSWER_LOGGER: Final = "receiver.calls.answer"
+ANSWER_LOGGER: Final = "receiver.answer"
 
 log = get_logger(ANSWER_LOGGER)
 

@@ -55,7 +55,7 @@ from receiver.errors import ConfigError
 from receiver.logging import get_logger
 from receiver.transcription.transcript import Transcript
 
-STORE_LOGGER: Final = "receiver.calls.store"
+STORE_LOGGER: Final = "receiver.store"
 BACKLOG_LIMIT: Final = 10_000  # stream lifecycle writes kept while the store is down
 
 log = get_logger(STORE_LOGGER)

@@ -33,7 +33,7 @@ import orjson
 
 from receiver.security.auth import any_equal, basic_user_password, split_authorization
 
-WEBHOOKS_LOGGER: Final = "receiver.calls.webhooks"
+WEBHOOKS_LOGGER: Final = "receiver.webhooks"
 
 CALL_COMPLETED: Final = "call.completed"
 RECORDING_COMPLETED: Final = "recording.completed"
