@@ -182,6 +182,7 @@ def decode_outcome(fields: Fields) -> StreamOutcome:
         data: dict[str, Any] = orjson.loads(fields[b"outcome"])
         data["disabled_sinks"] = tuple(data.get("disabled_sinks", ()))
         data["files"] = tuple(data.get("files", ()))
+        data["pauses"] = tuple(data.get("pauses", ()))
         return StreamOutcome(**data)
     except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise BadEntry(f"not an end entry: {exc!r}") from None
