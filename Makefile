@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check bench clean fuzz soak
+.PHONY: install run test check bench clean fuzz soak screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 ## The benchmark (docs/performance.md); e.g. make bench BENCH_ARGS="--calls 900 --repeat 1".
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+## The console's screenshots in docs/ (taken by its browser tests; commit them when they change).
+screenshots: $(STAMP)
+	RECEIVER_SCREENSHOTS=docs/img $(PY) -m pytest tests/console -q
 
 ## Lint and types.
 check: $(STAMP)

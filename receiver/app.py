@@ -21,12 +21,13 @@ from receiver.config import Settings
 from receiver.errors import ConfigError, ListenError
 from receiver.logging import SERVER, configure, get_logger
 from receiver.loop import loop_factory
+from receiver.metrics import StreamMetrics, multiprocess_dir, worker_exited
 from receiver.sinks import SinkFactory
 from receiver.sinks.wav import WavSink, repair_directory
 from receiver.stream.observers import StreamObserver
 from receiver.stream.server import StreamServer
 from receiver.transcription.plugins import plugin_sinks
-from receiver.transcription.transcript import Transcript
+from receiver.transcription.transcript import Transcript, TranscriptFeed
 
 if TYPE_CHECKING:  # redis-py is an optional extra: imported only when a bus is configured
     from receiver.bus.publisher import BusPublisher
@@ -116,25 +117,35 @@ async def run_server(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start-up stops cleanly too
         loop.add_signal_handler(sig, on_signal, sig)
-    hooks = WebhookService(settings) if settings.webhooks else None
+    metrics = StreamMetrics()
+    transcripts = TranscriptFeed()  # every transcript event: to the store, the metrics, the console
+    transcripts.subscribe(metrics.transcript_published)
+    hooks = WebhookService(settings, before_scrape=metrics.sync) if settings.webhooks else None
     bus = bus_publisher(settings)
     if hooks is not None:
+        transcripts.subscribe(hooks.store.transcript_published)
+        if hooks.console is not None:
+            transcripts.subscribe(hooks.console.feed.transcript_published)
         await hooks.start()  # first, so every stream's start reaches the store
     try:
         if bus is not None:
             await bus.start()
-        sinks = default_sinks(
-            settings, on_transcript=hooks.store.transcript_published if hooks is not None else None, bus=bus
-        )
-        server = ReceiverServer(settings, sinks, observers=hooks.observers if hooks is not None else ())
+        sinks = default_sinks(settings, on_transcript=transcripts.publish, bus=bus)
+        observers: list[StreamObserver] = [metrics, *(hooks.observers if hooks is not None else ())]
+        server = ReceiverServer(settings, sinks, observers=observers)
+        metrics.watch(server.live_streams, lambda: server.guard.counts)
+        if hooks is not None and hooks.console is not None:
+            hooks.console.watch(server.live_streams)
         if hooks is not None and hooks.listener is not None:
             hooks.listener.streams.control = server  # the API stops and pauses this process's streams
         await server.start()
+        metrics.start()
         try:
             await stop.wait()
             await server.drain(settings.drain_timeout, hurry=hurry)
         finally:
             await server.stop()
+            await metrics.stop()
     finally:
         if bus is not None:
             await bus.close()  # after the streams: their end entries go out
@@ -153,24 +164,29 @@ def run_workers(settings: Settings, loop_name: str = "auto") -> int:
     if settings.port == 0:
         raise ConfigError("--workers needs a fixed --port")
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}")
-        for i in range(settings.workers)
-    ]
-    for proc in procs:
-        proc.start()
-    server_log.info("workers_started", workers=len(procs), pids=[p.pid for p in procs])
-
-    def forward(signum: int, _frame: Any) -> None:
+    # The workers' metrics go to one directory (set in the environment they inherit), so /metrics
+    # on any of them sums every worker (prometheus-client's multiprocess mode).
+    with multiprocess_dir():
+        procs = [
+            ctx.Process(target=_worker_main, args=(settings, loop_name), name=f"worker-{i}")
+            for i in range(settings.workers)
+        ]
         for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signum)
+            proc.start()
+        server_log.info("workers_started", workers=len(procs), pids=[p.pid for p in procs])
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for proc in procs:
-        proc.join()
-    return max((p.exitcode or 0) for p in procs)
+        def forward(signum: int, _frame: Any) -> None:
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        for proc in procs:
+            proc.join()
+            if proc.pid is not None:
+                worker_exited(proc.pid)
+        return max((p.exitcode or 0) for p in procs)
 
 
 def _worker_main(settings: Settings, loop_name: str) -> None:

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
 
+MAX_GAP_SPANS = 1000  # per track: where the holes were, for the console and plots (counts go on)
+
 
 class Placement(enum.IntEnum):
     """What the clock did with a frame (returned by ``MediaClock.place``)."""
@@ -68,6 +70,7 @@ class _TrackState:
     pending: dict[int, Samples] = field(default_factory=dict)
     seen_audio: bool = False
     fills: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=64))
+    gap_spans: list[tuple[int, int]] = field(default_factory=list)  # holes filled after audio began
     stats: TrackStats = field(default_factory=TrackStats)
 
 
@@ -120,6 +123,11 @@ class MediaClock:
 
     def stats(self) -> dict[Track, TrackStats]:
         return {track: s.stats for track, s in self._states.items()}
+
+    def gap_spans(self) -> dict[Track, tuple[tuple[int, int], ...]]:
+        """Where each track's holes were filled with silence: ``(start, end)`` sample indices,
+        adjacent fills merged, the first ``MAX_GAP_SPANS`` per track."""
+        return {track: tuple(s.gap_spans) for track, s in self._states.items()}
 
     def place(self, track: Track, timestamp_ms: int | None, chunk: int | None, samples: Samples) -> Placement:
         """Place one decoded frame of ``track``."""
@@ -232,5 +240,10 @@ class MediaClock:
             stats.gaps += 1
             stats.gap_samples += n
             stats.lost_frames += n // self._frame
+            spans = state.gap_spans
+            if spans and spans[-1][1] == start:
+                spans[-1] = (spans[-1][0], start + n)
+            elif len(spans) < MAX_GAP_SPANS:
+                spans.append((start, start + n))
         else:
             stats.lead_samples += n

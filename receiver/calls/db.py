@@ -542,19 +542,48 @@ def read_call(conn: Connection, call_id: str) -> dict[str, Any] | None:
 
 
 def read_calls(
-    conn: Connection, *, status: str | None = None, since: str | None = None, limit: int = 50
+    conn: Connection,
+    *,
+    status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Calls, most recently active first; ``since`` keeps calls active at or after it."""
-    sql, args = "SELECT * FROM calls WHERE 1=1", list[Any]()
+    """Calls, most recently active first, each with its number of streams and its span.
+
+    ``since`` keeps calls active at or after it, ``until`` calls that began
+    before it; ``search`` keeps calls whose id or either number contains it.
+    A call's ``span_seconds`` runs from its first event to its last step.
+    """
+    sql = "SELECT calls.*, (SELECT COUNT(*) FROM streams WHERE streams.call_id = calls.call_id) AS stream_count"
+    sql, args = sql + " FROM calls WHERE 1=1", list[Any]()
     if status:
         sql += " AND status = ?"
         args.append(status)
     if since:
         sql += " AND updated_at >= ?"
         args.append(since)
+    if until:
+        sql += " AND first_seen_at < ?"
+        args.append(until)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql += " AND (call_id LIKE ? ESCAPE '\\' OR from_number LIKE ? ESCAPE '\\' OR to_number LIKE ? ESCAPE '\\')"
+        args.extend([pattern] * 3)
     sql += " ORDER BY updated_at DESC, call_id LIMIT ?"
     args.append(limit)
-    return [_call_json(row) for row in conn.execute(sql, args)]
+    calls = []
+    for row in conn.execute(sql, args):
+        call = _call_json(row)
+        call["streams"] = int(row["stream_count"])
+        call["span_seconds"] = _seconds_between(call["first_seen_at"], call["last_step_at"] or call["updated_at"])
+        calls.append(call)
+    return calls
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
 
 
 def read_events(conn: Connection, call_id: str) -> list[dict[str, Any]] | None:

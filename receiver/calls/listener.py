@@ -4,12 +4,17 @@ The webhook listener: its own HTTP port (aiohttp), apart from the stream port.
 ::
 
     POST /webhooks[/<secret>]          a MiniVoice webhook → 200 {"result": "stored" | "duplicate"}
-    GET  /calls?status=&since=&limit=  call records, most recently active first
+    GET  /calls?status=&since=&until=&q=&limit=
+                                       call records, most recently active first
     GET  /calls/<call_id>              one call's whole record
     GET  /calls/<call_id>/events       its timeline: webhooks and stream lifecycle, in order
     GET  /calls/<call_id>/transcript   its transcript events (every stream, every engine), media-clock order
     POST /answer[/<secret>]            the configured answer_url action list (off by default)
+    GET  /metrics                      Prometheus metrics (receiver/metrics.py)
     GET  /healthz                      liveness (no auth)
+
+and the web console (``receiver.console``: ``/ui/`` and the JSON and audio it
+reads), behind the same credentials but for its static files.
 
 A thin shell: authentication and parsing are ``webhooks.py`` (pure), records
 are ``store.py`` (threads, never the loop). Every error is a JSON body
@@ -20,11 +25,12 @@ answers 503, so the platform retries; nothing here ever waits on a stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -43,6 +49,7 @@ from receiver.calls.webhooks import (
     WebhookRejected,
     check_content_type,
     check_size,
+    format_timestamp,
     parse_limit,
     parse_since,
     parse_webhook,
@@ -50,7 +57,12 @@ from receiver.calls.webhooks import (
 from receiver.config import Settings
 from receiver.errors import ListenError
 from receiver.logging import get_logger
+from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from receiver.metrics import WEBHOOKS, exposition, webhook_event_label
 from receiver.stream.observers import StreamObserver
+
+if TYPE_CHECKING:
+    from receiver.console import Console
 
 log = get_logger(WEBHOOKS_LOGGER)
 
@@ -83,11 +95,21 @@ class WebhookServer:
         answer: Handles ``POST /answer`` when ``settings.answer`` is on (see ``answer.py``).
     """
 
-    def __init__(self, settings: Settings, store: CallStore, *, answer: Handler | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: CallStore,
+        *,
+        answer: Handler | None = None,
+        console: Console | None = None,
+        before_scrape: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.auth = auth_from(settings)
         self._answer = answer
+        self.console = console
+        self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
         self.streams = StreamControlRoutes()  # its ``control`` is set by whoever serves the streams
         self.received = 0  # webhook requests, for tests and logs
@@ -95,7 +117,7 @@ class WebhookServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.webhook_max_body_bytes, middlewares=[self._errors])
         # Every route but /healthz needs the webhook credentials (``_authorized``).
-        webhook = self._authorized(self._webhook)
+        webhook = self._counted(self._authorized(self._webhook))
         app.router.add_post("/webhooks", webhook)
         app.router.add_post("/webhooks/{token}", webhook)
         app.router.add_get("/calls", self._authorized(self._calls))
@@ -105,6 +127,9 @@ class WebhookServer:
         app.router.add_get("/calls/{call_id}/streams/{stream_id}", self._authorized(self.streams.get))
         app.router.add_post("/calls/{call_id}/streams/{stream_id}", self._authorized(self.streams.update))
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._authorized(self._metrics))
+        if self.console is not None:
+            self.console.add_routes(app, self._authorized)
         if self._answer is not None:
             answer = self._authorized(self._answer)
             app.router.add_post("/answer", answer)
@@ -145,6 +170,8 @@ class WebhookServer:
         return int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        if self.console is not None:
+            self.console.close()  # ends the Live page's event streams, which would hold the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -212,6 +239,19 @@ class WebhookServer:
 
         return wrapped
 
+    @staticmethod
+    def _counted(handler: Handler) -> Handler:
+        """``handler``'s refusals counted in ``receiver_webhook_requests`` (``_webhook`` counts the rest)."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except WebhookRejected as exc:
+                WEBHOOKS.labels(webhook_event_label(exc.log_fields.get("webhook_event")), exc.code).inc()
+                raise
+
+        return wrapped
+
     # -- webhooks --------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.Response:
@@ -230,6 +270,7 @@ class WebhookServer:
         except StoreUnavailable as exc:
             exc.log_fields = {"webhook_event": event.event, "call_id": event.call.id}
             raise
+        WEBHOOKS.labels(webhook_event_label(event.event), result).inc()
         log.info(
             "webhook_" + result,
             webhook_event=event.event,
@@ -244,11 +285,7 @@ class WebhookServer:
     # -- the read API ----------------------------------------------------------------
 
     async def _calls(self, request: web.Request) -> web.Response:
-        query = request.query
-        status = query.get("status") or None
-        since = parse_since(query["since"]) if query.get("since") else None
-        limit = parse_limit(query.get("limit"))
-        calls = await self.store.list_calls(status=status, since=since, limit=limit)
+        calls = await list_calls(self.store, request.query)
         return json_response({"calls": calls, "count": len(calls)})
 
     async def _call(self, request: web.Request) -> web.Response:
@@ -275,6 +312,35 @@ class WebhookServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._before_scrape is not None:
+            self._before_scrape()  # this worker's live streams, up to now
+        body = await asyncio.to_thread(exposition)  # multiprocess mode reads every worker's files
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def list_calls(store: CallStore, query: Mapping[str, str]) -> Awaitable[list[dict[str, Any]]]:
+    """The calls a list query asks for (``status``, ``since``, ``until``, ``q``, ``limit``).
+
+    ``until`` given as a date means through the end of that day.
+
+    Raises:
+        InvalidQuery: A filter is not valid.
+    """
+    since = parse_since(query["since"]) if query.get("since") else None
+    until = None
+    if query.get("until"):
+        until = parse_since(query["until"])
+        if len(query["until"].strip()) == len("2026-01-01"):
+            until = format_timestamp(datetime.fromisoformat(until) + timedelta(days=1))
+    return store.list_calls(
+        status=query.get("status") or None,
+        since=since,
+        until=until,
+        search=query.get("q", "").strip() or None,
+        limit=parse_limit(query.get("limit")),
+    )
+
 
 def _route(request: web.Request) -> str:
     """The path without a token segment (never log a secret)."""
@@ -292,16 +358,25 @@ class WebhookService:
     Args:
         settings: The configuration.
         listen: Run the HTTP listener (off: only the stream observer writes).
+        before_scrape: Called before ``/metrics`` answers (``StreamMetrics.sync``).
     """
 
-    def __init__(self, settings: Settings, *, listen: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, listen: bool = True, before_scrape: Callable[[], None] | None = None
+    ) -> None:
+        from receiver.console import Console
+
         self.settings = settings
         self.store = open_store(settings.database, timeout=settings.store_timeout)
         self.observer = CallRecordObserver(self.store)
         self.listener: WebhookServer | None = None
+        self.console: Console | None = None
         if listen:
             answer = AnswerEndpoint(settings, self.store) if settings.answer else None
-            self.listener = WebhookServer(settings, self.store, answer=answer)
+            self.console = Console(settings, self.store)
+            self.listener = WebhookServer(
+                settings, self.store, answer=answer, console=self.console, before_scrape=before_scrape
+            )
 
     @property
     def observers(self) -> list[StreamObserver]:

@@ -27,6 +27,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol, Self, TypeVar
@@ -53,6 +54,7 @@ from receiver.calls.db import (
 from receiver.calls.webhooks import StoreUnavailable, WebhookEvent
 from receiver.errors import ConfigError
 from receiver.logging import get_logger
+from receiver.metrics import STORE_SECONDS
 from receiver.transcription.transcript import Transcript
 
 STORE_LOGGER: Final = "receiver.store"
@@ -101,7 +103,13 @@ class CallStore(Protocol):
     async def get_call(self, call_id: str) -> dict[str, Any] | None: ...
 
     async def list_calls(
-        self, *, status: str | None = None, since: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
     ) -> list[dict[str, Any]]: ...
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None: ...
@@ -186,8 +194,10 @@ class _Worker:
         name: str,
         open_connection: Callable[[], Connection],
         errors: tuple[type[BaseException], ...] = (sqlite3.Error,),
+        op: str = "write",
     ) -> None:
         self._open = open_connection
+        self._seconds = STORE_SECONDS.labels(op)  # receiver_store_seconds: each job's time on this thread
         self._errors = errors
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: Connection | None = None
@@ -233,25 +243,37 @@ class _Worker:
             if job is None:
                 break
             fn, loop, future = job
-            if future is None:
-                self._backlog.append(fn)
-                self._replay()
-                continue
+            started = time.perf_counter()
             try:
-                self._replay()
-                result: Any = fn(self._connection())
-            except self._errors as exc:
-                self._drop_connection()
-                error: BaseException = StoreUnavailable(f"store unavailable: {exc}")
-                assert loop is not None
-                loop.call_soon_threadsafe(_resolve, future, None, error)
-            except BaseException as exc:  # a bug: let the caller see it as a 500
-                assert loop is not None
-                loop.call_soon_threadsafe(_resolve, future, None, exc)
-            else:
-                assert loop is not None
-                loop.call_soon_threadsafe(_resolve, future, result, None)
+                self._job(fn, loop, future)
+            finally:
+                self._seconds.observe(time.perf_counter() - started)
         self._drop_connection()
+
+    def _job(
+        self,
+        fn: Callable[[Connection], Any],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[Any] | None,
+    ) -> None:
+        if future is None:
+            self._backlog.append(fn)
+            self._replay()
+            return
+        try:
+            self._replay()
+            result: Any = fn(self._connection())
+        except self._errors as exc:
+            self._drop_connection()
+            error: BaseException = StoreUnavailable(f"store unavailable: {exc}")
+            assert loop is not None
+            loop.call_soon_threadsafe(_resolve, future, None, error)
+        except BaseException as exc:  # a bug: let the caller see it as a 500
+            assert loop is not None
+            loop.call_soon_threadsafe(_resolve, future, None, exc)
+        else:
+            assert loop is not None
+            loop.call_soon_threadsafe(_resolve, future, result, None)
 
     def _replay(self) -> None:
         """Run the backlog of fire-and-forget writes, oldest first, until one fails."""
@@ -314,8 +336,8 @@ class ThreadedCallStore:
     async def start(self) -> None:
         """Start the threads and open (and migrate) the database; a failure is logged, each request retries."""
         await self._prepare()
-        self._writer = _Worker("store-writer", lambda: self._open(read_only=False), self._errors)
-        self._reader = _Worker("store-reader", lambda: self._open(read_only=True), self._errors)
+        self._writer = _Worker("store-writer", lambda: self._open(read_only=False), self._errors, "write")
+        self._reader = _Worker("store-reader", lambda: self._open(read_only=True), self._errors, "read")
         try:
             await self._write(lambda conn: None)
         except StoreUnavailable as exc:
@@ -390,9 +412,17 @@ class ThreadedCallStore:
         return await self._read(lambda conn: read_call(conn, call_id))
 
     async def list_calls(
-        self, *, status: str | None = None, since: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
     ) -> list[dict[str, Any]]:
-        return await self._read(lambda conn: read_calls(conn, status=status, since=since, limit=limit))
+        return await self._read(
+            lambda conn: read_calls(conn, status=status, since=since, until=until, search=search, limit=limit)
+        )
 
     async def call_events(self, call_id: str) -> list[dict[str, Any]] | None:
         return await self._read(lambda conn: read_events(conn, call_id))

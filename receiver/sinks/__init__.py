@@ -89,6 +89,10 @@ class StreamOutcome:
     discontinuities: int = 0
     undeclared_track_frames: int = 0
     sink_losses: Mapping[str, int] = field(default_factory=dict)
+    # Where audio is missing, as (start, end) media-clock sample indices: holes filled with
+    # silence per track, and audio each sink lost (the first thousand of each).
+    gap_spans: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    sink_loss_spans: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     disabled_sinks: tuple[str, ...] = ()
     error: str | None = None
     files: tuple[str, ...] = ()  # what the sinks wrote (every sink with a ``paths`` attribute)

@@ -58,14 +58,18 @@ class Pause:
         }
 
 
+MAX_LOSS_SPANS = 1000  # per sink: where its losses were, for the console and plots (counts go on)
+
+
 class _Runner:
-    __slots__ = ("closing", "cursor", "disabled", "lost", "sink", "task", "wake")
+    __slots__ = ("closing", "cursor", "disabled", "loss_spans", "lost", "sink", "task", "wake")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.wake = asyncio.Event()
         self.cursor = 0
         self.lost = 0
+        self.loss_spans: list[tuple[int, int]] = []
         self.disabled = False
         self.closing = False
         self.task: asyncio.Task[None] | None = None
@@ -147,6 +151,17 @@ class Fanout:
         return {r.sink.name: r.lost for r in self._runners}
 
     @property
+    def loss_spans(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Where each sink lost audio: ``(start, end)`` media-clock sample indices."""
+        return {r.sink.name: tuple(r.loss_spans) for r in self._runners if r.loss_spans}
+
+    @property
+    def backlog(self) -> dict[str, int]:
+        """Samples of committed audio each working sink has yet to read (its queue depth)."""
+        committed = self._committed()
+        return {r.sink.name: max(0, committed - r.cursor) for r in self._runners if not r.disabled}
+
+    @property
     def files(self) -> tuple[str, ...]:
         """The files the sinks report (a sink's optional ``paths`` attribute)."""
         return tuple(str(path) for r in self._runners for path in getattr(r.sink, "paths", ()))
@@ -183,6 +198,8 @@ class Fanout:
         oldest = max(buf.oldest for buf in self._buffers.values())
         if runner.cursor < oldest:
             runner.lost += oldest - runner.cursor
+            if len(runner.loss_spans) < MAX_LOSS_SPANS:
+                runner.loss_spans.append((runner.cursor, oldest))
             runner.cursor = oldest
         start = runner.cursor
         if end <= start:
@@ -253,7 +270,11 @@ class Fanout:
         if outcome is None:  # closing after a failure, before the stream ended
             return StreamOutcome(reason="sink_failed", close_code=None, duration_seconds=0.0, samples=0)
         return replace(
-            outcome, sink_losses=self.losses, disabled_sinks=self.disabled, **self.pause_summary(outcome.samples)
+            outcome,
+            sink_losses=self.losses,
+            sink_loss_spans=self.loss_spans,
+            disabled_sinks=self.disabled,
+            **self.pause_summary(outcome.samples),
         )
 
     def pause_summary(self, end: int) -> dict[str, Any]:

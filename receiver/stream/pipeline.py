@@ -116,6 +116,8 @@ class StreamPipeline:
             discontinuities=self.clock.discontinuities,
             undeclared_track_frames=self.undeclared,
             sink_losses=self.fanout.losses,
+            gap_spans={track.value: spans for track, spans in self.clock.gap_spans().items() if spans},
+            sink_loss_spans=self.fanout.loss_spans,
             disabled_sinks=self.fanout.disabled,
             error=error,
             files=self.fanout.files,

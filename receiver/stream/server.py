@@ -43,6 +43,7 @@ from receiver.errors import ListenError, MalformedMessage, StreamProtocolError
 from receiver.events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
 from receiver.logging import MEDIA, SERVER, STREAM, get_logger
 from receiver.mediaclock import Placement
+from receiver.metrics import MESSAGE_SECONDS, SAMPLE_MASK, LiveStream
 from receiver.security.auth import HandshakeResult
 from receiver.security.guard import Guard, Refusal
 from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded
@@ -174,6 +175,10 @@ class StreamServer:
     @property
     def active_streams(self) -> int:
         return len(self._streams)
+
+    def live_streams(self) -> list[LiveStream]:
+        """The started streams, for metrics and the console (read on the loop; keep none)."""
+        return [LiveStream(s.pipeline, s.session.stats) for s in self._streams.values() if s.pipeline is not None]
 
     async def stop(self) -> None:
         """Stop accepting, close every stream (1012), finalise every sink (idempotent)."""
@@ -322,6 +327,8 @@ class StreamServer:
             StreamProtocolError: The message ends the stream with its close code.
         """
         received = stream.received = stream.received + 1
+        # One message in SAMPLE_EVERY is timed (receiver_message_seconds); the rest pay a bit test.
+        sampled = 0.0 if received & SAMPLE_MASK else time.perf_counter()
         limits = stream.limits
         if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
             self.guard.limit_hit(stream.log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
@@ -339,6 +346,8 @@ class StreamServer:
                     track=event.track.value,
                     timestamp_ms=event.timestamp_ms,
                 )
+            if sampled:
+                MESSAGE_SECONDS.observe(time.perf_counter() - sampled)
             if stream.first_media:
                 stream.first_media = False
                 media_log.info(
@@ -399,7 +408,8 @@ class StreamServer:
             self.outcomes = [*self.outcomes[-99:], outcome]
             notify_ended(self._observers, pipeline.info, outcome, stream.log)
             summary = outcome.as_dict()
-            summary.pop("reason")
+            for key in ("reason", "gap_spans", "sink_loss_spans"):  # the spans go to the call record only
+                summary.pop(key)
             stream.log.info(
                 "stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary
             )

@@ -6,7 +6,8 @@ Per stream and track, ``command`` is started (its arguments may name
 stdin as the audio arrives (little-endian int16 or float32 at ``sample_rate``).
 Each line it prints on stdout is a transcript event: a JSON object
 (``{"text": ..., "start": s, "end": s, "final": true}``, times in seconds from
-the start of the track) or plain text (timed at the audio fed so far).
+the start of the track; ``"kind": "keyword"`` marks a keyword hit) or plain
+text (timed at the audio fed so far).
 
 The stream never waits for the command: audio goes into a bounded buffer
 (``buffer_seconds``) that a writer task drains into the pipe; when the
@@ -232,7 +233,7 @@ class PipeSink:
         if not text or self.transcripts is None:
             return
         now = p.seconds_fed
-        start, end, final = now, now, True
+        start, end, final, kind = now, now, True, "transcript"
         if text.startswith("{"):
             try:
                 data = orjson.loads(text)
@@ -243,8 +244,9 @@ class PipeSink:
                 start = _number(data.get("start"), now)
                 end = _number(data.get("end"), max(start, now))
                 final = bool(data.get("final", True))
+                kind = "keyword" if data.get("kind") == "keyword" else "transcript"
         p.events += 1
-        self.transcripts.publish(p.track, start, end, text, final=final)
+        self.transcripts.publish(p.track, start, end, text, final=final, kind=kind)
 
     async def _read_stderr(self, p: _Process) -> None:
         assert p.proc is not None and p.proc.stderr is not None

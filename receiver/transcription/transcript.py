@@ -88,6 +88,31 @@ class Transcript:
         )
 
 
+TranscriptListener = Callable[[Transcript], None]
+
+
+class TranscriptFeed:
+    """Hands every transcript event to its listeners (the call store, the metrics, the console's Live page).
+
+    ``publish`` is a plugin's ``on_transcript``: it runs on the loop, so a
+    listener must return at once. One that raises is logged; the others
+    still hear the event.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[TranscriptListener] = []
+
+    def subscribe(self, listener: TranscriptListener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, event: Transcript) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                log.error("transcript_listener_failed", listener=repr(listener)[:80], error=repr(exc)[:200])
+
+
 def transcript_path(recordings_dir: str | os.PathLike[str], call_id: str) -> Path:
     return Path(recordings_dir) / safe_name(call_id) / TRANSCRIPT_FILE
 
