@@ -161,7 +161,8 @@ class Console:
         return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
 
     async def _to_calls(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound("/ui/" + ("?" + request.query_string if request.query_string else ""))
+        location = "/ui/" + ("?" + request.query_string if request.query_string else "")
+        return web.Response(status=HTTPStatus.FOUND, headers={"Location": location})
 
     async def _calls_page(self, request: web.Request) -> web.Response:
         from receiver.calls.listener import list_calls

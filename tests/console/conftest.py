@@ -45,7 +45,7 @@ def require(ok: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API holds the thread's event loop while it runs
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless (never a downloaded browser)."""
     require(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (scripts/system-packages.txt: chromium)")

@@ -233,6 +233,8 @@ def test_recordings_come_by_range_through_the_api_with_its_credentials(
         assert response.headers["Content-Type"].startswith("text/vtt")
         assert f"<v agent>{AGENT}" in response.read().decode()
 
+    with urllib.request.urlopen(url(receiver, "/ui"), timeout=10) as response:  # redirected, token kept
+        assert response.url == url(receiver, "/ui/")
     for path in (base + "/audio/stereo.wav", base + "/waveform", "/ui/", f"/ui/calls/{call_id}", "/live", "/metrics"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{receiver.api}{path}", timeout=10)
