@@ -140,3 +140,44 @@ def encode(fmt: MediaFormat, samples: Samples) -> bytes:
 
 
 _G711_ENCODERS: Final = {Encoding.MULAW: encode_ulaw, Encoding.ALAW: encode_alaw}
+
+
+# -- L16 of unconfirmed byte order -------------------------------------------
+
+_PROBE_MIN_SAMPLES: Final = 32
+
+
+def _roughness(samples: Samples) -> float:
+    return float(np.abs(np.diff(samples.astype(np.int32))).mean())
+
+
+class L16ByteOrderProbe:
+    """Decodes L16 whose platform does not confirm the byte order, and tells it from the audio.
+
+    Speech is low-pass: read in the right order, consecutive samples are close;
+    byte-swapped, they look like white noise. The first frame where one reading
+    is less than half as rough as the other decides, for the rest of the stream.
+    Until then (silence, or too little signal to tell) frames are read
+    little-endian; for silence both readings are the same.
+    """
+
+    __slots__ = ("byteorder",)
+
+    def __init__(self) -> None:
+        self.byteorder: Literal["little", "big"] | None = None
+
+    def decode(self, payload: bytes) -> Samples:
+        """Decode one payload (raises ``MalformedMessage`` for an odd length)."""
+        if self.byteorder is not None:
+            return decode_l16(payload, byteorder=self.byteorder)
+        little = decode_l16(payload, byteorder="little")
+        if len(little) < _PROBE_MIN_SAMPLES or not little.any():
+            return little
+        big = little.byteswap()
+        rough_little, rough_big = _roughness(little), _roughness(big)
+        if rough_little * 2 < rough_big:
+            self.byteorder = "little"
+        elif rough_big * 2 < rough_little:
+            self.byteorder = "big"
+            return big
+        return little

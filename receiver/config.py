@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.errors import ConfigError
+from receiver.routes import parse_routes
 from receiver.security.networks import parse_networks
 
 ENV_PREFIX = "RECEIVER_"
@@ -49,6 +50,10 @@ class Settings:
     # Transcription plugins ([[sinks]] tables: plugin, name, tracks, options; see receiver.transcription)
     sinks: tuple[Any, ...] = ()
     transcript_callback_url: str = ""  # POST every transcript event here (JSON); empty: none
+
+    # Stream formats fixed per path ([[routes]] tables: path, format, sample_rate, mix, stereo_channels;
+    # see docs/platforms.md). Other paths: the format is detected from the first message.
+    routes: tuple[Any, ...] = ()
 
     # Authentication (see docs/security.md); lists: TOML arrays or comma-separated env values
     auth_secrets: tuple[str, ...] = field(default=(), repr=False)  # stream-token HMAC keys; the first signs
@@ -150,6 +155,7 @@ class Settings:
         if self.worker_claim_timeout <= 0 or self.worker_idle_timeout <= 0:
             raise ConfigError("worker_claim_timeout and worker_idle_timeout must be positive")
         _check_security(self)
+        object.__setattr__(self, "routes", parse_routes(self.routes))
 
     @classmethod
     def load(

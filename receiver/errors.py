@@ -6,7 +6,9 @@ Everything the receiver raises on purpose, and the one map from error to close.
     ReceiverError
      ├── StreamProtocolError          the peer sent what we cannot accept; the stream ends
      │    ├── MalformedMessage        bad JSON, a known event with missing or wrong fields,
-     │    │                           bad base64, a binary frame           → 4400
+     │    │    │                      bad base64, a binary frame           → 4400
+     │    │    └── FormatMismatch     fits no stream format (or not the route's);
+     │    │                           the close reason names what was expected → 4400
      │    ├── UnexpectedEvent         an event the lifecycle does not allow now
      │    │                           (media before start, a second start) → 4409
      │    ├── UnsupportedEncoding     a media format we cannot decode     → 4415
@@ -30,6 +32,7 @@ from websockets.frames import CloseCode as StandardCloseCode
 __all__ = [
     "CloseCode",
     "ConfigError",
+    "FormatMismatch",
     "MalformedMessage",
     "ReceiverError",
     "SinkError",
@@ -69,6 +72,24 @@ class StreamProtocolError(ReceiverError):
 class MalformedMessage(StreamProtocolError):
     close_code = CloseCode.MALFORMED_MESSAGE
     kind = "malformed_message"
+
+
+class FormatMismatch(MalformedMessage):
+    """The first message(s) fit no stream format we speak, or not the one the route fixes.
+
+    ``expected`` is ours (never peer data), so it can go in the close reason;
+    the message (the log's detail) may describe what arrived.
+    """
+
+    kind = "format_mismatch"
+
+    def __init__(self, expected: str, detail: str) -> None:
+        super().__init__(detail)
+        self.expected = expected
+
+    @property
+    def close_reason(self) -> str:
+        return ("expected " + self.expected).encode()[:123].decode("ascii", "ignore")
 
 
 class UnexpectedEvent(StreamProtocolError):

@@ -22,6 +22,7 @@ __all__ = [
     "DtmfReceived",
     "Encoding",
     "Event",
+    "InterleavedMediaReceived",
     "MarkReceived",
     "MediaFormat",
     "MediaReceived",
@@ -60,6 +61,14 @@ class Platform(enum.StrEnum):
     MINIVOICE = "minivoice"
     TWILIO = "twilio"
     SIGNALWIRE = "signalwire"
+    TELNYX = "telnyx"
+    PLIVO = "plivo"
+    VONAGE = "vonage"
+    EXOTEL = "exotel"
+    JAMBONZ = "jambonz"
+    AUDIOFORK = "audiofork"  # FreeSWITCH mod_audio_fork / mod_audio_stream
+    ASTERISK = "asterisk"  # chan_websocket
+    AUDIOHOOK = "audiohook"  # Genesys Cloud AudioHook
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,13 @@ class StreamStarted:
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
     call: CallMetadata = field(default_factory=CallMetadata)
     sequence: int | None = None
+    # How the parser read the facts its platform leaves unconfirmed (fact -> reading), for the log.
+    readings: Mapping[str, str] = field(default_factory=dict)
+    # L16 whose byte order the platform does not confirm: the pipeline tells it from the audio.
+    byteorder_unknown: bool = False
+    # Formats whose audio comes in binary frames: the track of each interleaved channel.
+    # Empty: a binary frame is not part of the format.
+    binary_channels: tuple[Track, ...] = ()
 
 
 @dataclass(slots=True)  # not frozen: one is built per frame, and frozen costs 0.8 µs of that
@@ -130,6 +146,17 @@ class MediaReceived:
     timestamp_ms: int | None
     payload: bytes
     sequence: int | None = None
+
+
+@dataclass(slots=True)  # not frozen, like MediaReceived: one per frame
+class InterleavedMediaReceived:
+    """One frame carrying every track at once: sample ``i`` of track ``tracks[j]``
+    is sample ``i * len(tracks) + j`` (stereo binary frames: jambonz, audio_fork,
+    AudioHook). No timestamp: such frames follow each other on the stream clock.
+    """
+
+    tracks: tuple[Track, ...]
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,4 +186,6 @@ class StreamStopped:
     sequence: int | None = None
 
 
-Event: TypeAlias = Connected | StreamStarted | MediaReceived | DtmfReceived | MarkReceived | StreamStopped
+Event: TypeAlias = (
+    Connected | StreamStarted | MediaReceived | InterleavedMediaReceived | DtmfReceived | MarkReceived | StreamStopped
+)

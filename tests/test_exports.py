@@ -54,6 +54,7 @@ PUBLIC: dict[str, list[str]] = {
         "DtmfReceived",
         "Encoding",
         "Event",
+        "InterleavedMediaReceived",
         "MarkReceived",
         "MediaFormat",
         "MediaReceived",

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 from receiver.errors import MalformedMessage, UnknownEvent, UnsupportedEncoding
 from receiver.events import Encoding, Event, MediaFormat, Platform, Track
+from receiver.routes import BINARY_L16_RATES
 
 EventParser: TypeAlias = Callable[[Mapping[str, Any], Platform], Event | None]
 """Parses one event type's message; None for a message that carries nothing for us."""
@@ -46,16 +47,18 @@ L16_RATES = frozenset({8000, 16000, 24000})
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
-def dispatch(table: Mapping[str, EventParser], message: Mapping[str, Any], platform: Platform) -> Event | None:
-    """Hand ``message`` to the table's function for its ``event``.
+def dispatch(
+    table: Mapping[str, EventParser], message: Mapping[str, Any], platform: Platform, key: str = "event"
+) -> Event | None:
+    """Hand ``message`` to the table's function for its ``key`` (``event``; AudioHook: ``type``).
 
     Raises:
-        MalformedMessage: ``event`` is not a string (or the function found it malformed).
+        MalformedMessage: ``key`` is not a string (or the function found it malformed).
         UnknownEvent: The table has no function for the event.
     """
-    event = message.get("event")
+    event = message.get(key)
     if not isinstance(event, str):
-        raise MalformedMessage("event must be a string")
+        raise MalformedMessage(f"{key} must be a string")
     parse = table.get(event)
     if parse is None:
         raise UnknownEvent(event)
@@ -124,12 +127,20 @@ def b64decode_strict(value: object, key: str = "payload") -> bytes:
         raise MalformedMessage(f"{key} is not valid base64") from None
 
 
-def media_format(encoding: object, sample_rate: object, channels: object, *, strings: bool) -> MediaFormat:
-    """Validate a stream's media format; L16 is little-endian on every platform we speak."""
+def media_format(
+    encoding: object,
+    sample_rate: object,
+    channels: object,
+    *,
+    strings: bool,
+    names: Mapping[str, Encoding] = _ENCODINGS,
+) -> MediaFormat:
+    """Validate a stream's media format (``names``: the platform's encoding names,
+    lower case); L16 is little-endian unless the caller says otherwise."""
     if not isinstance(encoding, str):
         raise MalformedMessage("encoding must be a string")
     # Encoding names compare case-insensitively; drop parameters such as ";rate=16000".
-    enc = _ENCODINGS.get(encoding.split(";", 1)[0].strip().lower())
+    enc = names.get(encoding.split(";", 1)[0].strip().lower())
     if enc is None:
         raise UnsupportedEncoding(f"unsupported encoding {encoding[:40]!r}")
     rate = to_int(sample_rate, "sample_rate", strings=strings)
@@ -156,3 +167,32 @@ def string_map(value: object, key: str) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise MalformedMessage(f"{key} must map strings to strings")
     return dict(value)
+
+
+def string_values(value: object, key: str) -> dict[str, str]:
+    """The string-valued entries of a free-form JSON object (metadata, flattened headers).
+
+    Other values are left out: custom parameters map strings to strings.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedMessage(f"{key} must be an object")
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def first_str(obj: Mapping[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` that holds a non-empty string (ids that go by several names)."""
+    for key in keys:
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def binary_l16_format(rate: object, key: str = "sample_rate") -> MediaFormat:
+    """Raw little-endian L16 at one of ``BINARY_L16_RATES``."""
+    value = to_int(rate, key, strings=True)
+    if value not in BINARY_L16_RATES:
+        raise UnsupportedEncoding(f"unsupported L16 sample rate {value}")
+    return MediaFormat(Encoding.L16, value, "little")

@@ -14,12 +14,13 @@ the message.
 it is given:
 
 - a final, masked text frame within ``max_size`` whose payload is valid UTF-8
-  (every message of a media stream) is unmasked with websockets' own C
+  (every message of a JSON media stream) is unmasked with websockets' own C
   ``apply_mask``, decoded, and handed to the callback the handler attached,
-  synchronously;
+  synchronously; a final, masked binary frame (the audio of Vonage, jambonz,
+  audio_fork, Asterisk, AudioHook) is unmasked and handed over as ``bytes``;
 - a control frame (ping, pong, close) is passed, whole, to websockets (the
   parser is always at a frame boundary, so its state stays right);
-- anything else (a fragment, a binary frame, an unmasked frame, reserved
+- anything else (a fragment, an unmasked frame, reserved
   bits, a frame over the size limit, invalid UTF-8, data after a close) ends
   the fast path for the connection: these bytes and all later ones go to
   websockets, and the handler goes back to ``async for message in ws``. So
@@ -56,13 +57,13 @@ class FastServerConnection(ServerConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buf = bytearray()
-        self._on_text: Callable[[str], object] | None = None
+        self._on_text: Callable[[str | bytes], object] | None = None
         self._done: asyncio.Future[object] | None = None
         self._fast = True  # until a frame the fast path does not take
         self._dispatching = False  # attached, and the callback has not ended the stream
 
-    def attach(self, on_text: Callable[[str], object]) -> asyncio.Future[object] | None:
-        """Hand every later text message to ``on_text``, in ``data_received``.
+    def attach(self, on_text: Callable[[str | bytes], object]) -> asyncio.Future[object] | None:
+        """Hand every later message to ``on_text`` (text as ``str``, binary as ``bytes``), in ``data_received``.
 
         ``on_text`` returns None to go on; anything else ends dispatching and
         completes the future with that value. An exception it raises ends
@@ -173,15 +174,18 @@ class FastServerConnection(ServerConnection):
             stop = head + 4 + n
             if stop > end:
                 break
-            if opcode == 0x1 and b0 & 0x80:
+            if opcode <= 0x2 and opcode and b0 & 0x80:
                 if self._dispatching:
+                    payload = apply_mask(buf[head + 4 : stop], buf[head : head + 4])
+                    data: str | bytes = payload
+                    if opcode == 0x1:
+                        try:
+                            data = payload.decode()
+                        except UnicodeDecodeError:
+                            self._fall_back(pos)  # websockets closes with 1007
+                            return
                     try:
-                        text = apply_mask(buf[head + 4 : stop], buf[head : head + 4]).decode()
-                    except UnicodeDecodeError:
-                        self._fall_back(pos)  # websockets closes with 1007
-                        return
-                    try:
-                        result = on_text(text)
+                        result = on_text(data)
                     except Exception as exc:  # handed to the handler, which decides the close
                         self._finish(exc=exc)
                     else:
@@ -197,7 +201,7 @@ class FastServerConnection(ServerConnection):
                 end = len(buf)
                 continue
             else:
-                self._fall_back(pos)  # fragments, binary frames, reserved opcodes
+                self._fall_back(pos)  # fragments, continuations, reserved opcodes
                 return
             pos = stop
         if pos:

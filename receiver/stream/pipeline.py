@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.codecs import decoder_for
-from receiver.events import FRAME_MS, MediaReceived, StreamStarted
+from receiver.codecs import L16ByteOrderProbe, decoder_for
+from receiver.errors import MalformedMessage
+from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
 from receiver.session import SessionStats
@@ -32,7 +33,7 @@ class MediaSettings:
 class StreamPipeline:
     """Everything that happens to one stream's audio after parsing."""
 
-    __slots__ = ("_decode", "_settings", "buffers", "clock", "fanout", "info", "undeclared")
+    __slots__ = ("_decode", "_probe", "_settings", "buffers", "clock", "fanout", "info", "undeclared")
 
     def __init__(
         self,
@@ -53,7 +54,8 @@ class StreamPipeline:
             call=started.call,
         )
         self._settings = settings
-        self._decode = decoder_for(fmt)
+        self._probe = L16ByteOrderProbe() if started.byteorder_unknown else None
+        self._decode = self._probe.decode if self._probe is not None else decoder_for(fmt)
         capacity = max(int(settings.buffer_seconds * rate), 2 * rate * settings.reorder_window_ms // 1000)
         self.buffers = {track: TrackBuffer(capacity) for track in started.tracks}
         self.clock = MediaClock(
@@ -87,6 +89,34 @@ class StreamPipeline:
             self.undeclared += 1
         self.fanout.notify()
         return placement
+
+    def media_interleaved(self, event: InterleavedMediaReceived) -> Placement:
+        """Decode one frame carrying every track, place each channel on its track.
+
+        Returns the worst placement of its channels (raises only ``MalformedMessage``).
+        """
+        samples = self._decode(event.payload)
+        tracks = event.tracks
+        width = len(tracks)
+        if len(samples) % width:
+            raise MalformedMessage(f"a {width}-channel frame must hold whole sample frames")
+        result = Placement.PLACED
+        place = self.clock.place
+        for j, track in enumerate(tracks):
+            placement = place(track, None, None, samples[j::width])
+            if placement is Placement.UNDECLARED_TRACK:
+                self.undeclared += 1
+            result = max(result, placement)
+        self.fanout.notify()
+        return result
+
+    @property
+    def readings(self) -> dict[str, str]:
+        """What the pipeline read from the audio (the byte order of unconfirmed L16)."""
+        probe = self._probe
+        if probe is None:
+            return {}
+        return {"l16_byteorder": f"{probe.byteorder} (from the audio)" if probe.byteorder else "undecided (little)"}
 
     async def finish(
         self, *, reason: str, close_code: int | None, session: SessionStats, error: str | None = None

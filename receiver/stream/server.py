@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,13 +37,26 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode as StandardCloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from receiver.config import Settings
-from receiver.errors import ListenError, MalformedMessage, StreamProtocolError
-from receiver.events import Connected, DtmfReceived, MarkReceived, MediaReceived, StreamStarted, StreamStopped
+from receiver.errors import ListenError, StreamProtocolError
+from receiver.events import (
+    Connected,
+    DtmfReceived,
+    Event,
+    InterleavedMediaReceived,
+    MarkReceived,
+    MediaReceived,
+    StreamStarted,
+    StreamStopped,
+)
 from receiver.logging import MEDIA, SERVER, STREAM, get_logger
 from receiver.mediaclock import Placement
 from receiver.metrics import MESSAGE_SECONDS, SAMPLE_MASK, LiveStream
+from receiver.platforms import SUBPROTOCOLS
+from receiver.routes import Route, parse_routes, route_for
 from receiver.security.auth import HandshakeResult
 from receiver.security.guard import Guard, Refusal
 from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded
@@ -77,10 +90,19 @@ class _Stream:
         "pipeline",
         "received",
         "session",
+        "ws",
     )
 
-    def __init__(self, log: Any, limits: ConnectionLimits, handshake: HandshakeResult | None) -> None:
-        self.session = StreamSession()
+    def __init__(
+        self,
+        ws: ServerConnection,
+        log: Any,
+        limits: ConnectionLimits,
+        handshake: HandshakeResult | None,
+        route: Route | None,
+    ) -> None:
+        self.ws = ws
+        self.session = StreamSession(route=route, subprotocol=ws.subprotocol)
         self.pipeline: StreamPipeline | None = None
         self.log = log
         self.connected_at = time.monotonic()
@@ -115,6 +137,7 @@ class StreamServer:
             buffer_seconds=settings.buffer_seconds,
             sink_close_timeout=settings.sink_close_timeout,
         )
+        self._routes = parse_routes(settings.routes)
         self._server: Server | None = None
         self._streams: dict[ServerConnection, _Stream] = {}
         self._summary_task: asyncio.Task[None] | None = None
@@ -152,6 +175,7 @@ class StreamServer:
                 open_timeout=settings.handshake_timeout,
                 ssl=tls,
                 create_connection=_counting_connection(self.guard, fast=settings.fast_path),
+                select_subprotocol=_select_subprotocol,
             )
         except OSError as exc:
             raise ListenError.from_os_error("streams", settings.host, settings.port, "host/port", exc) from exc
@@ -271,10 +295,12 @@ class StreamServer:
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
             await _close(ws, Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
             return
-        stream = _Stream(log, self.guard.new_limits(), self._handshakes.pop(ws, None))
+        route = route_for(self._routes, ws.request.path if ws.request else None)
+        stream = _Stream(ws, log, self.guard.new_limits(), self._handshakes.pop(ws, None), route)
         self._streams[ws] = stream
         self.streams_total += 1
-        log.info("stream_connected")
+        preset = stream.session.readings.get("format")
+        log.info("stream_connected", **({"format": stream.session.platform, "by": preset} if preset else {}))
         reason, close_code, error = "disconnected", None, None
         try:
             # The fast path hands each text message to _on_message from data_received
@@ -333,10 +359,11 @@ class StreamServer:
         if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
             self.guard.limit_hit(stream.log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
             raise LimitExceeded(Limit.RATE)
-        if type(message) is not str:
-            raise MalformedMessage("binary frames are not part of the protocol")
-        event = stream.session.receive_text(message)
-        if type(event) is MediaReceived:
+        session = stream.session
+        event = session.receive_text(message) if isinstance(message, str) else session.receive_binary(message)
+        kind = type(event)
+        if kind is MediaReceived:
+            assert isinstance(event, MediaReceived)
             pipeline = stream.pipeline
             assert pipeline is not None  # the session allows media only after start
             if pipeline.media(event) is Placement.DISCONTINUITY:
@@ -349,29 +376,69 @@ class StreamServer:
             if sampled:
                 MESSAGE_SECONDS.observe(time.perf_counter() - sampled)
             if stream.first_media:
-                stream.first_media = False
-                media_log.info(
-                    "first_media",
-                    stream_id=pipeline.info.stream_id,
-                    call_id=pipeline.info.call_id,
-                    track=event.track.value,
-                )
-        elif type(event) is StreamStarted:
+                self._first_media(stream, event.track.value)
+            return None
+        if kind is InterleavedMediaReceived:
+            assert isinstance(event, InterleavedMediaReceived)
+            pipeline = stream.pipeline
+            assert pipeline is not None
+            pipeline.media_interleaved(event)
+            if sampled:
+                MESSAGE_SECONDS.observe(time.perf_counter() - sampled)
+            if stream.first_media:
+                self._first_media(stream, ",".join(t.value for t in event.tracks))
+            return None
+        stopped = self._on_control(stream, event)
+        if session.replies:
+            for reply in session.take_replies():
+                _send_now(stream.ws, reply)
+        if session.backlog:
+            for later in session.take_backlog():  # an audio_fork stream's first frame: start, then its audio
+                if self._on_message_event(stream, later) is not None:  # pragma: no cover - only media is kept
+                    break
+        return stopped
+
+    def _on_message_event(self, stream: _Stream, event: Event) -> StreamStopped | None:
+        if type(event) is MediaReceived:
+            assert stream.pipeline is not None
+            stream.pipeline.media(event)
+            if stream.first_media:
+                self._first_media(stream, event.track.value)
+            return None
+        if type(event) is InterleavedMediaReceived:
+            assert stream.pipeline is not None
+            stream.pipeline.media_interleaved(event)
+            if stream.first_media:
+                self._first_media(stream, ",".join(t.value for t in event.tracks))
+            return None
+        return self._on_control(stream, event)
+
+    def _first_media(self, stream: _Stream, track: str) -> None:
+        stream.first_media = False
+        pipeline = stream.pipeline
+        assert pipeline is not None
+        media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=track)
+
+    def _on_control(self, stream: _Stream, event: Event | None) -> StreamStopped | None:
+        """Everything but media: start, stop, DTMF, marks (and None: nothing to do)."""
+        if type(event) is StreamStarted:
             log = stream.log = stream.log.bind(
                 stream_id=event.stream_id, call_id=event.call_id, platform=event.platform.value
             )
-            event = self.guard.admit_start(stream.handshake, limits, event, log)
+            event = self.guard.admit_start(stream.handshake, stream.limits, event, log)
             stream.handshake = None
             pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
             pipeline.start()
             notify_started(self._observers, pipeline.info, log)
             fmt = event.media_format
+            extra = {"readings": dict(event.readings)} if event.readings else {}
             log.info(
                 "stream_started",
                 tracks=[t.value for t in event.tracks],
                 encoding=fmt.encoding.value,
                 sample_rate=fmt.sample_rate,
                 custom_parameters=sorted(event.custom_parameters),
+                **extra,
             )
         elif type(event) is StreamStopped:
             return event
@@ -410,6 +477,9 @@ class StreamServer:
             summary = outcome.as_dict()
             for key in ("reason", "gap_spans", "sink_loss_spans"):  # the spans go to the call record only
                 summary.pop(key)
+            readings = {**stream.session.readings, **pipeline.readings}
+            if readings:
+                summary["readings"] = readings
             stream.log.info(
                 "stream_ended", reason=reason, wall_seconds=round(time.monotonic() - stream.connected_at, 3), **summary
             )
@@ -584,6 +654,28 @@ def _counting_connection(guard: Guard, *, fast: bool) -> type[ServerConnection]:
                 raise
 
     return _Connection
+
+
+# Subprotocols accepted when a client offers them: jambonz and audio_fork name their
+# format by it; Asterisk's websocket client may offer "media". Others: none chosen.
+ACCEPTED_SUBPROTOCOLS: Final = (*SUBPROTOCOLS, "media")
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    for name in ACCEPTED_SUBPROTOCOLS:
+        if name in offered:
+            return Subprotocol(name)
+    return None
+
+
+def _send_now(ws: ServerConnection, text: str) -> None:
+    """Send a text message at once, from synchronous code (the fast path calls
+    ``_on_message`` from ``data_received``). Replies are small and few (AudioHook's
+    ``opened``, ``pong``, ``closed``); the transport buffers them. Nothing is sent
+    once the connection is closing."""
+    if ws.protocol.state is State.OPEN:
+        ws.protocol.send_text(text.encode())
+        ws.send_data()
 
 
 def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]) -> Response:

@@ -198,4 +198,4 @@ def test_detect_start_by_its_media_format_key() -> None:
 
 def test_detect_rejects_an_unknown_format() -> None:
     with pytest.raises(MalformedMessage):
-        detect({"event": "websocket:connected"})
+        detect({"event": "hello", "greeting": "hi"})
