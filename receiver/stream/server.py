@@ -361,9 +361,7 @@ class StreamServer:
             raise LimitExceeded(Limit.RATE)
         session = stream.session
         event = session.receive_text(message) if isinstance(message, str) else session.receive_binary(message)
-        kind = type(event)
-        if kind is MediaReceived:
-            assert isinstance(event, MediaReceived)
+        if type(event) is MediaReceived:
             pipeline = stream.pipeline
             assert pipeline is not None  # the session allows media only after start
             if pipeline.media(event) is Placement.DISCONTINUITY:
@@ -378,8 +376,7 @@ class StreamServer:
             if stream.first_media:
                 self._first_media(stream, event.track.value)
             return None
-        if kind is InterleavedMediaReceived:
-            assert isinstance(event, InterleavedMediaReceived)
+        if type(event) is InterleavedMediaReceived:
             pipeline = stream.pipeline
             assert pipeline is not None
             pipeline.media_interleaved(event)
