@@ -54,7 +54,7 @@ def resource(state: StreamState) -> dict[str, Any]:
         "call_sid": state.call_id,
         "name": state.stream_id,
         "status": state.status,
-        "date_updated": format_datetime(state.updated_at, usegmt=True),
+        "date_updated": format_datetime(state.updated_at),
         "uri": f"/calls/{state.call_id}/streams/{state.stream_id}",
         "media_seconds": round(state.media_seconds, 3),
         "paused_seconds": round(state.paused_seconds, 3),

@@ -16,6 +16,7 @@ from receiver.calls.actions import InvalidActions, parse_actions
 from receiver.events import Encoding
 from receiver.logging import configure
 from receiver.loop import loop_factory
+from receiver.simulator.api import ApiSettings, CompatApi, LiveCalls
 from receiver.simulator.audio import AudioError, AudioSpec, load
 from receiver.simulator.http import MAX_ATTEMPTS, WebhookSettings
 from receiver.simulator.plan import Faults, MediaSpec
@@ -164,6 +165,22 @@ def add_parser(commands: Any) -> None:
     load_.add_argument(
         "--ramp", type=float, default=0.0, metavar="SECONDS", help="spread the first M calls over this time"
     )
+    api = p.add_argument_group(
+        "REST API (SignalWire compatibility: startStream, stopStream, hang-up; docs/stream-control.md)"
+    )
+    api.add_argument("--api-port", type=int, metavar="PORT", help="serve the platform's REST API on PORT (0: any)")
+    api.add_argument("--api-host", default="127.0.0.1", metavar="HOST", help="address of the REST API")
+    api.add_argument("--api-project", metavar="ID", help="project id: the AccountSid and basic-auth user")
+    api.add_argument("--api-token", metavar="TOKEN", help="API token: the basic-auth password")
+    api.add_argument("--api-cert", metavar="PEM", help="serve the API over TLS with this certificate (chain)")
+    api.add_argument("--api-key", metavar="PEM", help="the certificate's private key")
+    api.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep each call up this long after its actions (until a hang-up over the API)",
+    )
     p.set_defaults(run=simulate)
 
 
@@ -172,6 +189,7 @@ def simulate(args: argparse.Namespace) -> int:
     configure(fmt="json" if args.json else "auto", level=args.log_level or ("info" if args.calls == 1 else "warning"))
     try:
         flow, media, faults, settings = _options(args)
+        api = _api(args)
     except InvalidActions as exc:
         print(f"invalid action payload: {exc.reason}", file=sys.stderr)
         if args.json:
@@ -181,19 +199,26 @@ def simulate(args: argparse.Namespace) -> int:
         print(f"receiver simulate: {exc}", file=sys.stderr)
         return 2
     progress = args.progress if args.progress is not None else args.calls > 1
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        report = runner.run(
-            run(
-                flow,
-                media,
-                faults,
-                settings,
-                calls=args.calls,
-                concurrency=args.concurrency,
-                ramp=args.ramp,
-                progress=sys.stderr if progress else None,
-            )
+
+    async def main() -> RunReport:
+        running = run(
+            flow,
+            media,
+            faults,
+            settings,
+            calls=args.calls,
+            concurrency=args.concurrency,
+            ramp=args.ramp,
+            progress=sys.stderr if progress else None,
         )
+        if api is None:
+            return await running
+        async with CompatApi(api, settings.live or LiveCalls(media, faults, api.project)) as served:
+            print(f"REST API: {served.url}/api/laml/2010-04-01/Accounts/{api.project}", file=sys.stderr, flush=True)
+            return await running
+
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        report = runner.run(main())
     if args.json:
         print(json.dumps({"seed": faults.seed, **report.as_dict(details=args.calls <= 10)}, indent=2))
     else:
@@ -204,11 +229,27 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(args: argparse.Namespace) -> ApiSettings | None:
+    if args.api_port is None:
+        if args.api_project or args.api_token or args.api_cert:
+            raise ValueError("--api-project, --api-token and --api-cert need --api-port")
+        return None
+    if not args.api_project or not args.api_token:
+        raise ValueError("--api-port needs --api-project and --api-token (the REST API always asks for them)")
+    if args.format not in ("signalwire", "twilio"):
+        raise ValueError("--api-port serves the compatibility API: use --format signalwire or twilio")
+    if bool(args.api_cert) != bool(args.api_key):
+        raise ValueError("--api-cert and --api-key go together")
+    return ApiSettings(args.api_project, args.api_token, args.api_host, args.api_port, args.api_cert, args.api_key)
+
+
 def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSettings]:
     if args.calls < 1 or args.concurrency < 1:
         raise ValueError("--calls and --concurrency must be at least 1")
     if args.webhook_attempts < 1:
         raise ValueError("--webhook-attempts must be at least 1")
+    if args.hold < 0:
+        raise ValueError("--hold must be a non-negative number of seconds")
     wire = WireFormat(args.format)
     encoding = ENCODINGS[args.encoding]
     check_format(wire, encoding, args.sample_rate)
@@ -239,6 +280,8 @@ def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSett
         record_sent=Path(args.record_sent) if args.record_sent else None,
         open_timeout=args.open_timeout,
         answer_timeout=args.answer_timeout,
+        hold=args.hold,
+        live=LiveCalls(media, faults, args.api_project or "") if args.api_port is not None else None,
     )
     return flow, media, faults, settings
 

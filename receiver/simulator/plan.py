@@ -289,6 +289,14 @@ def new_call(wire: WireFormat, seed: int, index: int) -> tuple[CallInfo, str]:
     return CallInfo(call_id), account_id
 
 
+def hold_call(actions: Sequence[Action], seconds: float) -> list[Action]:
+    """The flow with the call held ``seconds`` longer: a pause before its hang-up (or at its end)."""
+    out = list(actions)
+    at = next((i for i, act in enumerate(out) if isinstance(act, Hangup)), len(out))
+    out.insert(at, Pause(seconds))
+    return out
+
+
 def plan_call(
     actions: Sequence[Action],
     media: MediaSpec,
@@ -368,6 +376,23 @@ def _recording_completed(call_id: str, number: int, duration_ms: float, at: floa
         "size_bytes": size,
     }
     return Webhook(at, "recording.completed", "in_progress", data)
+
+
+def plan_stream(
+    act: StartStream,
+    start_ms: float,
+    end_ms: float,
+    stream_id: str,
+    plan: CallPlan,
+    account_id: str,
+    media: MediaSpec,
+    faults: Faults,
+) -> StreamPlan:
+    """One more stream of a planned call (a ``startStream`` over the REST API), ending with the call."""
+    index = len(plan.streams) + 1000 + int(start_ms)
+    return _plan_stream(
+        index, act, start_ms, end_ms, "call_ended", stream_id, plan.call, account_id, media, faults, plan.index
+    )
 
 
 def _plan_stream(

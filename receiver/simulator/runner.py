@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -31,8 +32,11 @@ from receiver.calls.actions import Action, InvalidActions, parse_actions
 from receiver.events import FRAME_MS
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
-from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, new_call, plan_call
+from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, hold_call, new_call, plan_call
 from receiver.simulator.wire import StreamIdentity
+
+if TYPE_CHECKING:
+    from receiver.simulator.api import LiveCalls
 
 log = get_logger("receiver.simulator")
 
@@ -50,6 +54,8 @@ class RunSettings:
     record_sent: Path | None = None
     open_timeout: float = 10.0
     answer_timeout: float = 10.0
+    hold: float = 0.0  # seconds each call stays up after its actions (ended early by a hang-up over the API)
+    live: LiveCalls | None = None  # the calls the REST API (``api.py``) can act on
 
 
 @dataclass(slots=True)
@@ -201,10 +207,36 @@ class Ticker:
             future.set_result(None)
 
 
+class StopSignal:
+    """Ends a stream before its plan does: the REST API's ``stopStream``, or a hang-up."""
+
+    __slots__ = ("event", "reason")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = "stop_stream"
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
 async def run_stream(
-    sp: StreamPlan, call_t0: float, settings: RunSettings, stats: Stats, ticker: Ticker | None = None
+    sp: StreamPlan,
+    call_t0: float,
+    settings: RunSettings,
+    stats: Stats,
+    ticker: Ticker | None = None,
+    *,
+    stop: StopSignal | None = None,
+    on_connected: Callable[[], None] | None = None,
 ) -> StreamReport:
-    """Connect, send every planned message on time (or at once with ``fast``), stop or drop."""
+    """Connect, send every planned message on time (or at once with ``fast``), stop or drop.
+
+    ``stop``, when set, ends the stream early as the platform does: a ``stop``
+    message with its reason, then a normal close.
+    """
     report = StreamReport.planned(sp)
     loop = asyncio.get_running_loop()
     base = call_t0 + sp.start_ms / 1000
@@ -214,18 +246,27 @@ async def run_stream(
     ws = await _connect(sp, settings, stats, report)
     if ws is None:
         return report
+    if on_connected is not None:
+        on_connected()
+    early = False
     try:
         if settings.fast:
-            await _send_at_once(ws, sp, stats, report)
+            await _send_at_once(ws, sp, stats, report, stop)
         else:
-            await _send_on_time(ws, sp, base, ticker or Ticker(loop), stats, report)
-        await _finish(ws, sp, None if settings.fast else call_t0 + sp.end_ms / 1000, stats, report)
+            await _send_on_time(ws, sp, base, ticker or Ticker(loop), stats, report, stop)
+        early = stop is not None and stop.event.is_set() and report.messages_sent < len(sp.items)
+        if early:
+            assert stop is not None
+            await _stop_early(ws, sp, stop.reason, stats, report)
+        else:
+            await _finish(ws, sp, None if settings.fast else call_t0 + sp.end_ms / 1000, stats, report)
     except ConnectionClosed as exc:
         _closed_by_receiver(report, stats, sp.ident, exc.rcvd)
     finally:
         stats.messages_sent += report.messages_sent
     if settings.record_sent is not None:
-        delivered = None if report.outcome in ("stopped", "dropped") else report.messages_sent
+        cut = early or report.outcome not in ("stopped", "dropped")
+        delivered = report.messages_sent - early if cut else None  # the early stop is not one of the plan's items
         report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
     log.info(
         "stream_done",
@@ -267,8 +308,13 @@ async def _connect(
     return ws
 
 
-async def _send_at_once(ws: ClientConnection, sp: StreamPlan, stats: Stats, report: StreamReport) -> None:
+async def _send_at_once(
+    ws: ClientConnection, sp: StreamPlan, stats: Stats, report: StreamReport, stop: StopSignal | None = None
+) -> None:
+    stopped = stop.event if stop is not None else None
     for _, text, t, _ in sp.items:
+        if stopped is not None and stopped.is_set():
+            return
         await ws.send(text)
         report.messages_sent += 1
         if t >= 0:
@@ -277,17 +323,26 @@ async def _send_at_once(ws: ClientConnection, sp: StreamPlan, stats: Stats, repo
 
 
 async def _send_on_time(
-    ws: ClientConnection, sp: StreamPlan, base: float, ticker: Ticker, stats: Stats, report: StreamReport
+    ws: ClientConnection,
+    sp: StreamPlan,
+    base: float,
+    ticker: Ticker,
+    stats: Stats,
+    report: StreamReport,
+    stop: StopSignal | None = None,
 ) -> None:
     """Send each item at its due time after ``base`` (loop time), measuring how late each went out."""
     clock = asyncio.get_running_loop().time
     lag_max, lag_sum, late = stats.lag_max, 0.0, 0
+    stopped = stop.event if stop is not None else None
     for due, text, t, _ in sp.items:
         when = base + due / 1000
         now = clock()
         if when > now:
             await ticker.at(when)
             now = clock()
+        if stopped is not None and stopped.is_set():
+            break
         lag = now - when
         lag_sum += lag
         if lag > lag_max:
@@ -320,6 +375,20 @@ async def _finish(
     if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
         # The receiver closed first, dropped the connection, or answered our close
         # with an error: every message was written, but not every one was read.
+        _closed_by_receiver(report, stats, sp.ident, rcvd)
+    else:
+        report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
+
+
+async def _stop_early(ws: ClientConnection, sp: StreamPlan, reason: str, stats: Stats, report: StreamReport) -> None:
+    """``stop`` (numbered after the last frame sent) and a normal close, before the plan's end."""
+    last_frame = max((k for _, _, t, k in sp.items[: report.messages_sent] if t >= 0), default=-1)
+    await ws.send(sp.wire.stop(2 + (last_frame + 1) * len(sp.tracks), reason))
+    report.messages_sent += 1
+    report.planned_end = reason
+    await ws.close(CloseCode.NORMAL_CLOSURE)
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
         _closed_by_receiver(report, stats, sp.ident, rcvd)
     else:
         report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
@@ -390,7 +459,11 @@ async def run_call(
     session: aiohttp.ClientSession | None,
     ticker: Ticker | None = None,
 ) -> CallReport:
-    """Run a planned call: its streams side by side, its webhooks in order, call.completed last."""
+    """Run a planned call: its streams side by side, its webhooks in order, call.completed last.
+
+    With the REST API on (``settings.live``), the call is registered while it
+    runs: its streams can be stopped, streams added, and the call hung up.
+    """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     report = CallReport(
@@ -400,14 +473,25 @@ async def run_call(
         unmatched_stop_streams=plan.unmatched_stops,
     )
     log.info("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
-    streams = [asyncio.ensure_future(run_stream(sp, t0, settings, stats, ticker)) for sp in plan.streams]
+    live = settings.live.call_started(plan, t0, settings, stats, ticker) if settings.live is not None else None
+    streams = [
+        asyncio.ensure_future(
+            run_stream(sp, t0, settings, stats, ticker, stop=live.flow_stream(sp) if live is not None else None)
+        )
+        for sp in plan.streams
+    ]
     try:
         for hook in plan.webhooks:
             if hook.event == "call.completed":
+                if live is not None:  # the call is up until its end, or a hang-up, whatever its streams do
+                    await live.sleep_until(loop, t0 + hook.at_ms / 1000)
+                    live.hang_up()
+                    await live.join()
                 # call.completed comes after the call ended, whether or not a receiver stayed.
                 await asyncio.gather(*streams)
             if not settings.fast:
-                await _sleep_until(loop, t0 + hook.at_ms / 1000)
+                when = t0 + hook.at_ms / 1000
+                await (_sleep_until(loop, when) if live is None else live.sleep_until(loop, when))
             if session is not None and settings.webhooks.url:
                 delivery = await post_webhook(
                     session, settings.webhooks, envelope(hook.event, plan.call, hook.status, hook.data)
@@ -418,9 +502,14 @@ async def run_call(
                 else:
                     stats.webhooks_failed += 1
         report.streams = list(await asyncio.gather(*streams))
+        if live is not None:
+            report.streams.extend(live.reports)
+            report.duration_seconds = round((loop.time() - t0), 3) if live.hung_up_early else report.duration_seconds
     finally:
         for task in streams:
             task.cancel()
+        if settings.live is not None:
+            settings.live.call_ended(plan.call.call_id)
     stats.calls_completed += 1
     log.info("call_ended", call_id=plan.call.call_id, duration_seconds=report.duration_seconds)
     return report
@@ -484,10 +573,14 @@ async def run(
             stats.calls_started += 1
             actions = flow.actions
             call = new_call(media.wire, faults.seed, index)
+            if settings.live is not None:  # the REST API's project owns every call of the run
+                call = (call[0], settings.live.project)
             if actions is None:
                 assert flow.answer_url is not None and session is not None
                 body = await fetch_answer_url(session, flow.answer_url, call[0], settings.answer_timeout)
                 actions = tuple(parse_actions(body, allow_insecure=settings.allow_insecure))
+            if settings.hold:
+                actions = tuple(hold_call(actions, settings.hold))
             # Planning builds every message of the call: off the loop, so running calls keep their clock.
             plan = await asyncio.to_thread(plan_call, actions, media, faults, index=index, call=call)
             reports.append(await run_call(plan, settings, stats, session, ticker))
