@@ -241,10 +241,14 @@ def _convert(name: str, kind: str, raw: str) -> Any:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(raw)
+            raise _not_a(kind, name, raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, not {raw!r}") from None
+        raise _not_a(kind, name, raw) from None
     return raw
+
+
+def _not_a(kind: str, name: str, raw: str) -> ConfigError:
+    return ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, not {raw!r}")
 
 
 def _check_security(settings: Settings) -> None:

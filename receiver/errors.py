@@ -1,24 +1,48 @@
 """
-Everything the receiver raises on purpose, and the one map from error to close.
+Everything the receiver raises on purpose, and every close code it sends.
 
-::
+Every exception raised on purpose derives from ``ReceiverError``; the ones
+that end a stream carry the close code they suggest (``server.py`` alone
+closes). Where a class lives, when not here, is in brackets::
 
     ReceiverError
      ├── StreamProtocolError          the peer sent what we cannot accept; the stream ends
      │    ├── MalformedMessage        bad JSON, a known event with missing or wrong fields,
-     │    │    │                      bad base64, a binary frame           → 4400
+     │    │    │                      bad base64, a binary frame            → 4400
      │    │    └── FormatMismatch     fits no stream format (or not the route's);
      │    │                           the close reason names what was expected → 4400
      │    ├── UnexpectedEvent         an event the lifecycle does not allow now
-     │    │                           (media before start, a second start) → 4409
-     │    ├── UnsupportedEncoding     a media format we cannot decode     → 4415
-     │    └── StreamRefused           authentication or policy refused it → 1008
+     │    │                           (media before start, a second start)  → 4409
+     │    ├── UnsupportedEncoding     a media format we cannot decode      → 4415
+     │    ├── StreamRefused           authentication or policy refused it  → 1008
+     │    └── LimitExceeded           [security.limits] over a limit: 4429 rate,
+     │                                4408 idle or no start, 1008 duration, 1013 capacity
      ├── UnknownEvent                 an event type we do not know: counted and skipped
-     ├── SinkError                    a sink failed; never ends a stream
-     └── ConfigError                  the configuration is invalid
+     ├── AuthRejected                 [security.auth] the upgrade is refused: HTTP 401 / 403
+     ├── TokenInvalid                 [security.auth] a stream token is malformed, forged,
+     │                                expired or for another call
+     ├── WebhookRejected              [calls.webhooks] a request on the webhook port is
+     │    │                           refused: an HTTP status and a JSON error body
+     │    ├── MalformedJSON           400
+     │    ├── InvalidQuery            400
+     │    ├── Unauthorized            401
+     │    ├── NotFound                404
+     │    ├── MethodNotAllowed        405
+     │    ├── BodyTooLarge            413
+     │    ├── UnsupportedContentType  415
+     │    ├── InvalidEnvelope         422
+     │    └── StoreUnavailable        503 (the platform retries)
+     ├── InvalidActions               [calls.actions] an answer_url payload the platform rejects
+     ├── BadEntry                     [bus] an audio-bus entry this version cannot read
+     ├── AnswerUrlError               [simulator.http] the answer_url did not answer 2xx
+     ├── AudioError                   [simulator.audio] an audio source cannot be read
+     ├── ConfigError                  the configuration is invalid
+     ├── ListenError                  a listening socket could not be opened
+     └── InvalidValue                 an argument out of range (also a ``ValueError``)
 
-The exception suggests a close code; ``server.py`` alone decides to close.
-Close reasons stay short and never carry secrets or payload bytes.
+Close reasons stay short and never carry secrets or payload bytes. The close
+codes, with what each means, are tabled in ``docs/architecture.md`` (a test
+holds the table to ``CloseCode``).
 """
 
 from __future__ import annotations
@@ -27,16 +51,14 @@ import enum
 import os
 from typing import ClassVar
 
-from websockets.frames import CloseCode as StandardCloseCode
-
 __all__ = [
     "CloseCode",
     "ConfigError",
     "FormatMismatch",
+    "InvalidValue",
+    "ListenError",
     "MalformedMessage",
     "ReceiverError",
-    "SinkError",
-    "StandardCloseCode",
     "StreamProtocolError",
     "StreamRefused",
     "UnexpectedEvent",
@@ -46,11 +68,24 @@ __all__ = [
 
 
 class CloseCode(enum.IntEnum):
-    """Our application close codes (RFC 6455 private range 4000-4999), 4000 + HTTP status."""
+    """Every close code the receiver sends or acts on.
 
+    RFC 6455's where one fits (the values of ``websockets.frames.CloseCode``);
+    our own in the private range 4000-4999, numbered 4000 + the HTTP status
+    that says the same.
+    """
+
+    NORMAL_CLOSURE = 1000
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
     MALFORMED_MESSAGE = 4400
+    TIMEOUT = 4408
     UNEXPECTED_EVENT = 4409
     UNSUPPORTED_ENCODING = 4415
+    RATE_LIMITED = 4429
 
 
 class ReceiverError(Exception):
@@ -60,7 +95,7 @@ class ReceiverError(Exception):
 class StreamProtocolError(ReceiverError):
     """The platform sent something we cannot accept; the stream must end."""
 
-    close_code: ClassVar[int] = CloseCode.MALFORMED_MESSAGE
+    close_code: ClassVar[CloseCode] = CloseCode.MALFORMED_MESSAGE
     kind: ClassVar[str] = "protocol_error"
 
     @property
@@ -103,7 +138,7 @@ class UnsupportedEncoding(StreamProtocolError):
 
 
 class StreamRefused(StreamProtocolError):
-    close_code = StandardCloseCode.POLICY_VIOLATION
+    close_code = CloseCode.POLICY_VIOLATION
     kind = "policy_violation"
 
 
@@ -113,10 +148,6 @@ class UnknownEvent(ReceiverError):
     def __init__(self, event: object) -> None:
         super().__init__(f"unknown event {event!r}")
         self.event = event
-
-
-class SinkError(ReceiverError):
-    """A sink failed. Sinks are disabled on failure; the stream goes on."""
 
 
 class ConfigError(ReceiverError):
@@ -130,3 +161,7 @@ class ListenError(ReceiverError):
     def from_os_error(cls, what: str, host: str, port: int, settings: str, exc: OSError) -> ListenError:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return cls(f"cannot listen for {what} on {host}:{port} ({settings}): {reason}")
+
+
+class InvalidValue(ReceiverError, ValueError):
+    """An argument out of range; the message names it. A ``ValueError`` too, as Python code expects."""

@@ -12,6 +12,7 @@ import mmap
 
 import numpy as np
 
+from receiver.errors import InvalidValue
 from receiver.events import Samples
 
 
@@ -26,7 +27,7 @@ class TrackBuffer:
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
-            raise ValueError("capacity must be positive")
+            raise InvalidValue("capacity must be positive")
         self.capacity = capacity
         self._buf = _zeros(capacity)
         self.head = 0
@@ -83,7 +84,7 @@ class TrackBuffer:
             ValueError: Part of the range was overwritten or not written yet.
         """
         if start < self.oldest or end > self.head or start > end:
-            raise ValueError(f"range {start}:{end} outside {self.oldest}:{self.head}")
+            raise InvalidValue(f"range {start}:{end} outside {self.oldest}:{self.head}")
         cap = self.capacity
         i, j = start % cap, end % cap
         if end - start == 0:

@@ -43,6 +43,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from receiver.errors import ReceiverError
 from receiver.events import CallMetadata, Encoding, MediaFormat, Platform, Track
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
@@ -53,7 +54,7 @@ _LITTLE: Final = sys.byteorder == "little"
 Fields = Mapping[bytes, bytes]
 
 
-class BadEntry(ValueError):
+class BadEntry(ReceiverError, ValueError):
     """A bus entry this version cannot read (another writer, or a newer format)."""
 
 

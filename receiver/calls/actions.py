@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from receiver.errors import ReceiverError
+from receiver.errors import InvalidValue, ReceiverError
 from receiver.events import Track
 from receiver.security.auth import DEFAULT_TOKEN_PARAM, sign_stream_url, stream_token
 
@@ -574,9 +574,9 @@ class StreamSigner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not secret:
-            raise ValueError("secret must not be empty")
+            raise InvalidValue("secret must not be empty")
         if ttl <= 0:
-            raise ValueError("ttl must be positive")
+            raise InvalidValue("ttl must be positive")
         self._secret = secret
         self.ttl = ttl
         self.param = param

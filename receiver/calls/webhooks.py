@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from receiver.errors import ReceiverError
 from receiver.security.auth import any_equal, basic_user_password, split_authorization
 
 WEBHOOKS_LOGGER: Final = "receiver.webhooks"
@@ -55,7 +56,7 @@ _CALL_FIELDS: Final = (
 # -- errors ----------------------------------------------------------------------
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(ReceiverError):
     """A webhook request we refuse; ``status`` is the HTTP status it suggests."""
 
     status: ClassVar[HTTPStatus] = HTTPStatus.BAD_REQUEST

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.calls.actions import InvalidActions, parse_actions
+from receiver.errors import InvalidValue
 from receiver.events import Encoding
 from receiver.logging import configure
 from receiver.loop import loop_factory
@@ -232,24 +233,24 @@ def simulate(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> ApiSettings | None:
     if args.api_port is None:
         if args.api_project or args.api_token or args.api_cert:
-            raise ValueError("--api-project, --api-token and --api-cert need --api-port")
+            raise InvalidValue("--api-project, --api-token and --api-cert need --api-port")
         return None
     if not args.api_project or not args.api_token:
-        raise ValueError("--api-port needs --api-project and --api-token (the REST API always asks for them)")
+        raise InvalidValue("--api-port needs --api-project and --api-token (the REST API always asks for them)")
     if args.format not in ("signalwire", "twilio"):
-        raise ValueError("--api-port serves the compatibility API: use --format signalwire or twilio")
+        raise InvalidValue("--api-port serves the compatibility API: use --format signalwire or twilio")
     if bool(args.api_cert) != bool(args.api_key):
-        raise ValueError("--api-cert and --api-key go together")
+        raise InvalidValue("--api-cert and --api-key go together")
     return ApiSettings(args.api_project, args.api_token, args.api_host, args.api_port, args.api_cert, args.api_key)
 
 
 def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSettings]:
     if args.calls < 1 or args.concurrency < 1:
-        raise ValueError("--calls and --concurrency must be at least 1")
+        raise InvalidValue("--calls and --concurrency must be at least 1")
     if args.webhook_attempts < 1:
-        raise ValueError("--webhook-attempts must be at least 1")
+        raise InvalidValue("--webhook-attempts must be at least 1")
     if args.hold < 0:
-        raise ValueError("--hold must be a non-negative number of seconds")
+        raise InvalidValue("--hold must be a non-negative number of seconds")
     wire = WireFormat(args.format)
     encoding = ENCODINGS[args.encoding]
     check_format(wire, encoding, args.sample_rate)

@@ -44,7 +44,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from receiver.errors import ReceiverError, StreamRefused
+from receiver.errors import InvalidValue, ReceiverError, StreamRefused
 from receiver.security.networks import Network, client_address, parse_networks, within
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _b64url(data: bytes) -> str:
 
 def _unb64url(text: str) -> bytes:
     if not text or len(text) % 4 == 1 or not _B64URL.fullmatch(text):
-        raise ValueError("not base64url")
+        raise TokenInvalid("malformed")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -100,7 +100,7 @@ def _mac(secret: str | bytes, call_id: str, expires_at: int) -> bytes:
 def stream_token(*, call_id: str, secret: str | bytes, expires_at: int) -> str:
     """The token for ``call_id`` valid until ``expires_at`` (Unix seconds); deterministic."""
     if not secret:
-        raise ValueError("secret must not be empty")
+        raise InvalidValue("secret must not be empty")
     expires_at = int(expires_at)
     return ".".join(
         (TOKEN_VERSION, str(expires_at), _b64url(call_id.encode()), _b64url(_mac(secret, call_id, expires_at)))
@@ -152,7 +152,7 @@ def verify_stream_token(
     try:
         token_call = _unb64url(parts[2]).decode("utf-8")
         signature = _unb64url(parts[3])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError):
         raise TokenInvalid("malformed") from None
     good = False
     for secret in secrets:

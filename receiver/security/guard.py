@@ -166,7 +166,12 @@ class Guard:
     def limit_hit(self, log: Any, limit: Limit, **fields: Any) -> None:
         """Count a limit hit and log it (callers make sure it is once per stream)."""
         self.count(limit)
-        log.warning("limit_hit", limit=limit.value, close_code=limit.close_code or None, **fields)
+        log.warning(
+            "limit_hit",
+            limit=limit.value,
+            close_code=None if limit.close_code is None else int(limit.close_code),
+            **fields,
+        )
 
     def count(self, limit: Limit) -> None:
         """Count a limit hit (``limit_hit`` also logs it; the message size is logged by the server)."""

@@ -33,9 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from websockets.frames import CloseCode as StandardCloseCode
-
-from receiver.errors import StreamProtocolError
+from receiver.errors import CloseCode, StreamProtocolError
 
 UNLIMITED: Final = math.inf
 
@@ -52,22 +50,30 @@ class Limit(enum.Enum):
     HANDSHAKE_TIMEOUT = "handshake_timeout"
 
     @property
-    def close_code(self) -> int:
+    def close_code(self) -> CloseCode | None:
+        """None for a limit hit before there is a WebSocket to close (the TCP connection is dropped)."""
         return _CLOSE_CODES[self]
 
     @property
     def close_reason(self) -> str:
         return self.value.replace("_", " ")
 
+    @property
+    def close(self) -> tuple[CloseCode, str]:
+        """The close a stream over this limit gets (every limit but the handshake's)."""
+        code = _CLOSE_CODES[self]
+        assert code is not None, "a handshake timeout has no WebSocket to close"
+        return code, self.close_reason
 
-_CLOSE_CODES: Final = {
-    Limit.RATE: 4429,
-    Limit.IDLE: 4408,
-    Limit.START_TIMEOUT: 4408,
-    Limit.MAX_DURATION: int(StandardCloseCode.POLICY_VIOLATION),
-    Limit.CAPACITY: int(StandardCloseCode.TRY_AGAIN_LATER),
-    Limit.MESSAGE_SIZE: int(StandardCloseCode.MESSAGE_TOO_BIG),
-    Limit.HANDSHAKE_TIMEOUT: 0,  # no WebSocket yet: the TCP connection is dropped
+
+_CLOSE_CODES: Final[dict[Limit, CloseCode | None]] = {
+    Limit.RATE: CloseCode.RATE_LIMITED,
+    Limit.IDLE: CloseCode.TIMEOUT,
+    Limit.START_TIMEOUT: CloseCode.TIMEOUT,
+    Limit.MAX_DURATION: CloseCode.POLICY_VIOLATION,
+    Limit.CAPACITY: CloseCode.TRY_AGAIN_LATER,
+    Limit.MESSAGE_SIZE: CloseCode.MESSAGE_TOO_BIG,
+    Limit.HANDSHAKE_TIMEOUT: None,
 }
 
 
@@ -79,8 +85,8 @@ class LimitExceeded(StreamProtocolError):
         self.limit = limit
 
     @property
-    def close_code(self) -> int:  # type: ignore[override]
-        return self.limit.close_code
+    def close_code(self) -> CloseCode:  # type: ignore[override]
+        return self.limit.close[0]
 
     @property
     def kind(self) -> str:  # type: ignore[override]

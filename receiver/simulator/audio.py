@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from receiver.errors import ReceiverError
 from receiver.events import Samples
 
 _WAVE_FORMAT_PCM = 1
@@ -40,7 +41,7 @@ _WAVE_FORMAT_FLOAT = 3
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
-class AudioError(Exception):
+class AudioError(ReceiverError):
     """An audio source cannot be read or rendered; the message says why."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from receiver.errors import ReceiverError
 from receiver.logging import get_logger
 from receiver.simulator.plan import CallInfo
 
@@ -69,7 +70,7 @@ def envelope(event: str, call: CallInfo, status: str, data: dict[str, Any]) -> d
     return {"event": event, "created_at": rfc3339(), "call": call.as_dict(status), "variables": {}, "data": data}
 
 
-class AnswerUrlError(Exception):
+class AnswerUrlError(ReceiverError):
     """The answer_url could not be fetched or did not answer 2xx."""
 
 

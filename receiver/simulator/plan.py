@@ -59,6 +59,7 @@ from receiver.calls.actions import (
     StopStream,
 )
 from receiver.codecs import decode, encode
+from receiver.errors import InvalidValue
 from receiver.events import FRAME_MS, Encoding, MediaFormat, Samples
 from receiver.simulator import audio
 from receiver.simulator.wire import StreamIdentity, Wire, WireFormat
@@ -85,12 +86,12 @@ class Faults:
         for name in ("loss", "duplicate", "reorder", "delay"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability between 0 and 1, not {value}")
+                raise InvalidValue(f"{name} must be a probability between 0 and 1, not {value}")
         for name in ("reorder_ms", "delay_ms", "jitter_ms", "receiver_window_ms"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+                raise InvalidValue(f"{name} must not be negative")
         if self.drop_at is not None and self.drop_at < 0:
-            raise ValueError("drop_at must not be negative")
+            raise InvalidValue("drop_at must not be negative")
 
     @property
     def any(self) -> bool:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.frames import Close, CloseCode
+from websockets.frames import Close
 
 from receiver.calls.actions import Action, InvalidActions, parse_actions
+from receiver.errors import CloseCode
 from receiver.events import FRAME_MS
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook

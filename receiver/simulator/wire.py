@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from receiver.errors import InvalidValue
 from receiver.events import Encoding
 
 
@@ -57,7 +58,7 @@ def check_format(wire: WireFormat, encoding: Encoding, rate: int) -> None:
         allowed = ", ".join(
             f"{e.name.lower()}@{r}" for e, r in sorted(SUPPORTED[wire], key=lambda x: (x[0].value, x[1]))
         )
-        raise ValueError(f"{wire.value} streams {encoding.name.lower()} at {rate} Hz never; it sends {allowed}")
+        raise InvalidValue(f"{wire.value} streams {encoding.name.lower()} at {rate} Hz never; it sends {allowed}")
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:

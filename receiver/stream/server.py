@@ -35,13 +35,12 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode as StandardCloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from receiver.config import Settings
-from receiver.errors import ListenError, StreamProtocolError
+from receiver.errors import CloseCode, ListenError, StreamProtocolError
 from receiver.events import (
     Connected,
     DtmfReceived,
@@ -217,8 +216,8 @@ class StreamServer:
                     await task
         if self._server is not None:
             for stream in self._streams.values():
-                stream.closed_by = stream.closed_by or ("shutdown", int(StandardCloseCode.SERVICE_RESTART))
-            self._server.close(close_connections=True, code=StandardCloseCode.SERVICE_RESTART, reason="service restart")
+                stream.closed_by = stream.closed_by or ("shutdown", int(CloseCode.SERVICE_RESTART))
+            self._server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="service restart")
             await self._server.wait_closed()
         server_log.info("server_stopped", streams_total=self.streams_total, security=dict(self.guard.counts))
 
@@ -293,7 +292,7 @@ class StreamServer:
         if len(self._streams) >= self.settings.max_streams:
             # Admitted at the handshake, but others got in first.
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
-            await _close(ws, Limit.CAPACITY.close_code, Limit.CAPACITY.close_reason)
+            await _close(ws, *Limit.CAPACITY.close)
             return
         route = route_for(self._routes, ws.request.path if ws.request else None)
         stream = _Stream(ws, log, self.guard.new_limits(), self._handshakes.pop(ws, None), route)
@@ -316,9 +315,9 @@ class StreamServer:
                     if stopped is not None:
                         break
             if isinstance(stopped, StreamStopped):
-                reason, close_code = stopped.reason, int(StandardCloseCode.NORMAL_CLOSURE)
+                reason, close_code = stopped.reason, int(CloseCode.NORMAL_CLOSURE)
             else:
-                reason = "disconnected" if ws.close_code != StandardCloseCode.NORMAL_CLOSURE else "closed"
+                reason = "disconnected" if ws.close_code != CloseCode.NORMAL_CLOSURE else "closed"
                 close_code = ws.close_code
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
@@ -326,18 +325,16 @@ class StreamServer:
             await _close(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd is not None else None
-            if exc.sent is not None and exc.sent.code == StandardCloseCode.MESSAGE_TOO_BIG:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 reason, close_code, error = (
                     "message_too_big",
-                    int(StandardCloseCode.MESSAGE_TOO_BIG),
+                    int(CloseCode.MESSAGE_TOO_BIG),
                     "message over the size limit",
                 )
                 stream.log.warning(
                     "stream_rejected", error_kind=reason, close_code=close_code, limit=self.settings.max_message_bytes
                 )
                 self.guard.count(Limit.MESSAGE_SIZE)
-            elif exc.sent is not None and exc.sent.code == StandardCloseCode.GOING_AWAY:
-                reason, close_code = "shutdown", int(StandardCloseCode.GOING_AWAY)
         finally:
             if stream.closed_by is not None:
                 reason, close_code = stream.closed_by
@@ -522,7 +519,7 @@ class StreamServer:
             return None
         ws, stream, pipeline = found
         if stream.closed_by is None:
-            stream.closed_by = (STOP_REASON, int(StandardCloseCode.NORMAL_CLOSURE))
+            stream.closed_by = (STOP_REASON, int(CloseCode.NORMAL_CLOSURE))
             notify_controlled(
                 self._observers,
                 pipeline.info,
@@ -531,7 +528,7 @@ class StreamServer:
             )
             stream.log.info("stream_stop_requested", by="api")
             task = asyncio.get_running_loop().create_task(
-                ws.close(StandardCloseCode.NORMAL_CLOSURE, "stopped by the application")
+                ws.close(CloseCode.NORMAL_CLOSURE, "stopped by the application")
             )
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
@@ -592,9 +589,10 @@ class StreamServer:
             limit = stream.limits.sweep(now, stream.session.stats.messages)
             if limit is None:
                 continue
-            stream.closed_by = (limit.value, limit.close_code)
+            code, close_reason = limit.close
+            stream.closed_by = (limit.value, int(code))
             self.guard.limit_hit(stream.log, limit, seconds=self.guard.limit_value(limit))
-            task = asyncio.get_running_loop().create_task(ws.close(limit.close_code, limit.close_reason))
+            task = asyncio.get_running_loop().create_task(ws.close(code, close_reason))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -620,7 +618,7 @@ class StreamServer:
             )
 
 
-async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+async def _close(ws: ServerConnection, code: CloseCode, reason: str) -> None:
     """Close, reading (and dropping) what the peer still sends until its close frame.
 
     ``ws.close`` alone waits for the peer's close frame, but the connection stops

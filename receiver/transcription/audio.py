@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from receiver.errors import InvalidValue
+
 SampleFormat: TypeAlias = Literal["int16", "float32"]
 SAMPLE_FORMATS: Final = ("int16", "float32")
 _SCALE: Final = 32768.0
@@ -58,7 +60,7 @@ class TrackConverter:
 
     def __init__(self, in_rate: int, out_rate: int, fmt: SampleFormat = "int16") -> None:
         if fmt not in SAMPLE_FORMATS:
-            raise ValueError(f"sample format must be one of {SAMPLE_FORMATS}, not {fmt!r}")
+            raise InvalidValue(f"sample format must be one of {SAMPLE_FORMATS}, not {fmt!r}")
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.fmt = fmt

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import orjson
 
+from receiver.errors import InvalidValue
 from receiver.logging import get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.audio import SAMPLE_FORMATS
@@ -97,20 +98,20 @@ class PipeSink:
     ) -> None:
         args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
         if not args:
-            raise ValueError("command is empty")
+            raise InvalidValue("command is empty")
         try:
             for arg in args:
                 arg.format_map({"call_id": "c", "stream_id": "s", "track": "inbound", "rate": 8000})
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
+            raise InvalidValue(
                 f"command arguments may name {{call_id}}, {{stream_id}}, {{track}} and {{rate}} only ({exc!r})"
             ) from None
         if shutil.which(args[0]) is None:
-            raise ValueError(f"command {args[0]!r} not found")
+            raise InvalidValue(f"command {args[0]!r} not found")
         if sample_format not in SAMPLE_FORMATS:
-            raise ValueError(f"sample_format must be one of {SAMPLE_FORMATS}")
+            raise InvalidValue(f"sample_format must be one of {SAMPLE_FORMATS}")
         if buffer_seconds <= 0 or grace_seconds < 0 or kill_seconds < 0:
-            raise ValueError("buffer_seconds must be positive, grace_seconds and kill_seconds not negative")
+            raise InvalidValue("buffer_seconds must be positive, grace_seconds and kill_seconds not negative")
         self.args = args
         self.sample_rate = sample_rate
         self.sample_format = sample_format

@@ -41,6 +41,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from receiver.errors import InvalidValue
 from receiver.logging import get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
@@ -94,37 +95,37 @@ class SphinxOptions:
         decoder: Mapping[str, Any] | None = None,
     ) -> SphinxOptions:
         if isinstance(keywords, str):
-            raise ValueError("keywords must be a list of phrases (or a table phrase = threshold)")
+            raise InvalidValue("keywords must be a list of phrases (or a table phrase = threshold)")
         pairs = keywords.items() if isinstance(keywords, Mapping) else [(k, kws_threshold) for k in keywords]
         known = _dictionary()
         checked = []
         for phrase, threshold in pairs:
             words = str(phrase).lower().split()
             if not words:
-                raise ValueError("a keyword is empty")
+                raise InvalidValue("a keyword is empty")
             missing = [w for w in words if w not in known]
             if missing:
-                raise ValueError(f"keyword {phrase!r}: not in the pronunciation dictionary: {', '.join(missing)}")
+                raise InvalidValue(f"keyword {phrase!r}: not in the pronunciation dictionary: {', '.join(missing)}")
             if not isinstance(threshold, int | float) or not 0 < threshold < 1:
-                raise ValueError(f"keyword {phrase!r}: threshold must be between 0 and 1 (like 1e-20)")
+                raise InvalidValue(f"keyword {phrase!r}: threshold must be between 0 and 1 (like 1e-20)")
             checked.append((" ".join(words), float(threshold)))
         if checked and grammar:
-            raise ValueError("give keywords or a grammar, not both")
+            raise InvalidValue("give keywords or a grammar, not both")
         if grammar is not None and not os.path.isfile(grammar):
-            raise ValueError(f"grammar file {grammar!r} not found")
+            raise InvalidValue(f"grammar file {grammar!r} not found")
         if workers < 0 or max_pending < 1:
-            raise ValueError("workers must be >= 0 and max_pending >= 1")
+            raise InvalidValue("workers must be >= 0 and max_pending >= 1")
         extra = tuple(sorted((decoder or {}).items()))
         if extra:
             from pocketsphinx import Config
 
             reserved = _RESERVED.intersection(k for k, _v in extra)
             if reserved:
-                raise ValueError(f"decoder settings the plugin owns: {', '.join(sorted(reserved))}")
+                raise InvalidValue(f"decoder settings the plugin owns: {', '.join(sorted(reserved))}")
             try:
                 Config(loglevel="FATAL", **dict(extra))
             except (KeyError, ValueError, TypeError) as exc:
-                raise ValueError(f"decoder: {exc}") from None
+                raise InvalidValue(f"decoder: {exc}") from None
         return cls(
             tuple(checked),
             os.path.abspath(grammar) if grammar else None,

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
+from receiver.errors import InvalidValue
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.transcript import Transcripts
 
@@ -61,11 +62,11 @@ class VadOptions:
 
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
-            raise ValueError("aggressiveness must be 0, 1, 2 or 3")
+            raise InvalidValue("aggressiveness must be 0, 1, 2 or 3")
         if self.start_ms < VAD_FRAME_MS or self.silence_ms < VAD_FRAME_MS or self.pad_ms < 0:
-            raise ValueError(f"start_ms and silence_ms must be at least {VAD_FRAME_MS}, pad_ms not negative")
+            raise InvalidValue(f"start_ms and silence_ms must be at least {VAD_FRAME_MS}, pad_ms not negative")
         if not 1.0 <= self.max_seconds <= 300.0:
-            raise ValueError("max_seconds must be 1-300")
+            raise InvalidValue("max_seconds must be 1-300")
 
 
 class Segmenter:
@@ -73,7 +74,7 @@ class Segmenter:
 
     def __init__(self, rate: int = 16000, options: VadOptions | None = None) -> None:
         if rate not in VAD_RATES:
-            raise ValueError(f"the VAD runs at {VAD_RATES} Hz, not {rate}")
+            raise InvalidValue(f"the VAD runs at {VAD_RATES} Hz, not {rate}")
         self.rate = rate
         self.options = options = options or VadOptions()
         self._vad = webrtcvad.Vad(options.aggressiveness)
