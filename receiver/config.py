@@ -2,28 +2,104 @@
 Settings: one frozen dataclass, read from defaults < config.toml < environment < flags.
 
 ``Settings.load`` is the only code that reads the environment or the config
-file. Everything else receives ``Settings`` or the values it needs. TOML
-sections only group keys: a key means the same field in any section, except
-that a key ``k`` in section ``[s]`` is the field ``s_k`` where one exists
-(``[bus] url`` is ``bus_url``, the variable ``RECEIVER_BUS_URL``).
+file. Everything else receives ``Settings`` or the values it needs.
+
+Every setting belongs to one TOML section (``SECTIONS``). In its section a
+setting is written by its full name or, where the section has a prefix,
+without it: ``[webhooks] port`` is ``webhook_port``, ``[bus] url`` is
+``bus_url`` (the variables are always the full name: ``RECEIVER_BUS_URL``).
+A setting under another section is an error naming the right one; a
+misspelt key or ``RECEIVER_`` variable gets a "did you mean". Keys outside
+any section are read by their full name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from receiver.errors import ConfigError
+from receiver.events import Track
 from receiver.routes import parse_routes
 from receiver.security.networks import parse_networks
 
 ENV_PREFIX = "RECEIVER_"
 DEFAULT_CONFIG = "config.toml"
+# RECEIVER_ variables that are not settings: the config file's path, and CI's switch for tests.
+OTHER_VARIABLES: Final = frozenset({"CONFIG", "CI"})
+
+_SINK_TRACKS: Final = {
+    "inbound": (Track.INBOUND,),
+    "outbound": (Track.OUTBOUND,),
+    "both": (Track.INBOUND, Track.OUTBOUND),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    """One ``[[sinks]]`` table: a plugin, its name, the tracks it gets and its options (read-only)."""
+
+    plugin: str
+    name: str
+    tracks: tuple[Track, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_sinks(raw: Any) -> tuple[SinkSpec, ...]:
+    """Validate the ``sinks`` setting: ``[[sinks]]`` tables, their JSON text (from the environment), or specs.
+
+    Which plugins exist is checked when the sinks are built (``receiver.transcription.plugins``).
+
+    Raises:
+        ConfigError: The shape or a value is wrong.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw) if raw.strip() else []
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"sinks: not valid JSON: {exc}") from None
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        raise ConfigError("sinks must be a list of tables ([[sinks]] in config.toml)")
+    specs: list[SinkSpec] = []
+    for i, table in enumerate(raw):
+        spec = table if isinstance(table, SinkSpec) else _sink_spec(table, f"sinks[{i}]")
+        if any(s.name == spec.name for s in specs):
+            raise ConfigError(f"sinks[{i}]: two sinks are named {spec.name!r}; give one a name")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _sink_spec(table: object, where: str) -> SinkSpec:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(table) - {"plugin", "name", "tracks", "options"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (plugin, name, tracks, options)")
+    plugin = table.get("plugin")
+    if not isinstance(plugin, str) or not plugin:
+        raise ConfigError(f"{where}: plugin must be a plugin name")
+    name = table.get("name", plugin)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name must be a string")
+    tracks_raw = table.get("tracks", "both")
+    tracks: list[Track] = []
+    for value in [tracks_raw] if isinstance(tracks_raw, str) or not isinstance(tracks_raw, Sequence) else tracks_raw:
+        if value not in _SINK_TRACKS:
+            raise ConfigError(f"{where}: tracks must name inbound, outbound or both, not {value!r}")
+        tracks.extend(t for t in _SINK_TRACKS[value] if t not in tracks)
+    options = table.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: options must be a table")
+    return SinkSpec(plugin=plugin, name=name, tracks=tuple(tracks), options=types.MappingProxyType(dict(options)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +124,7 @@ class Settings:
     max_message_bytes: int = 65_536
 
     # Transcription plugins ([[sinks]] tables: plugin, name, tracks, options; see receiver.transcription)
-    sinks: tuple[Any, ...] = ()
+    sinks: tuple[SinkSpec, ...] = ()
     transcript_callback_url: str = ""  # POST every transcript event here (JSON); empty: none
 
     # Stream formats fixed per path ([[routes]] tables: path, format, sample_rate, mix, stereo_channels;
@@ -156,6 +232,8 @@ class Settings:
             raise ConfigError("worker_claim_timeout and worker_idle_timeout must be positive")
         _check_security(self)
         object.__setattr__(self, "routes", parse_routes(self.routes))
+        # Tables from TOML or JSON text from the environment become specs here, once.
+        object.__setattr__(self, "sinks", parse_sinks(self.sinks))
 
     @classmethod
     def load(
@@ -179,11 +257,12 @@ class Settings:
             path = DEFAULT_CONFIG
         if path is not None:
             values.update(_from_toml(Path(path)))
-        types = {f.name: f.type for f in fields(cls)}
-        for name, kind in types.items():
+        kinds = {f.name: str(f.type) for f in fields(cls)}
+        _check_variables(env, kinds)
+        for name, kind in kinds.items():
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None:
-                values[name] = _convert(name, str(kind), raw)
+                values[name] = _convert(name, kind, raw)
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
@@ -196,7 +275,97 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+# The section each setting belongs to, in config.toml's order, and the prefix a
+# setting may drop there (``[webhooks] port`` is ``webhook_port``).
+SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "server": ("host", "port", "workers", "routes"),
+    "recording": ("recordings_dir", "wav", "repair_on_start"),
+    "media": ("reorder_window_ms", "max_gap_ms", "buffer_seconds", "sink_close_timeout", "fast_path"),
+    "limits": (
+        "max_message_bytes",
+        "max_streams",
+        "handshake_timeout",
+        "start_timeout",
+        "idle_timeout",
+        "max_stream_seconds",
+        "max_messages_per_second",
+        "rate_window",
+    ),
+    "auth": (
+        "auth_secrets",
+        "auth_token_param",
+        "auth_start_token",
+        "auth_bearer_tokens",
+        "auth_basic_users",
+        "twilio_auth_token",
+        "public_base_url",
+        "ip_allowlist",
+        "trusted_proxies",
+    ),
+    "drain": ("drain_timeout",),
+    "tls": ("tls_certfile", "tls_keyfile", "tls_key_password"),
+    "logging": ("log_format", "log_level", "media_summary_seconds"),
+    "webhooks": (
+        "webhooks",
+        "webhook_host",
+        "webhook_port",
+        "database",
+        "webhook_secret",
+        "webhook_user",
+        "webhook_password",
+        "webhook_max_body_bytes",
+        "store_timeout",
+        "answer",
+        "answer_actions",
+        "answer_allow_ws",
+    ),
+    "transcripts": ("transcript_callback_url", "sinks"),
+    "bus": ("bus_url", "bus_prefix", "bus_block_ms", "bus_max_seconds", "bus_queue", "bus_retention_seconds"),
+    "worker": ("worker_name", "worker_streams", "worker_claim_timeout", "worker_idle_timeout"),
+}
+_PREFIXES: Final = {
+    "auth": "auth_",
+    "tls": "tls_",
+    "logging": "log_",
+    "webhooks": "webhook_",
+    "bus": "bus_",
+    "worker": "worker_",
+}
+_SECTION_OF: Final = {name: section for section, names in SECTIONS.items() for name in names}
 _TOML_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] = str) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {shown(close[0])}?" if close else ""
+
+
+def _section_keys(section: str) -> dict[str, str]:
+    """The keys ``[section]`` takes: each setting's full name and, with the section's prefix, its short one."""
+    keys = {name: name for name in SECTIONS[section]}
+    prefix = _PREFIXES.get(section)
+    if prefix is not None:
+        keys.update({name.removeprefix(prefix): name for name in SECTIONS[section] if name.startswith(prefix)})
+    return keys
+
+
+def _setting_in_section(section: str, key: str, path: Path) -> str:
+    """The setting ``key`` names in ``[section]``.
+
+    Raises:
+        ConfigError: An unknown section or key, or a setting that belongs in another section.
+    """
+    if section not in SECTIONS:
+        raise ConfigError(f"{path}: unknown section [{section}]" + _did_you_mean(section, SECTIONS, "[{}]".format))
+    keys = _section_keys(section)
+    if key in keys:
+        return keys[key]
+    for other in SECTIONS:
+        name = _section_keys(other).get(key)
+        if name is not None:
+            short = key if key == name else f"{key} (that is {name})"
+            raise ConfigError(f"{path}: [{section}] {short} belongs under [{other}]")
+    raise ConfigError(f"{path}: unknown setting [{section}] {key}" + _did_you_mean(key, keys))
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
@@ -206,25 +375,40 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    known = {f.name: str(f.type) for f in fields(Settings)}
+    kinds = {f.name: str(f.type) for f in fields(Settings)}
     values: dict[str, Any] = {}
 
-    def take(key: str, value: Any, where: str) -> None:
-        if key not in known:
-            raise ConfigError(f"{path}: unknown setting {where}{key}")
-        kind = known[key]
+    def take(name: str, value: Any, where: str) -> None:
+        kind = kinds[name]
         expected = _TOML_TYPES.get(kind)
         if expected is not None and (not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool))):
-            raise ConfigError(f"{path}: {where}{key} must be a {kind}, not {type(value).__name__}")
-        values[key] = float(value) if kind == "float" else value
+            raise ConfigError(f"{path}: {where} must be a {kind}, not {type(value).__name__}")
+        if name in values:
+            raise ConfigError(f"{path}: {name} is set twice")
+        values[name] = float(value) if kind == "float" else value
 
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key in kinds and not (isinstance(value, dict) and key in SECTIONS):
+            take(key, value, key)  # outside any section: the full name
+        elif isinstance(value, dict):
             for sub, subvalue in value.items():
-                take(f"{key}_{sub}" if f"{key}_{sub}" in known else sub, subvalue, f"[{key}] ")
+                take(_setting_in_section(key, sub, path), subvalue, f"[{key}] {sub}")
         else:
-            take(key, value, "")
+            raise ConfigError(f"{path}: unknown setting {key}" + _did_you_mean(key, kinds))
     return values
+
+
+def _check_variables(env: Mapping[str, str], kinds: Mapping[str, str]) -> None:
+    """A ``RECEIVER_`` variable close to a setting's name but not one is a slip: say which was meant."""
+    for variable in env:
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable.removeprefix(ENV_PREFIX)
+        if name in OTHER_VARIABLES or name.lower() in kinds:
+            continue
+        hint = _did_you_mean(name.lower(), kinds, lambda n: ENV_PREFIX + n.upper())
+        if hint:
+            raise ConfigError(f"{variable} is not a setting{hint}")
 
 
 def _convert(name: str, kind: str, raw: str) -> Any:

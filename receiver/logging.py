@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import structlog
+from structlog.typing import FilteringBoundLogger
+
+Logger: TypeAlias = FilteringBoundLogger
+"""What ``get_logger`` returns and ``bind`` keeps: ``info``, ``warning``, ``error``... with key-value fields."""
 
 STREAM = "receiver.stream"
 MEDIA = "receiver.media"
@@ -39,6 +43,6 @@ def configure(*, fmt: str = "auto", level: str = "info") -> None:
     )
 
 
-def get_logger(name: str) -> Any:
+def get_logger(name: str) -> Logger:
     """A logger whose every line carries ``logger_name=name``."""
-    return structlog.get_logger(logger_name=name)
+    return cast(Logger, structlog.get_logger(logger_name=name))

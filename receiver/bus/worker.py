@@ -47,7 +47,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from receiver.bus import GROUP, BadEntry, BusKeys, Fields, decode_audio, decode_info, decode_outcome, kind
-from receiver.logging import get_logger
+from receiver.logging import Logger, get_logger
 from receiver.sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
 from receiver.transcription.transcript import Transcript
 
@@ -344,7 +344,7 @@ class BusWorker:
                 self.owned.pop(info.stream_id, None)  # (handed back: _hand_back releases it, then forgets it)
             self._slot_freed.set()
 
-    def _open_sinks(self, info: StreamInfo, slog: Any) -> list[Sink]:
+    def _open_sinks(self, info: StreamInfo, slog: Logger) -> list[Sink]:
         sinks = []
         for factory in self.factories:
             try:
@@ -353,7 +353,7 @@ class BusWorker:
                 slog.error("sink_failed", sink=getattr(factory, "__name__", "?"), phase="create", error=repr(exc)[:200])
         return sinks
 
-    async def _feed(self, owned: _Owned, audio_key: str, slog: Any) -> StreamOutcome | None:
+    async def _feed(self, owned: _Owned, audio_key: str, slog: Logger) -> StreamOutcome | None:
         """Feed blocks until the ``end`` entry (its outcome) or ``idle_timeout`` without one (None)."""
         try:
             return await self._feed_entries(owned, audio_key, slog)
@@ -364,7 +364,7 @@ class BusWorker:
             slog.warning("bus_stream_expired", error=str(exc)[:200])
             return StreamOutcome(reason="bus_expired", close_code=None, duration_seconds=0.0, samples=owned.samples)
 
-    async def _feed_entries(self, owned: _Owned, audio_key: str, slog: Any) -> StreamOutcome | None:
+    async def _feed_entries(self, owned: _Owned, audio_key: str, slog: Logger) -> StreamOutcome | None:
         claim_from: str | None = "0-0" if owned.resumed else None
         last_entry = time.monotonic()
         while True:
@@ -408,7 +408,7 @@ class BusWorker:
                     return outcome
                 await self.redis.xack(audio_key, GROUP, entry_id)
 
-    async def _write(self, owned: _Owned, block: AudioBlock, slog: Any) -> None:
+    async def _write(self, owned: _Owned, block: AudioBlock, slog: Logger) -> None:
         if owned.first_sample is None:
             owned.first_sample = block.start
             if owned.resumed:
@@ -422,7 +422,7 @@ class BusWorker:
         for sink in list(owned.sinks):
             await self._call(sink, sink.write(block), slog, "write", owned)
 
-    async def _call(self, sink: Sink, step: Any, slog: Any, phase: str, owned: _Owned) -> None:
+    async def _call(self, sink: Sink, step: Any, slog: Logger, phase: str, owned: _Owned) -> None:
         """One plugin step; a plugin that raises is dropped for this stream (logged once), the rest go on."""
         try:
             await step
@@ -433,7 +433,7 @@ class BusWorker:
             with contextlib.suppress(ValueError):
                 owned.sinks.remove(sink)
 
-    async def _close_sinks(self, owned: _Owned, outcome: StreamOutcome, slog: Any) -> None:
+    async def _close_sinks(self, owned: _Owned, outcome: StreamOutcome, slog: Logger) -> None:
         async def close(sink: Sink) -> None:
             try:
                 await asyncio.wait_for(sink.close(outcome), self.sink_close_timeout)

@@ -22,7 +22,7 @@ from typing import Any
 from receiver.config import Settings
 from receiver.errors import StreamRefused
 from receiver.events import StreamStarted
-from receiver.logging import get_logger
+from receiver.logging import Logger, get_logger
 from receiver.security.auth import AuthPolicy, AuthRejected, HandshakeResult, headers_from, strip_token
 from receiver.security.limits import ConnectionLimits, Limit, LimitSettings
 
@@ -132,7 +132,7 @@ class Guard:
     # -- the start message -----------------------------------------------------
 
     def admit_start(
-        self, handshake: HandshakeResult | None, limits: ConnectionLimits, started: StreamStarted, log: Any
+        self, handshake: HandshakeResult | None, limits: ConnectionLimits, started: StreamStarted, log: Logger
     ) -> StreamStarted:
         """Check the start message; return it without our token (what sinks may see).
 
@@ -163,7 +163,7 @@ class Guard:
     def new_limits(self) -> ConnectionLimits:
         return ConnectionLimits(self.limits, time.monotonic())
 
-    def limit_hit(self, log: Any, limit: Limit, **fields: Any) -> None:
+    def limit_hit(self, log: Logger, limit: Limit, **fields: Any) -> None:
         """Count a limit hit and log it (callers make sure it is once per stream)."""
         self.count(limit)
         log.warning(

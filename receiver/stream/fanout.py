@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from receiver.events import Track
+from receiver.logging import Logger
 from receiver.ringbuffer import TrackBuffer
 from receiver.sinks import AudioBlock, Sink, StreamInfo, StreamOutcome
 
@@ -92,7 +93,7 @@ class Fanout:
         buffers: Mapping[Track, TrackBuffer],
         committed: Callable[[], int],
         sinks: Sequence[Sink],
-        logger: Any,
+        logger: Logger,
     ) -> None:
         self._info = info
         self._buffers = buffers

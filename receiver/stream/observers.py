@@ -13,8 +13,9 @@ Uses nothing but the sink values; never touches a socket.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from receiver.logging import Logger
 from receiver.sinks import StreamInfo, StreamOutcome
 
 
@@ -27,7 +28,7 @@ class StreamObserver(Protocol):
     def stream_ended(self, info: StreamInfo, outcome: StreamOutcome) -> None: ...
 
 
-def notify_started(observers: Sequence[StreamObserver], info: StreamInfo, log: Any) -> None:
+def notify_started(observers: Sequence[StreamObserver], info: StreamInfo, log: Logger) -> None:
     """Call every observer's ``stream_started``; a failing observer is logged, never raised."""
     for observer in observers:
         try:
@@ -36,7 +37,7 @@ def notify_started(observers: Sequence[StreamObserver], info: StreamInfo, log: A
             log.error("observer_failed", observer=type(observer).__name__, phase="started", error=repr(exc)[:200])
 
 
-def notify_ended(observers: Sequence[StreamObserver], info: StreamInfo, outcome: StreamOutcome, log: Any) -> None:
+def notify_ended(observers: Sequence[StreamObserver], info: StreamInfo, outcome: StreamOutcome, log: Logger) -> None:
     """Call every observer's ``stream_ended``; a failing observer is logged, never raised."""
     for observer in observers:
         try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from receiver.codecs import L16ByteOrderProbe, decoder_for
 from receiver.errors import MalformedMessage
 from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted
+from receiver.logging import Logger
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
 from receiver.session import SessionStats
@@ -40,7 +40,7 @@ class StreamPipeline:
         started: StreamStarted,
         settings: MediaSettings,
         sink_factories: Sequence[SinkFactory],
-        logger: Any,
+        logger: Logger,
     ) -> None:
         fmt = started.media_format
         rate = fmt.sample_rate

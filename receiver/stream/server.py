@@ -51,7 +51,7 @@ from receiver.events import (
     StreamStarted,
     StreamStopped,
 )
-from receiver.logging import MEDIA, SERVER, STREAM, get_logger
+from receiver.logging import MEDIA, SERVER, STREAM, Logger, get_logger
 from receiver.mediaclock import Placement
 from receiver.metrics import MESSAGE_SECONDS, SAMPLE_MASK, LiveStream
 from receiver.platforms import SUBPROTOCOLS
@@ -95,7 +95,7 @@ class _Stream:
     def __init__(
         self,
         ws: ServerConnection,
-        log: Any,
+        log: Logger,
         limits: ConnectionLimits,
         handshake: HandshakeResult | None,
         route: Route | None,

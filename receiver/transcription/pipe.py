@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from receiver.errors import InvalidValue
-from receiver.logging import get_logger
+from receiver.logging import Logger, get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.audio import SAMPLE_FORMATS
 from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
@@ -120,7 +120,7 @@ class PipeSink:
         self.kill_seconds = kill_seconds
         self.transcripts: Transcripts | None = None
         self.processes: dict[Any, _Process] = {}
-        self._log: Any = log
+        self._log: Logger = log
 
     async def open(self, stream: StreamInfo) -> None:
         rate = self.sample_rate or stream.sample_rate

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
-import orjson
 
+from receiver.config import SinkSpec, parse_sinks
 from receiver.errors import ConfigError
 from receiver.events import Track
 from receiver.sinks import AudioBlock, Sink, SinkFactory, StreamInfo, StreamOutcome
@@ -41,17 +40,6 @@ from receiver.transcription.audio import SAMPLE_FORMATS, SampleFormat, TrackConv
 from receiver.transcription.transcript import StreamTranscripts, Transcript, Transcripts
 
 ENTRY_POINT_GROUP: Final = "receiver.sinks"
-_TRACKS: Final = {"inbound": (Track.INBOUND,), "outbound": (Track.OUTBOUND,), "both": (Track.INBOUND, Track.OUTBOUND)}
-
-
-@dataclass(frozen=True, slots=True)
-class SinkSpec:
-    """One ``[[sinks]]`` table of config.toml."""
-
-    plugin: str
-    name: str
-    tracks: tuple[Track, ...]
-    options: Mapping[str, Any]
 
 
 def available_plugins() -> dict[str, importlib.metadata.EntryPoint]:
@@ -60,48 +48,12 @@ def available_plugins() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def parse_specs(raw: Any) -> list[SinkSpec]:
-    """Validate the ``sinks`` setting (a list of tables, or its JSON text from the environment).
+    """The ``sinks`` setting as specs (``Settings`` has parsed them at load; raw tables are parsed here).
 
     Raises:
         ConfigError: The shape or a value is wrong.
     """
-    if isinstance(raw, str):
-        try:
-            raw = orjson.loads(raw) if raw.strip() else []
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(f"sinks: not valid JSON: {exc}") from None
-    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
-        raise ConfigError("sinks must be a list of tables ([[sinks]] in config.toml)")
-    specs, names = [], set()
-    for i, table in enumerate(raw):
-        where = f"sinks[{i}]"
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{where} must be a table")
-        unknown = set(table) - {"plugin", "name", "tracks", "options"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (plugin, name, tracks, options)")
-        plugin = table.get("plugin")
-        if not isinstance(plugin, str) or not plugin:
-            raise ConfigError(f"{where}: plugin must be a plugin name")
-        name = table.get("name", plugin)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{where}: name must be a string")
-        if name in names:
-            raise ConfigError(f"{where}: two sinks are named {name!r}; give one a name")
-        names.add(name)
-        tracks_raw = table.get("tracks", "both")
-        if isinstance(tracks_raw, str):
-            tracks_raw = [tracks_raw]
-        tracks: list[Track] = []
-        for value in tracks_raw if isinstance(tracks_raw, Sequence) else [tracks_raw]:
-            if value not in _TRACKS:
-                raise ConfigError(f"{where}: tracks must name inbound, outbound or both, not {value!r}")
-            tracks.extend(t for t in _TRACKS[value] if t not in tracks)
-        options = table.get("options", {})
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"{where}: options must be a table")
-        specs.append(SinkSpec(plugin=plugin, name=name, tracks=tuple(tracks), options=dict(options)))
-    return specs
+    return list(parse_sinks(raw))
 
 
 def load_plugin(name: str) -> type[Any]:

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from receiver.errors import InvalidValue
-from receiver.logging import get_logger
+from receiver.logging import Logger, get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
@@ -268,7 +268,7 @@ class PocketsphinxSink:
         self.transcripts: Transcripts | None = None
         self._tracks: list[_Track] = []
         self._decode_seconds = 0.0
-        self._log: Any = log
+        self._log: Logger = log
 
     async def open(self, stream: StreamInfo) -> None:
         engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it

@@ -96,10 +96,8 @@ def test_sinks_from_the_environment_are_json() -> None:
 def test_unknown_plugins_and_bad_options_are_config_errors_at_start_up(
     tmp_path: Path, sinks: Any, message: str
 ) -> None:
-    settings = Settings(recordings_dir=str(tmp_path), sinks=sinks)
-
     with pytest.raises(ConfigError, match=message):
-        ReceiverServer(settings)
+        ReceiverServer(Settings(recordings_dir=str(tmp_path), sinks=sinks))
 
 
 @dataclass
