@@ -31,11 +31,16 @@ closes). Where a class lives, when not here, is in brackets::
      │    ├── BodyTooLarge            413
      │    ├── UnsupportedContentType  415
      │    ├── InvalidEnvelope         422
-     │    └── StoreUnavailable        503 (the platform retries)
+     │    ├── StoreUnavailable        503 (the platform retries)
+     │    ├── InvalidControl          [calls.control] 400: a stream update the API refuses
+     │    ├── NoStreams               [calls.control] 503: no stream server to control
+     │    └── RecordingUnreadable     [console] 422: a recording the console cannot read
+     ├── RecordingError               [calls.media] a recording cannot be read as we write WAVs
      ├── InvalidActions               [calls.actions] an answer_url payload the platform rejects
      ├── BadEntry                     [bus] an audio-bus entry this version cannot read
      ├── AnswerUrlError               [simulator.http] the answer_url did not answer 2xx
      ├── AudioError                   [simulator.audio] an audio source cannot be read
+     ├── ApiError                     [simulator.api] the simulated REST API refuses a request
      ├── ConfigError                  the configuration is invalid
      ├── ListenError                  a listening socket could not be opened
      └── InvalidValue                 an argument out of range (also a ``ValueError``)

@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from receiver.errors import ReceiverError
 from receiver.sinks.wav import safe_name
 from receiver.transcription.transcript import SPEAKERS, Transcript, read_transcript, transcript_path
 
@@ -30,7 +31,7 @@ MAX_POINTS: Final = 4000
 Samples = npt.NDArray[np.int16]
 
 
-class RecordingError(Exception):
+class RecordingError(ReceiverError):
     """A recording exists but cannot be read as our WAV files are written."""
 
 

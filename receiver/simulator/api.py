@@ -44,6 +44,7 @@ import orjson
 from aiohttp import web
 
 from receiver.calls.actions import InvalidActions, StartStream, StreamTrack
+from receiver.errors import ReceiverError
 from receiver.logging import get_logger
 from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, plan_stream
 from receiver.simulator.wire import WireFormat
@@ -71,7 +72,7 @@ class ApiSettings:
     keyfile: str | None = None
 
 
-class ApiError(Exception):
+class ApiError(ReceiverError):
     """An error answer, in the compatibility API's shape."""
 
     def __init__(self, status: HTTPStatus, code: int, message: str) -> None:

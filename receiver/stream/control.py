@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from receiver.logging import Logger
 from receiver.sinks import StreamInfo
 from receiver.stream.fanout import PauseBehavior
 
@@ -69,7 +70,7 @@ class ControlObserver(Protocol):
     def stream_controlled(self, info: StreamInfo, change: ControlChange) -> None: ...
 
 
-def notify_controlled(observers: Sequence[object], info: StreamInfo, change: ControlChange, log: Any) -> None:
+def notify_controlled(observers: Sequence[object], info: StreamInfo, change: ControlChange, log: Logger) -> None:
     """Tell every ``ControlObserver``; a failing one is logged, never raised."""
     for observer in observers:
         if not isinstance(observer, ControlObserver):
