@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from receiver.errors import MalformedMessage, UnknownEvent, UnsupportedEncoding
-from receiver.events import Encoding, Event, MediaFormat, Platform, Track
+from receiver.events import Encoding, Event, MediaFormat, MediaReceived, Platform, Track
 from receiver.routes import BINARY_L16_RATES
 
 EventParser: TypeAlias = Callable[[Mapping[str, Any], Platform], Event | None]
@@ -152,6 +152,27 @@ def media_format(
     if channels is not None and to_int(channels, "channels", strings=strings) != 1:
         raise UnsupportedEncoding("only mono tracks are supported")
     return MediaFormat(enc, rate, "little")
+
+
+def media_received(
+    message: Mapping[str, Any], *, strings: bool, sequence_key: str, default_track: str | None = None
+) -> MediaReceived:
+    """A ``media`` message in the shape most formats share.
+
+    ``media`` holds ``track`` (``default_track`` where a format may leave it
+    out), ``chunk``, ``timestamp`` and a base64 ``payload``; the sequence
+    number sits at the top under ``sequence_key``; ``strings``: counters may
+    come as decimal strings.
+    """
+    media = require_mapping(message, "media")
+    timestamp = media.get("timestamp")
+    return MediaReceived(
+        require_track(media.get("track", default_track)),
+        optional_int(media, "chunk", strings=strings),
+        None if timestamp is None else to_int(timestamp, "timestamp", strings=strings),
+        b64decode_strict(media.get("payload")),
+        optional_int(message, sequence_key, strings=strings),
+    )
 
 
 def require_dtmf_digit(obj: Mapping[str, Any], key: str = "digit") -> str:

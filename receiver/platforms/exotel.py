@@ -28,7 +28,6 @@ from receiver.events import (
     Encoding,
     Event,
     MarkReceived,
-    MediaReceived,
     Platform,
     StreamStarted,
     StreamStopped,
@@ -36,16 +35,15 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     EventParser,
-    b64decode_strict,
     dispatch,
     first_str,
     media_format,
+    media_received,
     optional_int,
     optional_str,
     require_dtmf_digit,
     require_mapping,
     require_str,
-    require_track,
     require_tracks,
     string_map,
     to_int,
@@ -111,15 +109,7 @@ def _start(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> 
 
 
 def _media(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> Event:
-    media = require_mapping(message, "media")
-    timestamp = media.get("timestamp")
-    return MediaReceived(
-        require_track(media.get("track", "inbound")),
-        optional_int(media, "chunk", strings=True),
-        None if timestamp is None else to_int(timestamp, "timestamp", strings=True),
-        b64decode_strict(media.get("payload")),
-        _sequence(message),
-    )
+    return media_received(message, strings=True, sequence_key="sequence_number", default_track="inbound")
 
 
 def _dtmf(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> Event:

@@ -30,16 +30,15 @@ from receiver.events import (
     Encoding,
     Event,
     MarkReceived,
-    MediaReceived,
     Platform,
     StreamStarted,
     StreamStopped,
 )
 from receiver.platforms._common import (
     EventParser,
-    b64decode_strict,
     dispatch,
     media_format,
+    media_received,
     optional_int,
     optional_str,
     require_dtmf_digit,
@@ -98,15 +97,7 @@ def _start(message: Mapping[str, Any], platform: Platform = Platform.PLIVO) -> E
 
 
 def _media(message: Mapping[str, Any], platform: Platform = Platform.PLIVO) -> Event:
-    media = require_mapping(message, "media")
-    timestamp = media.get("timestamp")
-    return MediaReceived(
-        require_track(media.get("track", "inbound")),
-        optional_int(media, "chunk", strings=True),
-        None if timestamp is None else to_int(timestamp, "timestamp", strings=True),
-        b64decode_strict(media.get("payload")),
-        _sequence(message),
-    )
+    return media_received(message, strings=True, sequence_key="sequenceNumber", default_track="inbound")
 
 
 def _dtmf(message: Mapping[str, Any], platform: Platform = Platform.PLIVO) -> Event:

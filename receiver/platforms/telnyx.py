@@ -33,7 +33,6 @@ from receiver.events import (
     Encoding,
     Event,
     MarkReceived,
-    MediaReceived,
     Platform,
     StreamStarted,
     StreamStopped,
@@ -41,19 +40,17 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     EventParser,
-    b64decode_strict,
     dispatch,
     first_str,
     media_format,
+    media_received,
     optional_int,
     optional_str,
     require_dtmf_digit,
     require_mapping,
     require_str,
-    require_track,
     require_tracks,
     string_map,
-    to_int,
 )
 
 # media_format.encoding is a bare codec name (PCMU, PCMA, L16; G722, OPUS and AMR-WB are not decoded).
@@ -119,15 +116,7 @@ def _start(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> 
 
 
 def _media(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:
-    media = require_mapping(message, "media")
-    timestamp = media.get("timestamp")
-    return MediaReceived(
-        require_track(media.get("track")),
-        optional_int(media, "chunk", strings=True),
-        None if timestamp is None else to_int(timestamp, "timestamp", strings=True),
-        b64decode_strict(media.get("payload")),
-        _sequence(message),
-    )
+    return media_received(message, strings=True, sequence_key="sequence_number")
 
 
 def _dtmf(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:

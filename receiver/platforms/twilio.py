@@ -27,9 +27,9 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     EventParser,
-    b64decode_strict,
     dispatch,
     media_format,
+    media_received,
     optional_int,
     optional_str,
     require_dtmf_digit,
@@ -38,7 +38,6 @@ from receiver.platforms._common import (
     require_track,
     require_tracks,
     string_map,
-    to_int,
 )
 
 SIGNALWIRE_VERSION = "0.2.0"
@@ -56,15 +55,7 @@ def parse(message: Mapping[str, Any], platform: Platform = Platform.TWILIO) -> E
 
 
 def _media(message: Mapping[str, Any], platform: Platform) -> MediaReceived:
-    media = require_mapping(message, "media")
-    timestamp = media.get("timestamp")
-    return MediaReceived(
-        require_track(media.get("track")),
-        optional_int(media, "chunk", strings=True),
-        None if timestamp is None else to_int(timestamp, "timestamp", strings=True),
-        b64decode_strict(media.get("payload")),
-        _sequence(message),
-    )
+    return media_received(message, strings=True, sequence_key="sequenceNumber")
 
 
 def _connected(message: Mapping[str, Any], platform: Platform) -> Connected:
