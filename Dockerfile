@@ -13,7 +13,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY receiver ./receiver
 # The same pip install CI runs (make install), without the editable flag and test extras.
-RUN pip install --no-cache-dir .
+# With the extras a cluster needs (deploy/compose.yaml): PostgreSQL store, Redis bus and workers.
+RUN pip install --no-cache-dir '.[postgres,redis]'
 COPY config.toml /etc/receiver/config.toml
 
 ENV RECEIVER_CONFIG=/etc/receiver/config.toml \

@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check bench clean fuzz soak screenshots
+.PHONY: install run test check bench clean fuzz soak screenshots cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ fuzz: $(STAMP)
 ## Soak: many streams with random faults for SOAK_SECONDS (default 300), then a leak check.
 soak: $(STAMP)
 	$(PY) scripts/soak.py --seconds $${SOAK_SECONDS:-300}
+
+## The scale-out cluster test at full size (docs/scale-out.md): HAProxy, 2 receivers, PostgreSQL,
+## Redis, workers; 20 calls with a worker SIGKILLed and a receiver drained. `make test` runs a short one.
+cluster: $(STAMP)
+	RECEIVER_CLUSTER_CALLS=$${CLUSTER_CALLS:-20} RECEIVER_CLUSTER_SECONDS=$${CLUSTER_SECONDS:-8} \
+	RECEIVER_CLUSTER_CONCURRENCY=$${CLUSTER_CONCURRENCY:-4} $(PY) -m pytest tests/cluster -q -s -p no:randomly
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

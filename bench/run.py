@@ -50,6 +50,7 @@ class Target:
     workers: int = 1
     latency: bool = False
     source: str | None = None  # another checkout's directory holding receiver/ (--compare)
+    bus: str | None = None  # a Redis URL: every stream also published to the audio bus (--bus)
 
     def command(self, port: int, recordings: Path, out: Path) -> list[str]:
         py = sys.executable
@@ -80,6 +81,8 @@ class Target:
             return "baseline"
         if self.latency:
             return "receiver+latency"
+        if self.bus:
+            return "receiver+bus"
         return "receiver" if self.workers == 1 else f"receiver x{self.workers}"
 
 
@@ -149,6 +152,9 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
         # rate limit (1000/s, close 4429). The check costs the same with the limit off.
         env["RECEIVER_MAX_MESSAGES_PER_SECOND"] = "0"
     target_env = {**env, "PYTHONPATH": f"{target.source}{os.pathsep}{ROOT}"} if target.source else env
+    if target.bus:
+        # Nobody consumes in this run: the publisher's trimming (MAXLEN ~) keeps Redis small.
+        target_env = {**target_env, "RECEIVER_BUS_URL": target.bus, "RECEIVER_BUS_PREFIX": f"bench{port}"}
     receiver_log = open(tmp / "target.log", "wb")  # noqa: SIM115 - closed in finally
     receiver_cores = cores["receiver"] if target.workers == 1 else cores["workers"]
     proc = subprocess.Popen(
@@ -361,6 +367,27 @@ def chart(rows: list[dict[str, Any]], path: str) -> None:
     fig.savefig(path)
 
 
+def _run_all(
+    targets: list[Target], args: argparse.Namespace, cores: dict[str, set[int] | None], rows: list[dict[str, Any]]
+) -> None:
+    for i in range(args.repeat):
+        for target in targets:  # interleaved, so drift on a shared machine hits every target alike
+            log(f"run {i + 1}/{args.repeat}: {target.label}")
+            row = run_once(target, args, cores)
+            rows.append(row)
+            log(
+                f"  => {row['cpu_us_per_msg']:.2f} µs/msg (user {row['user_us_per_msg']:.2f}, sys {row['sys_us_per_msg']:.2f}), {row['msgs_per_s']:.0f} msgs/s, "
+                f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
+                f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
+                f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
+                + (
+                    f", arrival→sink p99 {row['latency']['p99_ms']:.1f} ms"
+                    if row.get("latency", {}).get("p99_ms")
+                    else ""
+                )
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["realtime", "flood"], default="realtime")
@@ -373,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", action="append", default=[], metavar="DIR",
         help="also run the receiver from DIR/receiver (e.g. an older commit: git archive REV receiver | tar -x -C DIR)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bus", action="store_true",
+        help="also run the receiver publishing every stream to the audio bus (a redis-server of its own)",
     )  # fmt: skip
     parser.add_argument("--receiver-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
@@ -405,27 +436,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency:
         targets.append(Target("receiver", latency=True))
     targets.extend(Target("receiver", source=str(Path(d).resolve())) for d in args.compare)
+    redis_server = None
+    if args.bus:
+        from tests.services import RedisServer
+
+        redis_server = RedisServer()
+        targets.append(Target("receiver", bus=redis_server.url))
     log(
         f"bench: {args.mode}, {args.calls} calls x {args.duration:g} s, {args.repeat} repeat(s); "
         f"targets {', '.join(t.label for t in targets)}; receiver on core {cores['receiver']}, generator on {cores['generator']}"
     )
     rows = []
-    for i in range(args.repeat):
-        for target in targets:  # interleaved, so drift on a shared machine hits every target alike
-            log(f"run {i + 1}/{args.repeat}: {target.label}")
-            row = run_once(target, args, cores)
-            rows.append(row)
-            log(
-                f"  => {row['cpu_us_per_msg']:.2f} µs/msg (user {row['user_us_per_msg']:.2f}, sys {row['sys_us_per_msg']:.2f}), {row['msgs_per_s']:.0f} msgs/s, "
-                f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
-                f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
-                f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
-                + (
-                    f", arrival→sink p99 {row['latency']['p99_ms']:.1f} ms"
-                    if row.get("latency", {}).get("p99_ms")
-                    else ""
-                )
-            )
+    try:
+        _run_all(targets, args, cores, rows)
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
     summary = summarise(rows)
     print(table(summary, args))
     path = Path(args.json)

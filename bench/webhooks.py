@@ -8,6 +8,10 @@ a fresh SQLite file, then POSTs distinct ``call.completed`` /
 Every answer must be a 200 "stored"; anything else fails the run. A second
 pass re-sends the same bodies to measure acknowledged duplicates.
 
+``--postgres`` also runs the same passes against a PostgreSQL server of its
+own (initdb in a temporary directory: ``tests/services.py``), SQLite and
+PostgreSQL alternating ``--repeat`` times, so the two are compared in one run.
+
 The client runs on the same machine, so the figure is a lower bound of what
 the listener can do; on a shared machine it is noisy: run it a few times.
 """
@@ -25,6 +29,8 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for tests/services.py (--postgres)
 
 
 def bodies(n: int) -> list[bytes]:
@@ -91,14 +97,47 @@ async def main() -> int:
     parser.add_argument(
         "--log-level", default="info", help="the listener's log level (info: one line per webhook, as in production)"
     )
+    parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL (needs its Debian package)")
+    parser.add_argument("--repeat", type=int, default=1, help="passes per store, alternating (default 1)")
     args = parser.parse_args()
 
+    postgres = None
+    if args.postgres:
+        sys.path.insert(0, ROOT)
+        from tests.services import PostgresServer
+
+        postgres = PostgresServer()
+    results: dict[str, list[tuple[float, float]]] = {}
+    try:
+        for i in range(args.repeat):
+            for store in ["sqlite"] + (["postgresql"] if postgres else []):
+                database = postgres.create_database(f"bench{i}") if postgres and store == "postgresql" else None
+                n, stored, duplicates = await run_one(args, database)
+                results.setdefault(store, []).append((n / stored, n / duplicates))
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    print(
+        f"{n} webhooks a pass, concurrency {args.concurrency}, loopback, log level {args.log_level}, {args.repeat} pass(es)"
+    )
+    for store, rows in results.items():
+        best_stored = max(r[0] for r in rows)
+        best_dup = max(r[1] for r in rows)
+        print(f"{store:<11} stored: {best_stored:7.0f} webhooks/s   duplicates: {best_dup:7.0f}/s (best pass)")
+    if "postgresql" in results:
+        ratio = max(r[0] for r in results["postgresql"]) / max(r[0] for r in results["sqlite"])
+        print(f"postgresql/sqlite stored ratio: {ratio:.2f}")
+    return 0
+
+
+async def run_one(args: argparse.Namespace, url: str | None) -> tuple[int, float, float]:
+    """One listener on a fresh store (a SQLite file, or the PostgreSQL schema ``url``): (count, stored s, dup s)."""
     with tempfile.TemporaryDirectory() as tmp:
-        database = Path(tmp) / "bench.db"
+        database = url or str(Path(tmp) / "bench.db")
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "receiver", "webhooks", "--webhook-port", str(port), "--database", str(database),
+            sys.executable, "-m", "receiver", "webhooks", "--webhook-port", str(port), "--database", database,
             "--log-format", "json", "--log-level", args.log_level, "--config", os.devnull,
             cwd=tmp, env=env, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
@@ -113,12 +152,7 @@ async def main() -> int:
         finally:
             proc.terminate()
             await proc.wait()
-    print(
-        f"{len(rest)} webhooks, concurrency {args.concurrency}, loopback, one SQLite writer (WAL), log level {args.log_level}"
-    )
-    print(f"stored:     {len(rest) / stored:8.0f} webhooks/s")
-    print(f"duplicates: {len(rest) / duplicates:8.0f} webhooks/s (acknowledged, nothing written)")
-    return 0
+    return len(rest), stored, duplicates
 
 
 def free_port() -> int:

@@ -9,28 +9,25 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
-class ReceiverProcess:
-    """``python -m receiver serve --port 0`` in ``workdir``, logging JSON to stderr (read by a thread)."""
+class LoggedProcess:
+    """A ``python -m receiver ...`` subprocess logging JSON to stderr, its lines read by a thread."""
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.workdir = workdir
-        self.recordings = workdir / "recordings"
+    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
         environment.update(env or {})
+        self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "serve", "--port", "0", "--webhook-port", "0", "--log-format", "json",
-             "--recordings-dir", str(self.recordings), *args],
-            cwd=workdir, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "receiver", *args],
+            cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.port = int(self.wait_for("server_started")["port"])
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -77,8 +74,36 @@ class ReceiverProcess:
             self.proc.wait(30)
         self._reader.join(30)
 
-    def __enter__(self) -> ReceiverProcess:
+    def wait_until(self, predicate: Any, timeout: float = 30.0, what: str = "a condition") -> None:
+        """Wait until ``predicate(events)`` is true (checked at every new log line)."""
+        with self._changed:
+            ok = self._changed.wait_for(lambda: predicate(self.events) or not self._reader.is_alive(), timeout)
+            done = predicate(self.events)
+        if not ok or not done:
+            tail = "\n".join(self.lines[-20:])
+            raise AssertionError(f"{what} never came in the log of {self.args[:1]}; exit={self.proc.poll()}\n{tail}")
+
+    def found(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        """The log events named ``name`` (with ``fields``) so far."""
+        with self._changed:
+            return [e for e in self.events if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())]
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class ReceiverProcess(LoggedProcess):
+    """``python -m receiver serve --port 0`` in ``workdir``, logging JSON to stderr (read by a thread)."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.recordings = workdir / "recordings"
+        super().__init__(
+            ["serve", "--port", "0", "--webhook-port", "0", "--log-format", "json",
+             "--recordings-dir", str(self.recordings), *args],
+            cwd=workdir, env=env,
+        )  # fmt: skip
+        self.port = int(self.wait_for("server_started")["port"])

@@ -93,6 +93,7 @@ class _Owned:
     resumed: bool
     task: asyncio.Task[None] | None = None
     lost: bool = False
+    finishing: bool = False  # acknowledging its end: no longer pending, and not lost either
     blocks: int = 0
     first_sample: int | None = None
     samples: int = 0
@@ -232,15 +233,24 @@ class BusWorker:
             await asyncio.sleep(interval)
 
     async def _renew(self) -> None:
-        live = [o for o in self.owned.values() if not o.lost]
+        live = [o for o in self.owned.values() if not o.lost and not o.finishing]
         if not live:
             return
         kept = await self._touch(keys=[self.keys.streams], args=[GROUP, self.name, *[o.entry_id for o in live]])
         kept_ids = {k.decode() if isinstance(k, bytes) else str(k) for k in kept}
         for owned in live:
-            if owned.entry_id not in kept_ids:
+            if owned.entry_id not in kept_ids and not owned.finishing:
                 owned.lost = True
-                log.warning("bus_stream_lost", worker=self.name, stream_id=owned.info.stream_id)
+                pending: Any = await self.redis.xpending_range(
+                    self.keys.streams, GROUP, owned.entry_id, owned.entry_id, 1
+                )
+                log.warning(
+                    "bus_stream_lost",
+                    worker=self.name,
+                    stream_id=owned.info.stream_id,
+                    entry_id=owned.entry_id,
+                    now_with=_text(pending[0]["consumer"]) if pending else None,
+                )
                 if owned.task is not None:
                     owned.task.cancel()
 
@@ -324,6 +334,9 @@ class BusWorker:
             await self._close_sinks(owned, final, slog)
             done = reason not in ("lost", "handed_back", "error")
             if done:
+                # Its entry stops being pending here: the lease round must not take that for a loss
+                # (and cancel this task in the middle of finishing).
+                owned.finishing = True
                 with contextlib.suppress(RedisError, OSError):
                     pipe: Any = self.redis.pipeline(transaction=False)
                     pipe.xack(self.keys.streams, GROUP, owned.entry_id)

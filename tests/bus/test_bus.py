@@ -337,3 +337,36 @@ def test_a_worker_without_a_bus_or_plugins_is_a_configuration_error(tmp_path: Pa
 
     assert no_plugins.returncode == 2 and "give it [[sinks]]" in no_plugins.stderr
     assert no_bus.returncode == 2 and "needs a bus" in no_bus.stderr
+
+
+async def test_every_stream_of_a_dead_worker_is_taken_over_and_finished(
+    redis_server: RedisServer, client: aioredis.Redis, keys: BusKeys
+) -> None:
+    infos = [stream_info(f"str_{i}", f"call_{i}") for i in range(4)]
+    dying = [GatedSink(hold_at=2 * BLOCK) for _ in infos]
+    takers = [GatedSink() for _ in infos]
+    a, _ = worker(client, keys, "a", list(dying))
+    b, _ = worker(client, keys, "b", list(takers))
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    async with BusPublisher(redis_server.url, keys=keys) as publisher:
+        for info in infos:
+            publisher.stream_started(info)
+            await publish(publisher, info, blocks(4), end=False)
+        run_a = asyncio.create_task(a.run(stop_a))
+        for sink in dying:
+            await asyncio.wait_for(sink.held.wait(), 10)
+        run_b = asyncio.create_task(b.run(stop_b))
+        a._hand_back = _nothing  # type: ignore[method-assign]
+        run_a.cancel()
+        tasks = [o.task for o in a.owned.values() if o.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(run_a, *tasks, return_exceptions=True)
+        for info in infos:
+            await publish(publisher, info, blocks(8)[4:], end=True)
+        await asyncio.wait_for(b.wait_finished(len(infos)), 20)
+        stop_b.set()
+        await run_b
+
+    assert sorted(s.info.stream_id for s in takers if s.info) == sorted(i.stream_id for i in infos)
+    assert all(s.started_at == 2 * BLOCK and s.outcome is not None for s in takers)
