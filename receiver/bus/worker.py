@@ -203,9 +203,15 @@ class BusWorker:
                 )
                 await asyncio.wait([read, stopping], return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
-                    read.cancel()  # stopping: an entry it would have read stays for another worker
-                    with contextlib.suppress(asyncio.CancelledError, RedisError):
-                        await read
+                    # Stopping: let the read end (at most READ_BLOCK_MS; cancelling it would strand the
+                    # client's own task), and hand back at once what it brought.
+                    with contextlib.suppress(RedisError, OSError):
+                        late: Any = await read
+                        ids = [_text(entry_id) for _key, entries in late or () for entry_id, _fields in entries]
+                        if ids:
+                            await self._release(
+                                keys=[self.keys.streams], args=[GROUP, self.name, int(self.claim_timeout * 1000), *ids]
+                            )
                     break
                 try:
                     response: Any = read.result()
