@@ -48,7 +48,10 @@ def add_parser(commands: Any) -> None:
         help="outbound track, as --inbound-audio (default tone:660)",
     )
     audio.add_argument(
-        "--format", choices=[w.value for w in WireFormat], default="minivoice", help="wire format (default minivoice)"
+        "--format",
+        choices=[w.value for w in WireFormat],
+        default="minivoice",
+        help="wire format: a carrier's, as it streams (default minivoice; see docs/platforms.md)",
     )
     audio.add_argument("--encoding", choices=list(ENCODINGS), default="mulaw", help="default mulaw")
     audio.add_argument(

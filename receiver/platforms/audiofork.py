@@ -14,8 +14,8 @@ Nothing on the wire names the format, the rate or the mix, so an audio_fork
 stream is chosen by a route (``[[routes]] format = "audiofork"``, with
 ``sample_rate`` and ``mix``; defaults 8000 and mono) or by its subprotocol.
 A stream starts at its first frame: the metadata if there is one (a JSON
-object's ``callSid`` / ``call_id`` / ``uuid`` names the call and its string
-values become custom parameters; other text is kept as the ``metadata``
+object's ``callSid`` / ``call_id`` / ``uuid`` names the call, its
+``stream_id`` the stream, and its string values become custom parameters; other text is kept as the ``metadata``
 parameter), else the first audio frame.
 
 Unconfirmed: the stereo channel order (channel 0 read as the caller unless
@@ -70,7 +70,8 @@ def started(route: Route | None, metadata: str | None = None) -> StreamStarted:
             readings["metadata"] = "text"
     return StreamStarted(
         platform=Platform.AUDIOFORK,
-        stream_id="",  # none on the wire: the session names it after the connection
+        # None on the wire: the metadata may name it, else the session (after the connection).
+        stream_id=parameters.get("stream_id", "") if readings["metadata"] == "json" else "",
         call_id=call_id or "",
         tracks=tuple(t for t in Track if t in channels),
         media_format=fmt,

@@ -3,7 +3,8 @@ jambonz ``listen`` (WebSocket subprotocol ``audio.jambonz.org``). Pure.
 
 The first frame is text: one JSON object of call attributes (``callSid``,
 ``from``, ``to``, ``direction``, ...) with ``sampleRate`` and ``mixType``,
-plus the verb's ``metadata`` object, and no ``event`` key. Then **binary**
+plus the verb's ``metadata`` object (its string values become custom
+parameters; a ``stream_id`` in it names the stream), and no ``event`` key. Then **binary**
 frames of raw little-endian L16 (``shared/reference/stream-formats.md``
 section 7). ``mixType`` ``mono`` is the caller, ``mixed`` both legs in one
 channel (recorded as the inbound track), ``stereo`` two interleaved channels.
@@ -106,7 +107,8 @@ def _metadata(message: Mapping[str, Any], route: Route | None) -> Event:
     call_id = first_str(message, "callSid", "call_sid")
     return StreamStarted(
         platform=Platform.JAMBONZ,
-        stream_id="",  # none on the wire: the session names it after the connection
+        # None on the wire: the verb's metadata may name it, else the session (after the connection).
+        stream_id=parameters.get("stream_id", ""),
         call_id=call_id or "",
         tracks=tuple(t for t in Track if t in channels),
         media_format=stream_fmt,

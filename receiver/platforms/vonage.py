@@ -10,8 +10,9 @@ section 5). There is no stop message: the stream ends when the socket closes.
 
 The first frame is the stream's start. It names no stream or call id: the
 call id comes from a header the NCCO sets (``call_id``, ``uuid``,
-``call_uuid`` or ``conversation_uuid``); the session names the stream after
-its connection. String headers become custom parameters (so a stream token
+``call_uuid`` or ``conversation_uuid``) and the stream id from a
+``stream_id`` header; without one the session names the stream after its
+connection. String headers become custom parameters (so a stream token
 can ride in them).
 
 Unconfirmed facts, read both ways: 24 kHz (SDK enum only) is accepted; the
@@ -71,7 +72,8 @@ def _connected(message: Mapping[str, Any], platform: Platform = Platform.VONAGE)
     call_id = first_str(message, *CALL_ID_KEYS)
     return StreamStarted(
         platform=Platform.VONAGE,
-        stream_id="",  # none on the wire: the session names it after the connection
+        # None on the wire: a stream_id header names it, else the session (after the connection).
+        stream_id=first_str(message, "stream_id") or "",
         call_id=call_id or "",
         tracks=(Track.INBOUND,),
         media_format=content_type(message.get("content-type")),

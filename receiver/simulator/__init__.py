@@ -1,5 +1,5 @@
 """
-The call simulator: a local stand-in for MiniVoice (and Twilio/SignalWire streams).
+The call simulator: a local stand-in for MiniVoice (and the other carriers' streams).
 
 ``receiver simulate FLOW`` runs an answer_url flow on simulated calls: it
 opens a WebSocket per ``start_stream`` and streams real audio in the chosen
@@ -9,7 +9,7 @@ decode. It talks to the receiver only over the network: this package never
 imports the server, the session or the parsers; it uses only
 ``receiver.codecs``, ``receiver.events`` and ``receiver.calls.actions``.
 
-Modules: ``audio`` (sources), ``wire`` (the platforms' messages), ``plan``
+Modules: ``audio`` (sources), ``wire`` and ``carriers`` (the platforms' messages), ``plan``
 (the call's timeline, faults and expected audio; pure), ``http`` (answer_url
 and webhooks), ``runner`` (streams, calls and load), ``cli`` (the command).
 """

@@ -40,6 +40,7 @@ duplicates change nothing; every track ends at the newest audio of any track.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import itertools
 from collections.abc import Sequence
@@ -62,7 +63,8 @@ from receiver.codecs import decode, encode
 from receiver.errors import InvalidValue
 from receiver.events import FRAME_MS, Encoding, MediaFormat, Samples
 from receiver.simulator import audio
-from receiver.simulator.wire import StreamIdentity, Wire, WireFormat
+from receiver.simulator.carriers import carried_tracks, make_wire
+from receiver.simulator.wire import StreamIdentity, StreamWire, WireFormat
 
 TRACK_ORDER = ("inbound", "outbound")
 
@@ -163,8 +165,11 @@ class TrackFaults:
         }
 
 
-# One message to send: (due ms after the stream started, text, track index or -1, frame index or -1).
-Item = tuple[float, str, int, int]
+# One message to send: (due ms after the stream started, message, track index, frame index or -1).
+# The track index is NOT_MEDIA for control messages and ALL_TRACKS for a frame carrying every track.
+Item = tuple[float, str | bytes, int, int]
+NOT_MEDIA = -1
+ALL_TRACKS = -2
 
 
 @dataclass(slots=True)
@@ -174,7 +179,7 @@ class StreamPlan:
     index: int
     action: StartStream
     ident: StreamIdentity
-    wire: Wire
+    wire: StreamWire
     start_ms: float
     end_ms: float
     end: str  # stop_stream, call_ended or dropped
@@ -186,19 +191,25 @@ class StreamPlan:
     faults: dict[str, TrackFaults]
     frame_samples: int
     window_samples: int
+    declared: tuple[str, ...] = ()  # the tracks a receiver records (default: the tracks sent)
 
     def expected(self, delivered: int | None = None) -> dict[str, Samples]:
         """The audio a correct receiver writes for each track, given the first
         ``delivered`` items reached it (default: all planned)."""
         items = self.items if delivered is None else self.items[:delivered]
+        if not self.wire.positional:
+            return self._in_arrival_order(items)
         F, W = self.frame_samples, self.window_samples
         placed = np.zeros((len(self.tracks), self.frames), dtype=bool)
         head = 0
         late: dict[int, list[int]] = {t: [] for t in range(len(self.tracks))}
+        # Epoch timestamps: the receiver takes the first frame it gets as the stream's start;
+        # a frame from before it lands before the recording and is dropped.
+        origin = next((k for _, _, t, k in items if t != NOT_MEDIA), 0) if self.wire.epoch else 0
         for _, _, t, k in items:
-            if t < 0 or placed[t, k]:
+            if t == NOT_MEDIA or placed[t, k] or k < origin:
                 continue
-            start = k * F
+            start = (k - origin) * F
             if head - W > start:
                 late[t].append(k + 1)
                 continue
@@ -209,12 +220,29 @@ class StreamPlan:
             track = np.zeros(head, dtype=np.int16)
             decoded = self.decoded[name]
             for k in np.flatnonzero(placed[t]).tolist():
-                track[k * F : (k + 1) * F] = decoded[k * F : (k + 1) * F]
+                track[(k - origin) * F : (k - origin + 1) * F] = decoded[k * F : (k + 1) * F]
             out[name] = track
+        for name in self.declared:
+            out.setdefault(name, np.zeros(head, dtype=np.int16))  # declared, never sent: silence
         if delivered is None:
             for t, name in enumerate(self.tracks):
                 self.faults[name].late = sorted(set(late[t]))
         return out
+
+    def _in_arrival_order(self, items: Sequence[Item]) -> dict[str, Samples]:
+        """Binary frames carry no place: a receiver writes each after the last, as they arrive
+        (a lost frame is simply missing, a duplicate is audio twice, a reordered one moves)."""
+        F = self.frame_samples
+        parts: dict[str, list[Samples]] = {name: [] for name in self.tracks}
+        for _, _, t, k in items:
+            if t == NOT_MEDIA:
+                continue
+            for j in range(len(self.tracks)) if t == ALL_TRACKS else (t,):
+                name = self.tracks[j]
+                parts[name].append(self.decoded[name][k * F : (k + 1) * F])
+        return {
+            name: np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16) for name, chunks in parts.items()
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +276,12 @@ def _ids(wire: WireFormat, rng: np.random.Generator) -> tuple[str, str]:
         return "call_" + _hex(rng, 6), "acct_sim"
     if wire is WireFormat.TWILIO:
         return "CA" + _hex(rng, 16), "AC" + _hex(rng, 16)
+    if wire is WireFormat.TELNYX:
+        return "v3:" + _hex(rng, 16), _uuid(rng)
+    if wire is WireFormat.EXOTEL:
+        return _hex(rng, 16), "exotel_sim"
+    if wire is WireFormat.ASTERISK:
+        return f"WebSocket/sim-{_hex(rng, 4)}", "asterisk"
     return _uuid(rng), _uuid(rng)
 
 
@@ -261,26 +295,49 @@ def _stream_id(wire: WireFormat, rng: np.random.Generator) -> str:
         return "str_" + _hex(rng, 6)
     if wire is WireFormat.TWILIO:
         return "MZ" + _hex(rng, 16)
+    if wire is WireFormat.TELNYX:
+        return _uuid(rng).upper()
+    if wire is WireFormat.EXOTEL:
+        return _hex(rng, 16)
     return _uuid(rng)
 
 
 @functools.lru_cache(maxsize=64)
 def _encoded_frames(
-    spec: audio.AudioSpec, encoding: Encoding, rate: int, start: int, frames: int
+    spec: audio.AudioSpec, encoding: Encoding, rate: int, start: int, frames: int, byteorder: str = "little"
 ) -> tuple[tuple[str, ...], Samples]:
     """Base64 payloads of ``frames`` frames of a source from call sample ``start``, and their decoding.
 
     Cached: calls of a load run with the same flow share their payloads.
     """
+    raw, decoded = _raw_frames((spec,), encoding, rate, start, frames, byteorder)
+    return tuple(base64.b64encode(p).decode("ascii") for p in raw), decoded[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _raw_frames(
+    specs: tuple[audio.AudioSpec, ...], encoding: Encoding, rate: int, start: int, frames: int, byteorder: str
+) -> tuple[tuple[bytes, ...], tuple[Samples, ...]]:
+    """``frames`` frames of the sources from call sample ``start``, their channels
+    interleaved (one source: mono), and each source's decoding."""
     F = rate * FRAME_MS // 1000
-    fmt = MediaFormat(encoding, rate, "little")
-    samples = audio.span(audio.load(spec, rate), start, frames * F)
+    fmt = MediaFormat(encoding, rate, "big" if byteorder == "big" else "little")
+    tracks = [audio.span(audio.load(spec, rate), start, frames * F) for spec in specs]
+    if len(tracks) == 1:
+        samples = tracks[0]
+    else:
+        samples = np.empty(frames * F * len(tracks), dtype=np.int16)
+        for j, track in enumerate(tracks):
+            samples[j :: len(tracks)] = track
     payload = encode(fmt, samples)
-    step = F * fmt.bytes_per_sample
-    b64 = tuple(base64.b64encode(payload[i * step : (i + 1) * step]).decode("ascii") for i in range(frames))
-    decoded = decode(fmt, payload)
-    decoded.flags.writeable = False
-    return b64, decoded
+    step = F * fmt.bytes_per_sample * len(tracks)
+    raw = tuple(payload[i * step : (i + 1) * step] for i in range(frames))
+    decoded = []
+    for track in tracks:
+        d = decode(fmt, encode(fmt, track))
+        d.flags.writeable = False
+        decoded.append(d)
+    return raw, tuple(decoded)
 
 
 def new_call(wire: WireFormat, seed: int, index: int) -> tuple[CallInfo, str]:
@@ -411,9 +468,9 @@ def _plan_stream(
 ) -> StreamPlan:
     """Every message of one stream in send order, with the faults applied."""
     rate = media.sample_rate
-    tracks = tuple(tr.value for tr in act.track.tracks)
+    tracks = carried_tracks(media.wire, tuple(tr.value for tr in act.track.tracks))
     ident = _identity(act, stream_id, tracks, call, account_id, media)
-    wire = Wire(media.wire, ident)
+    wire = make_wire(media.wire, ident)
     n = max(0, -int(-(end_ms - start_ms) // FRAME_MS))  # frames per track: ceil
     drop_rel: float | None = None
     if faults.drop_at is not None and start_ms <= faults.drop_at * 1000 < end_ms:
@@ -423,14 +480,33 @@ def _plan_stream(
     sends: list[_Send] = []
     track_faults: dict[str, TrackFaults] = {}
     decoded: dict[str, Samples] = {}
-    for t, name in enumerate(tracks):
-        payloads, decoded[name] = _encoded_frames(media.audio[name], media.encoding, rate, start_sample, n)
-        texts = [wire.media(2 + k * len(tracks) + t, name, k + 1, k * FRAME_MS, payloads[k]) for k in range(n)]
+    if wire.interleaved:
+        # One frame carries every track: faults hit the frame, so every track alike.
+        specs = tuple(media.audio[name] for name in tracks)
+        frames, channels = _raw_frames(specs, media.encoding, rate, start_sample, n, wire.byteorder)
+        decoded = dict(zip(tracks, channels, strict=True))
+        rng = np.random.default_rng([faults.seed, call_index, index, 0])
+        shared = _fault_track(rng, faults, ALL_TRACKS, [wire.frame(f) for f in frames], sends)
+        track_faults = {name: dataclasses.replace(shared) for name in tracks}
+    for t, name in enumerate(tracks if not wire.interleaved else ()):
+        messages: list[str | bytes]
+        if wire.binary:
+            raw, (decoded[name],) = _raw_frames(
+                (media.audio[name],), media.encoding, rate, start_sample, n, wire.byteorder
+            )
+            messages = [wire.frame(p) for p in raw]
+        else:
+            payloads, decoded[name] = _encoded_frames(
+                media.audio[name], media.encoding, rate, start_sample, n, wire.byteorder
+            )
+            messages = [wire.media(2 + k * len(tracks) + t, name, k + 1, k * FRAME_MS, payloads[k]) for k in range(n)]
         rng = np.random.default_rng([faults.seed, call_index, index, t])
-        track_faults[name] = _fault_track(rng, faults, t, texts, sends)
-    items = _schedule(wire, sends)
+        track_faults[name] = _fault_track(rng, faults, t, messages, sends)
+    items = _schedule(wire, sends, n)
     if drop_rel is None:
-        items.append((max(items[-1][0], n * FRAME_MS), wire.stop(2 + n * len(tracks), end), -1, -1))
+        sequence = 2 + (n * len(tracks) if not wire.binary else _pings(wire, n))
+        for message in wire.closing(sequence, end, n * FRAME_MS):
+            items.append((max(items[-1][0], n * FRAME_MS), message, NOT_MEDIA, -1))
     else:
         items = _cut_at_drop(items, drop_rel, tracks, track_faults, n)
     plan = StreamPlan(
@@ -444,11 +520,12 @@ def _plan_stream(
         frames=n,
         tracks=tracks,
         items=items,
-        media_items=sum(1 for it in items if it[2] >= 0),
+        media_items=sum(1 for it in items if it[2] != NOT_MEDIA),
         decoded=decoded,
         faults=track_faults,
         frame_samples=media.frame_samples,
         window_samples=rate * faults.receiver_window_ms // 1000,
+        declared=wire.declared(tracks),
     )
     if faults.any:
         plan.expected()  # fills in the predicted late frames
@@ -479,11 +556,11 @@ def _identity(
 # One media message placed in time: (slot, phase, frame, track, copy, jitter ms, text).
 # Sorted on the first five: by 20 ms slot; within a slot the frames due there
 # (phase 0) before those moved there (phase 1); then frame, track, copy.
-_Send = tuple[int, int, int, int, int, float, str]
+_Send = tuple[int, int, int, int, int, float, str | bytes]
 
 
 def _fault_track(
-    rng: np.random.Generator, faults: Faults, t: int, texts: Sequence[str], sends: list[_Send]
+    rng: np.random.Generator, faults: Faults, t: int, texts: Sequence[str | bytes], sends: list[_Send]
 ) -> TrackFaults:
     """Append track ``t``'s frames to ``sends``, each in the slot its fault moves it to; return the faults."""
     n = len(texts)
@@ -514,15 +591,25 @@ def _fault_track(
     return tf
 
 
-def _schedule(wire: Wire, sends: list[_Send]) -> list[Item]:
-    """``connected``, ``start``, then the media in send order; jitter delays a send, never reorders."""
+def _schedule(wire: StreamWire, sends: list[_Send], frames: int) -> list[Item]:
+    """The opening messages, then the media in send order (and the format's keep-alives on
+    their own clock); jitter delays a send, never reorders."""
     sends.sort(key=lambda x: x[:5])
-    items: list[Item] = [(0.0, wire.connected(), -1, -1), (0.0, wire.start(1), -1, -1)]
+    items: list[Item] = [(0.0, message, NOT_MEDIA, -1) for message in wire.opening()]
+    pings = [(k * wire.ping_ms, 2 + k - 1) for k in range(1, _pings(wire, frames) + 1)]
     due = 0.0
     for slot, _, k, t, _, jit, text in sends:
         due = max(due, slot * FRAME_MS + jit)
+        while pings and pings[0][0] <= due:
+            at, sequence = pings.pop(0)
+            items.append((max(items[-1][0], at), wire.ping(sequence, at), NOT_MEDIA, -1))
         items.append((due, text, t, k))
     return items
+
+
+def _pings(wire: StreamWire, frames: int) -> int:
+    """How many keep-alives a stream of ``frames`` frames sends (while its audio runs)."""
+    return (frames * FRAME_MS - 1) // wire.ping_ms if wire.ping_ms and frames else 0
 
 
 def _cut_at_drop(
@@ -532,7 +619,7 @@ def _cut_at_drop(
     items = [it for it in items if it[0] < drop_ms]
     for t, name in enumerate(tracks):
         tf = track_faults[name]
-        sent = {it[3] + 1 for it in items if it[2] == t}
+        sent = {it[3] + 1 for it in items if it[2] in (t, ALL_TRACKS)}
         tf.lost = [c for c in tf.lost if (c - 1) * FRAME_MS < drop_ms]
         tf.duplicated = [c for c in tf.duplicated if c in sent]
         tf.reordered = [r for r in tf.reordered if r[0] in sent]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import time
 import wave
 from collections.abc import Callable
@@ -27,13 +29,23 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Close
+from websockets.typing import Subprotocol
 
 from receiver.calls.actions import Action, InvalidActions, parse_actions
 from receiver.errors import CloseCode
 from receiver.events import FRAME_MS
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
-from receiver.simulator.plan import CallPlan, Faults, MediaSpec, StreamPlan, hold_call, new_call, plan_call
+from receiver.simulator.plan import (
+    NOT_MEDIA,
+    CallPlan,
+    Faults,
+    MediaSpec,
+    StreamPlan,
+    hold_call,
+    new_call,
+    plan_call,
+)
 from receiver.simulator.wire import StreamIdentity
 
 if TYPE_CHECKING:
@@ -250,24 +262,36 @@ async def run_stream(
     if on_connected is not None:
         on_connected()
     early = False
+    extra = 0  # messages an early stop sent beyond the plan's items
     try:
+        first = 0
+        if sp.wire.answers:  # the receiver must answer the opening before the audio flows
+            for _, message, _, _ in sp.items[:1]:
+                await ws.send(message)
+                report.messages_sent += 1
+                first = 1
+            await _reply(ws, "opened", settings.open_timeout)
         if settings.fast:
-            await _send_at_once(ws, sp, stats, report, stop)
+            await _send_at_once(ws, sp, stats, report, stop, first)
         else:
-            await _send_on_time(ws, sp, base, ticker or Ticker(loop), stats, report, stop)
+            await _send_on_time(ws, sp, base, ticker or Ticker(loop), stats, report, stop, first)
         early = stop is not None and stop.event.is_set() and report.messages_sent < len(sp.items)
         if early:
             assert stop is not None
-            await _stop_early(ws, sp, stop.reason, stats, report)
+            extra = await _stop_early(ws, sp, stop.reason, stats, report, settings)
         else:
-            await _finish(ws, sp, None if settings.fast else call_t0 + sp.end_ms / 1000, stats, report)
+            await _finish(ws, sp, None if settings.fast else call_t0 + sp.end_ms / 1000, stats, report, settings)
+    except ReplyMissing as exc:
+        report.outcome, report.error = "no_reply", str(exc)
+        stats.receiver_closed += 1
+        await ws.close()
     except ConnectionClosed as exc:
         _closed_by_receiver(report, stats, sp.ident, exc.rcvd)
     finally:
         stats.messages_sent += report.messages_sent
     if settings.record_sent is not None:
         cut = early or report.outcome not in ("stopped", "dropped")
-        delivered = report.messages_sent - early if cut else None  # the early stop is not one of the plan's items
+        delivered = report.messages_sent - extra if cut else None  # the early stop is not one of the plan's items
         report.recorded = await asyncio.to_thread(write_expected, sp, settings.record_sent, delivered)
     log.info(
         "stream_done",
@@ -285,8 +309,10 @@ async def _connect(
     """Open the stream's WebSocket as the platform does; None (counted and reported) when it cannot."""
     ident = sp.ident
     try:
+        subprotocol = sp.wire.subprotocol
         ws = await connect(
             sp.action.stream_url,
+            subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
             additional_headers=sp.wire.headers(),
             user_agent_header=sp.wire.user_agent(),
             compression=None,
@@ -310,15 +336,20 @@ async def _connect(
 
 
 async def _send_at_once(
-    ws: ClientConnection, sp: StreamPlan, stats: Stats, report: StreamReport, stop: StopSignal | None = None
+    ws: ClientConnection,
+    sp: StreamPlan,
+    stats: Stats,
+    report: StreamReport,
+    stop: StopSignal | None = None,
+    first: int = 0,
 ) -> None:
     stopped = stop.event if stop is not None else None
-    for _, text, t, _ in sp.items:
+    for _, text, t, _ in sp.items[first:]:
         if stopped is not None and stopped.is_set():
             return
         await ws.send(text)
         report.messages_sent += 1
-        if t >= 0:
+        if t != NOT_MEDIA:
             report.media_sent += 1
             stats.frames_sent += 1
 
@@ -331,12 +362,13 @@ async def _send_on_time(
     stats: Stats,
     report: StreamReport,
     stop: StopSignal | None = None,
+    first: int = 0,
 ) -> None:
     """Send each item at its due time after ``base`` (loop time), measuring how late each went out."""
     clock = asyncio.get_running_loop().time
     lag_max, lag_sum, late = stats.lag_max, 0.0, 0
     stopped = stop.event if stop is not None else None
-    for due, text, t, _ in sp.items:
+    for due, text, t, _ in sp.items[first:]:
         when = base + due / 1000
         now = clock()
         if when > now:
@@ -352,7 +384,7 @@ async def _send_on_time(
             late += 1
         await ws.send(text)
         report.messages_sent += 1
-        if t >= 0:
+        if t != NOT_MEDIA:
             report.media_sent += 1
             stats.frames_sent += 1
     stats.lag_max = max(stats.lag_max, lag_max)
@@ -362,7 +394,12 @@ async def _send_on_time(
 
 
 async def _finish(
-    ws: ClientConnection, sp: StreamPlan, end_at: float | None, stats: Stats, report: StreamReport
+    ws: ClientConnection,
+    sp: StreamPlan,
+    end_at: float | None,
+    stats: Stats,
+    report: StreamReport,
+    settings: RunSettings,
 ) -> None:
     """End the stream as planned: drop it (at loop time ``end_at``; None: now) or close it normally."""
     if sp.end == "dropped":
@@ -370,6 +407,16 @@ async def _finish(
             await _sleep_until(asyncio.get_running_loop(), end_at)
         _drop(ws)
         report.outcome = "dropped"
+        return
+    if sp.wire.answers:
+        # The closing message is a transaction: the receiver answers it, then either side closes.
+        await _reply(ws, "closed", settings.open_timeout)
+        await ws.close(CloseCode.NORMAL_CLOSURE)
+        rcvd = ws.protocol.close_rcvd
+        if rcvd is not None and rcvd.code == CloseCode.NORMAL_CLOSURE:
+            report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
+        else:
+            _closed_by_receiver(report, stats, sp.ident, rcvd)
         return
     await ws.close(CloseCode.NORMAL_CLOSURE)
     rcvd = ws.protocol.close_rcvd
@@ -381,18 +428,36 @@ async def _finish(
         report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
 
 
-async def _stop_early(ws: ClientConnection, sp: StreamPlan, reason: str, stats: Stats, report: StreamReport) -> None:
-    """``stop`` (numbered after the last frame sent) and a normal close, before the plan's end."""
-    last_frame = max((k for _, _, t, k in sp.items[: report.messages_sent] if t >= 0), default=-1)
-    await ws.send(sp.wire.stop(2 + (last_frame + 1) * len(sp.tracks), reason))
-    report.messages_sent += 1
+async def _stop_early(
+    ws: ClientConnection, sp: StreamPlan, reason: str, stats: Stats, report: StreamReport, settings: RunSettings
+) -> int:
+    """End the stream before the plan's end: the format's closing messages (``stop``
+    numbered after the last frame sent; AudioHook's ``close``, answered), then a normal
+    close. Returns how many messages that sent."""
+    sent = sp.items[: report.messages_sent]
+    last_frame = max((k for _, _, t, k in sent if t != NOT_MEDIA), default=-1)
+    if sp.wire.binary:  # control messages count on their own (AudioHook's seq)
+        sequence = 1 + sum(1 for it in sent if it[2] == NOT_MEDIA)
+    else:
+        sequence = 2 + (last_frame + 1) * len(sp.tracks)
+    closing = sp.wire.closing(sequence, reason, (last_frame + 1) * FRAME_MS)
+    for message in closing:
+        await ws.send(message)
+        report.messages_sent += 1
     report.planned_end = reason
+    if sp.wire.answers:
+        await _reply(ws, "closed", settings.open_timeout)
     await ws.close(CloseCode.NORMAL_CLOSURE)
     rcvd = ws.protocol.close_rcvd
-    if rcvd is None or ws.protocol.close_rcvd_then_sent or rcvd.code != CloseCode.NORMAL_CLOSURE:
+    if (
+        rcvd is None
+        or (ws.protocol.close_rcvd_then_sent and not sp.wire.answers)
+        or rcvd.code != CloseCode.NORMAL_CLOSURE
+    ):
         _closed_by_receiver(report, stats, sp.ident, rcvd)
     else:
         report.outcome, report.close_code = "stopped", int(CloseCode.NORMAL_CLOSURE)
+    return len(closing)
 
 
 def _closed_by_receiver(report: StreamReport, stats: Stats, ident: StreamIdentity, rcvd: Close | None) -> None:
@@ -410,6 +475,28 @@ def _closed_by_receiver(report: StreamReport, stats: Stats, ident: StreamIdentit
     )
 
 
+class ReplyMissing(Exception):
+    """The receiver did not answer a message its format requires it to answer."""
+
+
+async def _reply(ws: ClientConnection, kind: str, seconds: float) -> None:
+    """Read until the receiver's reply of type ``kind`` (other replies, such as pongs, are skipped).
+
+    Raises:
+        ReplyMissing: None came within ``seconds``, or the connection closed first.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            async for message in ws:
+                if isinstance(message, str) and json.loads(message).get("type") == kind:
+                    return
+    except TimeoutError:
+        raise ReplyMissing(f"no {kind} within {seconds} s") from None
+    except (ConnectionClosed, ValueError):
+        pass
+    raise ReplyMissing(f"the receiver closed before answering {kind}")
+
+
 def _drop(ws: ClientConnection) -> None:
     """Drop the connection without a close frame: what was written is still flushed, then FIN."""
     ws.transport.close()
@@ -424,22 +511,33 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
 def write_expected(sp: StreamPlan, root: Path, delivered: int | None) -> list[str]:
     """Write what a correct receiver must decode: ``{call_id}/{stream_id}.{track}.wav`` (+ ``.stereo.wav``)."""
     expected = sp.expected(delivered)
-    directory = root / sp.ident.call_id
+    directory = root / _file_name(sp.ident.call_id)
     directory.mkdir(parents=True, exist_ok=True)
     rate = sp.ident.sample_rate
     paths = []
     for name, samples in expected.items():
-        path = directory / f"{sp.ident.stream_id}.{name}.wav"
+        path = directory / f"{_file_name(sp.ident.stream_id)}.{name}.wav"
         _write_wav(path, rate, 1, samples.astype("<i2").tobytes())
         paths.append(str(path))
     if len(expected) == 2:
         import numpy as np
 
         stereo = np.stack([expected["inbound"], expected["outbound"]], axis=1).astype("<i2")
-        path = directory / f"{sp.ident.stream_id}.stereo.wav"
+        path = directory / f"{_file_name(sp.ident.stream_id)}.stereo.wav"
         _write_wav(path, rate, 2, stereo.tobytes())
         paths.append(str(path))
     return paths
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _file_name(value: str) -> str:
+    """An id as one path component, by the rule the receiver's WAV sink names files by
+    (characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``), so
+    ids such as Asterisk's channel names give the same paths on both sides."""
+    name = _UNSAFE.sub("_", value)[:128]
+    return name if name.strip(".") else "_" + name
 
 
 def _write_wav(path: Path, rate: int, channels: int, data: bytes) -> None:

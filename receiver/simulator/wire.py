@@ -7,7 +7,8 @@ it. MiniVoice follows ``shared/minivoice/stream-protocol.md``; Twilio and
 SignalWire follow ``shared/reference/stream-formats.md`` sections 1-2
 (camelCase, counters as JSON strings; SignalWire: ``connected`` version
 0.2.0, UUID ids, no ``streamSid`` on ``start``'s top level, ``media`` or
-``stop``, and a bodyless ``stop``).
+``stop``, and a bodyless ``stop``). The other platforms are in
+``carriers.py``; ``StreamWire`` is what every format offers the planner.
 
 Media messages are the per-frame hot path: each is one ``%`` format of a
 template with the base64 payload encoded once, never a ``json.dumps``. Ids
@@ -20,7 +21,7 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from receiver.errors import InvalidValue
 from receiver.events import Encoding
@@ -30,6 +31,14 @@ class WireFormat(enum.StrEnum):
     MINIVOICE = "minivoice"
     TWILIO = "twilio"
     SIGNALWIRE = "signalwire"
+    TELNYX = "telnyx"
+    PLIVO = "plivo"
+    VONAGE = "vonage"
+    EXOTEL = "exotel"
+    JAMBONZ = "jambonz"
+    AUDIOFORK = "audiofork"
+    ASTERISK = "asterisk"
+    AUDIOHOOK = "audiohook"
 
 
 # What each platform can send (reference section 1.3 and 2.1).
@@ -43,6 +52,21 @@ SUPPORTED = {
     },
     WireFormat.TWILIO: {(Encoding.MULAW, 8000)},
     WireFormat.SIGNALWIRE: {(Encoding.MULAW, 8000), (Encoding.L16, 16000), (Encoding.L16, 24000)},
+    # Reference sections 3-8 (and Genesys' AudioHook reference implementation).
+    WireFormat.TELNYX: {(Encoding.MULAW, 8000), (Encoding.ALAW, 8000), (Encoding.L16, 8000), (Encoding.L16, 16000)},
+    WireFormat.PLIVO: {(Encoding.MULAW, 8000), (Encoding.L16, 8000), (Encoding.L16, 16000)},
+    WireFormat.VONAGE: {(Encoding.L16, 8000), (Encoding.L16, 16000), (Encoding.L16, 24000)},
+    WireFormat.EXOTEL: {(Encoding.L16, 8000), (Encoding.L16, 16000), (Encoding.L16, 24000)},
+    WireFormat.JAMBONZ: {(Encoding.L16, 8000), (Encoding.L16, 16000), (Encoding.L16, 24000)},
+    WireFormat.AUDIOFORK: {(Encoding.L16, 8000), (Encoding.L16, 16000)},
+    WireFormat.ASTERISK: {
+        (Encoding.MULAW, 8000),
+        (Encoding.ALAW, 8000),
+        (Encoding.L16, 8000),
+        (Encoding.L16, 16000),
+        (Encoding.L16, 24000),
+    },
+    WireFormat.AUDIOHOOK: {(Encoding.MULAW, 8000), (Encoding.L16, 8000)},
 }
 
 _ENCODING_NAMES = {
@@ -85,12 +109,69 @@ class StreamIdentity:
     to_number: str = "+15551230002"
 
 
-class Wire:
-    """Builds the messages of one stream in one platform's format."""
+class StreamWire:
+    """What a wire format offers the planner: its messages, and how it carries audio.
+
+    JSON formats build one ``media`` message per frame and track; binary
+    formats one ``frame`` per 20 ms, carrying one track or, interleaved,
+    every track of the stream.
+    """
+
+    binary = False  # audio in binary frames (else base64 in JSON media messages)
+    interleaved = False  # one binary frame carries every track (stereo)
+    positional = True  # frames carry their place (timestamp); binary frames follow each other
+    epoch = False  # timestamps are Unix epoch milliseconds (the receiver rebases on the first frame)
+    answers = False  # the receiver answers: wait for its opened, close with close / closed (AudioHook)
+    subprotocol: str | None = None
+    byteorder: Literal["little", "big"] = "little"  # of L16 payloads
+    ping_ms = 0  # a keep-alive control message this often (0: none)
 
     def __init__(self, wire: WireFormat, ident: StreamIdentity) -> None:
         self.wire = wire
         self.ident = ident
+
+    @classmethod
+    def carries(cls, requested: tuple[str, ...]) -> tuple[str, ...]:
+        """The tracks the format carries for a stream that asks for ``requested``."""
+        return requested
+
+    def declared(self, sent: tuple[str, ...]) -> tuple[str, ...]:
+        """The tracks a receiver records for a stream that sends ``sent`` (formats that
+        do not name their tracks declare a fixed set)."""
+        return sent
+
+    def opening(self) -> list[str]:
+        """The messages before the audio."""
+        raise NotImplementedError
+
+    def media(self, sequence: int, track: str, chunk: int, timestamp: int, payload_b64: str) -> str:
+        """One JSON media message."""
+        raise NotImplementedError
+
+    def frame(self, payload: bytes) -> bytes:
+        """One binary media frame."""
+        return payload
+
+    def ping(self, sequence: int, position_ms: int) -> str:
+        """A keep-alive control message (formats with ``ping_ms``)."""
+        raise NotImplementedError
+
+    def closing(self, sequence: int, reason: str, position_ms: int = 0) -> list[str]:
+        """The messages that end the stream before the socket closes (none: the close ends it)."""
+        return []
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def user_agent(self) -> str:
+        return "receiver-simulator/1.0"
+
+
+class Wire(StreamWire):
+    """MiniVoice, Twilio and SignalWire: connected, start, media, stop."""
+
+    def __init__(self, wire: WireFormat, ident: StreamIdentity) -> None:
+        super().__init__(wire, ident)
         sid = ident.stream_id
         if wire is WireFormat.MINIVOICE:
             self._media = (
@@ -106,6 +187,12 @@ class Wire:
             )
         else:
             self._media = '{"event":"media","sequenceNumber":"%d","media":{"track":"%s","chunk":"%d","timestamp":"%d","payload":"%s"}}'
+
+    def opening(self) -> list[str]:
+        return [self.connected(), self.start(1)]
+
+    def closing(self, sequence: int, reason: str, position_ms: int = 0) -> list[str]:
+        return [self.stop(sequence, reason)]
 
     def connected(self) -> str:
         if self.wire is WireFormat.MINIVOICE:
