@@ -41,6 +41,8 @@ closes). Where a class lives, when not here, is in brackets::
      ├── AnswerUrlError               [simulator.http] the answer_url did not answer 2xx
      ├── AudioError                   [simulator.audio] an audio source cannot be read
      ├── ApiError                     [simulator.api] the simulated REST API refuses a request
+     ├── ReplyMissing                 [simulator.runner] the receiver did not answer what its
+     │                                format requires (AudioHook's opened, closed)
      ├── ConfigError                  the configuration is invalid
      ├── ListenError                  a listening socket could not be opened
      └── InvalidValue                 an argument out of range (also a ``ValueError``)

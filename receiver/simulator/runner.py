@@ -32,7 +32,7 @@ from websockets.frames import Close
 from websockets.typing import Subprotocol
 
 from receiver.calls.actions import Action, InvalidActions, parse_actions
-from receiver.errors import CloseCode
+from receiver.errors import CloseCode, ReceiverError
 from receiver.events import FRAME_MS
 from receiver.logging import get_logger
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
@@ -475,7 +475,7 @@ def _closed_by_receiver(report: StreamReport, stats: Stats, ident: StreamIdentit
     )
 
 
-class ReplyMissing(Exception):
+class ReplyMissing(ReceiverError):
     """The receiver did not answer a message its format requires it to answer."""
 
 
