@@ -150,12 +150,12 @@ class Generator:
         async def one(i: int) -> None:
             async with gate:
                 _, client = await loop.create_connection(
-                    lambda: Client(args.host, args.port, f"/minivoice/{i}"), args.host, args.port
+                    lambda: Client(args.host, args.port, f"/{args.format}/{i}"), args.host, args.port
                 )
                 await asyncio.wait_for(client.handshake, 30)
             self.clients[i] = client
 
-        self.calls = [Call(i, run=run) for i in range(args.calls)]
+        self.calls = [Call(i, run=run, fmt=args.format) for i in range(args.calls)]
         self.clients = [None] * args.calls  # type: ignore[list-item]
         await asyncio.gather(*(one(i) for i in range(args.calls)))
 
@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--mode", choices=["realtime", "flood"], default="realtime")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice")
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     import uvloop

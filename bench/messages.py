@@ -69,21 +69,32 @@ def mask(payload: bytes, key: bytes) -> bytes:
 
 
 class Call:
-    """The messages of one two-track MiniVoice stream, built frame by frame."""
+    """The messages of one two-track stream, built frame by frame.
 
-    __slots__ = ("_head", "_key", "_keyint", "call_id", "seq", "stream_id", "tick")
+    ``fmt`` is ``minivoice`` or ``twilio`` (Twilio Media Streams: camelCase,
+    counters as JSON strings, as Twilio and SignalWire send them).
+    """
 
-    def __init__(self, index: int, *, t0: float | None = None, run: str = "b") -> None:
-        self.stream_id = f"str_{run}{index:06d}"
-        self.call_id = f"call_{run}{index:06d}"
+    __slots__ = ("_head", "_key", "_keyint", "_tail", "call_id", "fmt", "seq", "stream_id", "tick")
+
+    def __init__(self, index: int, *, t0: float | None = None, run: str = "b", fmt: str = "minivoice") -> None:
+        self.fmt = fmt
+        twilio = fmt == "twilio"
+        self.stream_id = f"MZ{run}{index:030d}" if twilio else f"str_{run}{index:06d}"
+        self.call_id = f"CA{run}{index:030d}" if twilio else f"call_{run}{index:06d}"
         self.seq = 0
         self.tick = 0  # 20 ms frames sent per track
         self._key = os.urandom(4)
         # The key repeated over the longest media message, as one integer (masking is one XOR).
         self._keyint = int.from_bytes(self._key * 128, "big")
-        self._head = (
-            b'{"event":"media","sequence_number":%d,"stream_id":"' + self.stream_id.encode() + b'","media":{"track":"'
-        )
+        if twilio:
+            self._head = b'{"event":"media","sequenceNumber":"%d","streamSid":"' + self.stream_id.encode()
+            self._head += b'","media":{"track":"'
+            self._tail = b'%s","chunk":"%d","timestamp":"%d","payload":"%s"}}'
+        else:
+            self._head = b'{"event":"media","sequence_number":%d,"stream_id":"' + self.stream_id.encode()
+            self._head += b'","media":{"track":"'
+            self._tail = b'%s","chunk":%d,"timestamp":%d,"payload":"%s"}}'
 
     def _next(self) -> int:
         self.seq += 1
@@ -93,9 +104,27 @@ class Call:
         return frame(orjson.dumps(message), key=self._key)
 
     def connected(self) -> bytes:
+        if self.fmt == "twilio":
+            return self._text({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         return self._text({"event": "connected", "protocol": "minivoice-stream", "version": "1.0"})
 
     def start(self, custom_parameters: dict[str, str] | None = None) -> bytes:
+        if self.fmt == "twilio":
+            return self._text(
+                {
+                    "event": "start",
+                    "sequenceNumber": str(self._next()),
+                    "streamSid": self.stream_id,
+                    "start": {
+                        "streamSid": self.stream_id,
+                        "accountSid": "AC" + "0" * 32,
+                        "callSid": self.call_id,
+                        "tracks": ["inbound", "outbound"],
+                        "customParameters": custom_parameters or {},
+                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": SAMPLE_RATE, "channels": 1},
+                    },
+                }
+            )
         return self._text(
             {
                 "event": "start",
@@ -122,7 +151,7 @@ class Call:
         tick = self.tick
         self.seq += 1
         body = (self._head % self.seq) + (
-            b'%s","chunk":%d,"timestamp":%d,"payload":"%s"}}'
+            self._tail
             % (
                 b"inbound" if track == 0 else b"outbound",
                 tick + 1,
@@ -143,6 +172,15 @@ class Call:
         return a, b
 
     def stop(self, reason: str = "stop_stream") -> bytes:
+        if self.fmt == "twilio":
+            return self._text(
+                {
+                    "event": "stop",
+                    "sequenceNumber": str(self._next()),
+                    "streamSid": self.stream_id,
+                    "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.call_id},
+                }
+            )
         return self._text(
             {
                 "event": "stop",

@@ -65,3 +65,16 @@ def memory(pids: list[int]) -> tuple[int, int]:
         except OSError:
             continue
     return rss, hwm
+
+
+def established(port: int) -> int:
+    """How many TCP connections accepted on local ``port`` are established (IPv4 loopback)."""
+    count = 0
+    hexport = f"{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and fields[1].endswith(":" + hexport):
+                count += 1
+    return count

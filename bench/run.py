@@ -175,43 +175,18 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
         idle_rss = procstat.memory(pids)[0]
         sampler = Sampler(proc.pid)
         threading.Thread(target=sampler.run, daemon=True).start()
-        gen = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--calls", str(args.calls),
-             "--mode", args.mode, "--duration", str(args.duration)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pin(cores["generator"]),
-        )  # fmt: skip
-        assert gen.stdout is not None
-        result: dict[str, Any] = {}
-        cpu0 = cpu1 = 0.0
-        split0 = split1 = (0.0, 0.0)
-        t_start = t_end = 0.0
-        connected_rss = idle_rss
-        last_cpu, last_t = 0.0, time.monotonic()
-        for line in gen.stdout:
-            msg = json.loads(line)
-            phase = msg.get("phase")
-            if phase == "connected":
-                connected_rss = procstat.memory(pids)[0]
-            elif phase == "load_start":
-                pids = procstat.tree(proc.pid)
-                split0 = procstat.cpu_split(pids)
-                cpu0, t_start = sum(split0), time.monotonic()
-                last_cpu, last_t = cpu0, t_start
-            elif phase == "drained":
-                split1 = procstat.cpu_split(pids)
-                cpu1, t_end = sum(split1), time.monotonic()
-            elif msg.get("progress"):
-                now, cpu = time.monotonic(), procstat.cpu_seconds(pids)
-                log(
-                    f"  [{target.label}] t={msg['t']:5.1f}s sent={msg['sent']:>9} "
-                    f"rate={msg['rate']:>7}/s target cpu={(cpu - last_cpu) / (now - last_t) * 100:5.1f}%"
-                )
-                last_cpu, last_t = cpu, now
-            elif "result" in msg:
-                result = msg["result"]
-        gen.wait()
-        if gen.returncode != 0 or not result:
-            raise RuntimeError(f"generator failed ({gen.returncode})")
+        drive = _drive_node if args.generator == "node" else _drive_python
+        gen, d = drive(target, args, env, cores, port, proc.pid, pids, idle_rss)
+        result, pids = d.result, d.pids
+        split0, split1, cpu0, cpu1, t_start, t_end = (
+            d.split0,
+            d.split1,
+            sum(d.split0),
+            sum(d.split1),
+            d.t_start,
+            d.t_end,
+        )
+        connected_rss = d.connected_rss
         # Still busy after every call was closed? (It should not be.)
         time.sleep(0.5)
         cpu_after = procstat.cpu_seconds(pids) - cpu1
@@ -277,6 +252,151 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@dataclass
+class Drive:
+    """What one generator run measured of the target."""
+
+    result: dict[str, Any]
+    pids: list[int]
+    split0: tuple[float, float] = (0.0, 0.0)  # (user, system) CPU seconds when the load started
+    split1: tuple[float, float] = (0.0, 0.0)  # ... and when every call was stopped and closed
+    t_start: float = 0.0
+    t_end: float = 0.0
+    connected_rss: int = 0
+
+
+def _drive_python(
+    target: Target, args: argparse.Namespace, env: dict[str, str], cores: dict[str, set[int] | None],
+    port: int, pid: int, pids: list[int], idle_rss: int,
+) -> tuple[subprocess.Popen[str], Drive]:  # fmt: skip
+    """``bench/loadgen.py``: it reports its phases, so the CPU window is exact."""
+    gen = subprocess.Popen(
+        [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--calls", str(args.calls),
+         "--mode", args.mode, "--duration", str(args.duration), "--format", args.format],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pin(cores["generator"]),
+    )  # fmt: skip
+    try:
+        return gen, _read_python(gen, target, pid, pids, idle_rss)
+    except BaseException:
+        gen.kill()
+        raise
+
+
+def _read_python(gen: subprocess.Popen[str], target: Target, pid: int, pids: list[int], idle_rss: int) -> Drive:
+    assert gen.stdout is not None
+    result: dict[str, Any] = {}
+    cpu0 = 0.0
+    split0 = split1 = (0.0, 0.0)
+    t_start = t_end = 0.0
+    connected_rss = idle_rss
+    last_cpu, last_t = 0.0, time.monotonic()
+    for line in gen.stdout:
+        msg = json.loads(line)
+        phase = msg.get("phase")
+        if phase == "connected":
+            connected_rss = procstat.memory(pids)[0]
+        elif phase == "load_start":
+            pids = procstat.tree(pid)
+            split0 = procstat.cpu_split(pids)
+            cpu0, t_start = sum(split0), time.monotonic()
+            last_cpu, last_t = cpu0, t_start
+        elif phase == "drained":
+            split1 = procstat.cpu_split(pids)
+            t_end = time.monotonic()
+        elif msg.get("progress"):
+            now, cpu = time.monotonic(), procstat.cpu_seconds(pids)
+            log(
+                f"  [{target.label}] t={msg['t']:5.1f}s sent={msg['sent']:>9} "
+                f"rate={msg['rate']:>7}/s target cpu={(cpu - last_cpu) / (now - last_t) * 100:5.1f}%"
+            )
+            last_cpu, last_t = cpu, now
+        elif "result" in msg:
+            result = msg["result"]
+    gen.wait()
+    if gen.returncode != 0 or not result:
+        raise RuntimeError(f"generator failed ({gen.returncode})")
+    return Drive(result, pids, split0, split1, t_start, t_end, connected_rss)
+
+
+def loadgen_js() -> Path:
+    """The independent Node generator: ``$RECEIVER_LOADGEN_JS``, or ``shared/bench/loadgen.js`` beside the checkout."""
+    if os.environ.get("RECEIVER_LOADGEN_JS"):
+        return Path(os.environ["RECEIVER_LOADGEN_JS"])
+    for up in (ROOT.parent, ROOT.parent.parent):
+        path = up / "shared" / "bench" / "loadgen.js"
+        if path.exists():
+            return path
+    raise RuntimeError("no loadgen.js: set RECEIVER_LOADGEN_JS (and NODE_PATH to its `ws` install)")
+
+
+def _drive_node(
+    target: Target, args: argparse.Namespace, env: dict[str, str], cores: dict[str, set[int] | None],
+    port: int, pid: int, pids: list[int], idle_rss: int,
+) -> tuple[subprocess.Popen[str], Drive]:  # fmt: skip
+    """``shared/bench/loadgen.js`` (Node ``ws``), written apart from the project.
+
+    It reports nothing until it ends, so the CPU window opens when the target
+    has accepted every TCP connection (``/proc/net/tcp``; the last batch of 50
+    handshakes and the ``start`` messages fall inside it, for every target
+    alike) and closes when the generator exits (every close acknowledged).
+    """
+    # A flood sends --messages per call: as many as --duration of real time would.
+    per_call = int(args.duration * MSGS_PER_CALL_S)
+    node_env = {**env, "NODE_PATH": env.get("NODE_PATH") or args.node_modules}
+    gen = subprocess.Popen(
+        ["node", str(loadgen_js()), "--url", f"ws://127.0.0.1:{port}/{args.format}", "--mode", args.mode,
+         "--calls", str(args.calls), "--duration", str(args.duration), "--messages", str(per_call),
+         "--track", "both", "--format", args.format, "--json"],
+        cwd=ROOT, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=pin(cores["generator"]),
+    )  # fmt: skip
+    try:
+        connected_rss = idle_rss
+        deadline = time.monotonic() + 60
+        while procstat.established(port) < args.calls and gen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        pids = procstat.tree(pid)
+        split0, t_start = procstat.cpu_split(pids), time.monotonic()
+        connected_rss = procstat.memory(pids)[0]
+        out, err = gen.communicate()
+        split1, t_end = procstat.cpu_split(pids), time.monotonic()
+    except BaseException:
+        gen.kill()
+        raise
+    if gen.returncode != 0 or not out.strip():
+        raise RuntimeError(f"loadgen.js failed ({gen.returncode}): {err.strip()[-500:]}")
+    log("  " + err.strip().replace("\n", "\n  "))
+    return gen, Drive(
+        _node_result(json.loads(out.strip().splitlines()[-1])), pids, split0, split1, t_start, t_end, connected_rss
+    )
+
+
+def _node_result(res: dict[str, Any]) -> dict[str, Any]:
+    """loadgen.js's report in the shape of ``bench/loadgen.py``'s (its own fields kept under ``node``)."""
+    per_s = [x or 0.0 for x in res.get("ping_rtt_max_per_s") or [0.0]]  # a second with no pong is null
+    quarter = max(1, len(per_s) // 4)
+    send_span = res.get("send_span_s", res["elapsed_s"])
+    return {
+        "mode": res["mode"],
+        "calls": res["calls"],
+        "media_messages": res["media_msgs"],
+        "load_seconds": send_span,
+        "drain_seconds": res["close_ack_ms"]["max"] / 1e3,
+        "drain_error": f"{res['errors']} connection(s) failed" if res["errors"] else None,
+        "generator_cpu_us_per_msg": res["loadgen_cpu_us_per_msg"],
+        "lateness_ms": {
+            "p50": res.get("send_lag_ms", {}).get("p50", 0.0),
+            "p99": res.get("send_lag_ms", {}).get("p99", 0.0),
+        },
+        "ping_rtt_ms": {
+            "first_quarter_p50": statistics.median(per_s[:quarter]),
+            "last_quarter_p50": statistics.median(per_s[-quarter:]),
+        },
+        "close_codes": {"1000": res["calls"]} if not res["errors"] else {"error": res["errors"]},
+        "node": res,
+    }
+
+
 def _slope(points: list[tuple[float, int]]) -> float:
     """Least-squares bytes per second over the samples (0 with fewer than 3)."""
     if len(points) < 3:
@@ -325,7 +445,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     head = (
-        f"{args.mode}, {args.calls} two-track calls, {args.duration:g} s, {args.repeat} run(s) each, "
+        f"{args.mode}, {args.calls} two-track {args.format} calls, {args.generator} generator, {args.duration:g} s, {args.repeat} run(s) each, "
         f"{os.cpu_count()} cores; medians\n"
         "| target | CPU µs/msg | ratio | msgs/s | calls/core | peak RSS MB | MB/call | RSS slope MB/min "
         "| gen late p99 ms | gen µs/msg | fell behind |\n"
@@ -405,6 +525,15 @@ def main(argv: list[str] | None = None) -> int:
         "--bus", action="store_true",
         help="also run the receiver publishing every stream to the audio bus (a redis-server of its own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--generator", choices=["python", "node"], default="python",
+        help="python: bench/loadgen.py; node: the independent shared/bench/loadgen.js (Node `ws`; see bench/README.md)",
+    )  # fmt: skip
+    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice", help="wire format sent")
+    parser.add_argument(
+        "--node-modules", default=os.environ.get("NODE_PATH", "/tmp/lg/node_modules"),
+        help="where `npm install ws bufferutil utf-8-validate` put the Node generator's modules ($NODE_PATH)",
+    )  # fmt: skip
     parser.add_argument("--receiver-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument(
@@ -443,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer()
         targets.append(Target("receiver", bus=redis_server.url))
     log(
-        f"bench: {args.mode}, {args.calls} calls x {args.duration:g} s, {args.repeat} repeat(s); "
+        f"bench: {args.generator} generator, {args.format}, {args.mode}, {args.calls} calls x {args.duration:g} s, {args.repeat} repeat(s); "
         f"targets {', '.join(t.label for t in targets)}; receiver on core {cores['receiver']}, generator on {cores['generator']}"
     )
     rows = []
