@@ -202,4 +202,6 @@ def binary_first(platform: Platform | None) -> MalformedMessage:
 # parse it the general way). Same events as the platform's parser, fewer steps.
 MEDIA_FAST_PATHS: Mapping[Platform, Callable[[str | bytes], MediaReceived | None]] = {
     Platform.MINIVOICE: minivoice.parse_media_text,
+    Platform.TWILIO: twilio.parse_media_text,
+    Platform.SIGNALWIRE: twilio.parse_media_text,
 }

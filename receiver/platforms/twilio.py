@@ -10,8 +10,11 @@ bodyless ``stop``, and ``dtmf`` without a track.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from receiver.errors import MalformedMessage
 from receiver.events import (
@@ -26,6 +29,7 @@ from receiver.events import (
     StreamStopped,
 )
 from receiver.platforms._common import (
+    TRACKS,
     EventParser,
     dispatch,
     media_format,
@@ -116,3 +120,60 @@ EVENTS: Mapping[str, EventParser] = {
     "mark": _mark,
     "stop": _stop,
 }
+
+
+# -- the media fast path -----------------------------------------------------------
+# A typed decoder for the one message that makes up a stream (as in minivoice.py):
+# it only ever takes well-formed media messages; for anything else (another event,
+# a missing or mistyped field, a counter that is not a decimal string, bad base64,
+# invalid JSON) parse_media_text returns None and the session parses the message
+# the general way, which raises the errors ``parse`` documents.
+
+# orjson (the general path) reads integers in the 64-bit range only.
+_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: the general path decides
+_Counter = _Int | str | None  # Twilio and SignalWire send counters as strings; integers are accepted too
+
+
+class _Media(msgspec.Struct):
+    track: str
+    payload: str
+    chunk: _Counter = None
+    timestamp: _Counter = None
+
+
+class _MediaMessage(msgspec.Struct):
+    event: str
+    media: _Media | None = None
+    sequenceNumber: _Counter = None  # noqa: N815 - the wire's name
+
+
+_decode_media = msgspec.json.Decoder(_MediaMessage).decode
+_NOT_A_COUNTER = -1  # a counter string that is not decimal: the general path says why
+
+
+def _counter(value: int | str | None) -> int | None:
+    if type(value) is str:
+        return int(value) if value.isascii() and value.isdigit() else _NOT_A_COUNTER
+    return value  # type: ignore[return-value]  # int or None
+
+
+def parse_media_text(text: str | bytes) -> MediaReceived | None:
+    """A well-formed Twilio or SignalWire ``media`` message as its event; None for anything else. Pure."""
+    try:
+        message = _decode_media(text)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    media = message.media
+    if media is None or message.event != "media":
+        return None
+    track = TRACKS.get(media.track)
+    if track is None:
+        return None
+    chunk, timestamp, sequence = _counter(media.chunk), _counter(media.timestamp), _counter(message.sequenceNumber)
+    if _NOT_A_COUNTER in (chunk, timestamp, sequence):
+        return None
+    try:
+        payload = binascii.a2b_base64(media.payload, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    return MediaReceived(track, chunk, timestamp, payload, sequence)
