@@ -19,7 +19,10 @@ from .services import PostgresServer, RedisServer
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    # websockets 17.0.1 shipped a uvloop-only regression: run everything on both.
+    # websockets 17.0.1 shipped a uvloop-only regression: run everything on both,
+    # except tests whose subject runs in a subprocess (marked one_loop).
+    if item.get_closest_marker("one_loop") is not None:
+        return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 

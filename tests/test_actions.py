@@ -431,10 +431,22 @@ def test_check_actions_allow_insecure_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "flow.json"
     path.write_text(json.dumps(typed("start_stream", stream_url="ws://127.0.0.1:9/x")))
 
-    assert run_check(path).returncode == 1
+    refused = run_check(path)
+    assert refused.returncode == 1 and "pass --allow-insecure" in refused.stdout
     assert run_check(path, "--allow-insecure").returncode == 0
     missing = run_check(tmp_path / "nope.json")
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_check_actions_fills_in_the_local_receivers_address_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "receiver.toml"
+    config.write_text("[server]\nport = 9123\n")
+    example = Path(__file__).parent.parent / "examples" / "flow.json"
+
+    result = run_check(example, "--allow-insecure", "--config", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: 7 action(s)" in result.stdout
 
 
 # -- properties ------------------------------------------------------------------------------

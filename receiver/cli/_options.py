@@ -5,8 +5,10 @@ Options more than one command shares, and the settings they build.
 from __future__ import annotations
 
 import argparse
+from urllib.parse import quote
 
 from receiver.config import Settings
+from receiver.errors import ConfigError
 
 CONFIG_HELP = "path to config.toml (default: $RECEIVER_CONFIG or ./config.toml)"
 LOG_FORMATS = ["auto", "json", "console"]
@@ -42,3 +44,65 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings from ``--config`` (or the environment), with the command line's overrides on top."""
     overrides = {key: getattr(args, key, None) for key in _OVERRIDES}
     return Settings.load(args.config, overrides=overrides)
+
+
+# Placeholders a flow file (and a URL option) may use for the local receiver, so a
+# flow follows the ports config.toml and RECEIVER_PORT / RECEIVER_WEBHOOK_PORT choose.
+PLACEHOLDERS = ("{receiver}", "{webhooks}")
+PLACEHOLDER_HELP = (
+    "{receiver} and {webhooks} in it stand for the local receiver's stream and webhook addresses "
+    "(host:port from config.toml and RECEIVER_PORT / RECEIVER_WEBHOOK_PORT)"
+)
+
+
+def has_placeholders(text: str) -> bool:
+    return any(p in text for p in PLACEHOLDERS)
+
+
+def local_addresses(settings: Settings) -> dict[str, str]:
+    """``{receiver}`` and ``{webhooks}``: where a client on this machine reaches the configured receiver.
+
+    Raises:
+        ConfigError: A port is 0 (any free port), so no address can be known beforehand.
+    """
+
+    def address(host: str, port: int, setting: str) -> str:
+        if port == 0:
+            raise ConfigError(f"{setting} is 0 (any free port): set a fixed port to use {{receiver}} or {{webhooks}}")
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    return {
+        "{receiver}": address(settings.host, settings.port, "port"),
+        "{webhooks}": address(settings.webhook_host, settings.webhook_port, "webhook_port"),
+    }
+
+
+def expand_placeholders(text: str, settings: Settings) -> str:
+    """``text`` with ``{receiver}`` and ``{webhooks}`` replaced by the local receiver's addresses."""
+    if not has_placeholders(text):
+        return text
+    for placeholder, value in local_addresses(settings).items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def local_webhook_url(settings: Settings) -> str | None:
+    """The local receiver's webhook URL (its secret and basic-auth user included), or None when it takes none."""
+    if not settings.webhooks:
+        return None
+    address = local_addresses(settings)["{webhooks}"]
+    userinfo = f"{quote(settings.webhook_user)}:{quote(settings.webhook_password)}@" if settings.webhook_user else ""
+    path = f"/webhooks/{quote(settings.webhook_secret)}" if settings.webhook_secret else "/webhooks"
+    return f"http://{userinfo}{address}{path}"
+
+
+INSECURE_HINT = " (ws:// is for local testing only: pass --allow-insecure)"
+
+
+def insecure_hint(reason: str, allow_insecure: bool) -> str:
+    """The refusal's reason, with how to accept ws:// when that is what was refused."""
+    return reason + INSECURE_HINT if not allow_insecure and "must be a wss:// URL" in reason else reason

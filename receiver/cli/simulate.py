@@ -9,16 +9,27 @@ import asyncio
 import json
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from receiver.calls.actions import InvalidActions, parse_actions
+from receiver.cli._options import (
+    CONFIG_HELP,
+    PLACEHOLDER_HELP,
+    expand_placeholders,
+    has_placeholders,
+    insecure_hint,
+    local_webhook_url,
+)
+from receiver.config import Settings
 from receiver.errors import InvalidValue
 from receiver.events import Encoding
 from receiver.logging import configure
 from receiver.loop import loop_factory
 from receiver.simulator.api import ApiSettings, CompatApi, LiveCalls
 from receiver.simulator.audio import AudioError, AudioSpec, load
+from receiver.simulator.compare import MISMATCH, compare_recordings
 from receiver.simulator.http import MAX_ATTEMPTS, WebhookSettings
 from receiver.simulator.plan import Faults, MediaSpec
 from receiver.simulator.runner import Flow, RunReport, RunSettings, run
@@ -33,7 +44,12 @@ def add_parser(commands: Any) -> None:
         help="run a MiniVoice call flow against a receiver (streams, faults, webhooks, load)",
         description="Run an answer_url flow on simulated calls against a stream receiver.",
     )
-    p.add_argument("flow", metavar="FLOW", help="a JSON actions file, or an http(s) answer_url to POST to")
+    p.add_argument(
+        "flow",
+        metavar="FLOW",
+        help=f"a JSON actions file, or an http(s) answer_url to POST to; {PLACEHOLDER_HELP}",
+    )
+    p.add_argument("--config", help=CONFIG_HELP + "; read for {receiver}, {webhooks} and the default --webhook-url")
     audio = p.add_argument_group("audio")
     audio.add_argument(
         "--inbound-audio",
@@ -70,7 +86,13 @@ def add_parser(commands: Any) -> None:
     net.add_argument("--fast", action="store_true", help="send as fast as possible instead of on the real-time clock")
     net.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="WebSocket handshake timeout")
     hooks = p.add_argument_group("webhooks")
-    hooks.add_argument("--webhook-url", metavar="URL", help="POST call.completed and recording.* webhooks here")
+    hooks.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="POST call.completed and recording.* webhooks here (default: the local receiver's webhook URL "
+        "when FLOW uses {receiver} or {webhooks}; otherwise none)",
+    )
+    hooks.add_argument("--no-webhooks", action="store_true", help="send no webhooks, even to the local receiver")
     hooks.add_argument(
         "--webhook-timeout",
         type=float,
@@ -152,17 +174,40 @@ def add_parser(commands: Any) -> None:
         metavar="DIR",
         help="write {call_id}/{stream_id}.{track}.wav: what a correct receiver must decode",
     )
+    out.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="after the run, compare the receiver's recordings in DIR with what was sent, sample for sample "
+        "(waits up to --compare-timeout for files still being finalised); a difference is a failure",
+    )
+    out.add_argument(
+        "--compare-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds --compare waits for the receiver to finalise its files (default 10)",
+    )
     out.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     out.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="a progress line on stderr (default: on with --calls > 1)",
+        help="a progress line on stderr (default: on when stderr is a terminal or with --calls > 1)",
+    )
+    out.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when something failed (load runs that expect some); the summary still lists them",
     )
     out.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="default info for one call, warning for load"
     )
-    out.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    out.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop (default auto: uvloop if installed)",
+    )
     load_ = p.add_argument_group("load")
     load_.add_argument("--calls", type=int, default=1, metavar="N", help="calls to run (default 1)")
     load_.add_argument("--concurrency", type=int, default=1, metavar="M", help="calls at once (default 1)")
@@ -189,15 +234,22 @@ def add_parser(commands: Any) -> None:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    """Run the command; return the exit status (0 ran, 1 flow rejected or unreachable, 2 bad options)."""
+    """Run the command; return the exit status.
+
+    0: every call, stream and webhook went as planned (or ``--allow-failures``);
+    1: something failed (the summary says what: a stream that could not connect
+    or was refused or closed early, a webhook not delivered, an answer_url
+    that failed, a recording that differs from what was sent); 2: bad options.
+    """
     configure(fmt="json" if args.json else "auto", level=args.log_level or ("info" if args.calls == 1 else "warning"))
     try:
         flow, media, faults, settings = _options(args)
         api = _api(args)
     except InvalidActions as exc:
-        print(f"invalid action payload: {exc.reason}", file=sys.stderr)
+        reason = insecure_hint(exc.reason, args.allow_insecure)
+        print(f"invalid action payload: {reason}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"error": exc.body["error"], "reason": exc.reason}))
+            print(json.dumps({"error": exc.body["error"], "reason": reason}))
         return 1
     except (ValueError, AudioError, OSError) as exc:
         print(f"receiver simulate: {exc}", file=sys.stderr)
@@ -223,14 +275,29 @@ def simulate(args: argparse.Namespace) -> int:
 
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         report = runner.run(main())
+    if args.compare:
+        assert settings.record_sent is not None
+        sent = [path for call in report.calls for st in call.streams for path in st.recorded]
+        problems = compare_recordings(sent, settings.record_sent, Path(args.compare), args.compare_timeout)
+        if problems:
+            report.mismatches[MISMATCH] = problems
+    failures = report.failures()
     if args.json:
         print(json.dumps({"seed": faults.seed, **report.as_dict(details=args.calls <= 10)}, indent=2))
     else:
         print(f"seed: {faults.seed} (--seed {faults.seed} runs the same calls again: same ids, same faults)")
         print(_text(report))
-    if report.stats.calls_failed and report.stats.calls_failed == args.calls:
-        return 1
-    return 0
+        if args.compare and MISMATCH not in report.mismatches:
+            print(f"recordings: every file in {args.compare} equals what was sent")
+        print(_result(failures, args.allow_failures))
+    return 1 if failures and not args.allow_failures else 0
+
+
+def _result(failures: list[str], allowed: bool) -> str:
+    if not failures:
+        return "result: OK"
+    head = "result: FAILED" + (" (allowed by --allow-failures)" if allowed else "")
+    return "\n".join([head, *(f"  {line}" for line in failures)])
 
 
 def _api(args: argparse.Namespace) -> ApiSettings | None:
@@ -273,15 +340,34 @@ def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSett
         drop_at=args.drop_at,
         receiver_window_ms=args.receiver_window_ms,
     )
-    if args.flow.startswith(("http://", "https://")):
-        flow = Flow(answer_url=args.flow)
+    if args.webhook_url and args.no_webhooks:
+        raise ValueError("--webhook-url and --no-webhooks exclude each other")
+    remote = args.flow.startswith(("http://", "https://"))
+    text = args.flow if remote else Path(args.flow).read_text()
+    webhook_url = args.webhook_url
+    local = has_placeholders(text) or has_placeholders(webhook_url or "")
+    if local:
+        # The flow names the local receiver: its addresses and webhook URL come from its settings.
+        receiver = Settings.load(args.config)
+        text = expand_placeholders(text, receiver)
+        if webhook_url is None and not args.no_webhooks:
+            webhook_url = local_webhook_url(receiver)
+        elif webhook_url is not None:
+            webhook_url = expand_placeholders(webhook_url, receiver)
+    if remote:
+        flow = Flow(answer_url=text)
     else:
-        flow = Flow(actions=tuple(parse_actions(Path(args.flow).read_bytes(), allow_insecure=args.allow_insecure)))
+        flow = Flow(actions=tuple(parse_actions(text, allow_insecure=args.allow_insecure)))
+    record_sent = args.record_sent
+    if args.compare and not record_sent:
+        record_sent = tempfile.mkdtemp(prefix="receiver-sent-")
     settings = RunSettings(
         fast=args.fast,
         allow_insecure=args.allow_insecure,
-        webhooks=WebhookSettings(args.webhook_url, args.webhook_timeout, args.webhook_backoff, args.webhook_attempts),
-        record_sent=Path(args.record_sent) if args.record_sent else None,
+        webhooks=WebhookSettings(
+            None if args.no_webhooks else webhook_url, args.webhook_timeout, args.webhook_backoff, args.webhook_attempts
+        ),
+        record_sent=Path(record_sent) if record_sent else None,
         open_timeout=args.open_timeout,
         answer_timeout=args.answer_timeout,
         hold=args.hold,
@@ -296,7 +382,7 @@ def _text(report: RunReport) -> str:
         f"calls: {s['calls_completed']} completed, {s['calls_failed']} failed; streams: {s['streams']}",
         f"frames sent: {s['frames_sent']} in {s['elapsed_seconds']} s ({s['frames_per_second']}/s); messages: {s['messages_sent']}",
         f"send lag: max {s['send_lag_ms']['max']} ms, mean {s['send_lag_ms']['mean']} ms, {s['send_lag_ms']['late_sends']} sent over 20 ms late",
-        f"connection errors: {s['connection_errors']}; closed by receiver: {s['receiver_closed']}",
+        f"connection errors: {s['connection_errors']} ({s['refused']} refused); closed early by receiver: {s['receiver_closed']}",
         f"webhooks: {s['webhooks_delivered']} delivered, {s['webhooks_failed']} failed",
     ]
     if len(report.calls) <= 10:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.frames import Close
 from websockets.typing import Subprotocol
 
@@ -81,7 +81,8 @@ class Stats:
     streams: int = 0
     frames_sent: int = 0  # media messages sent (duplicates included)
     messages_sent: int = 0
-    connection_errors: int = 0  # streams that could not connect
+    connection_errors: int = 0  # streams that could not connect (refused ones included)
+    refused: int = 0  # streams the receiver answered with an HTTP error instead of upgrading
     receiver_closed: int = 0  # streams the receiver closed before the simulator was done
     lag_max: float = 0.0  # seconds
     lag_sum: float = 0.0
@@ -108,6 +109,7 @@ class Stats:
                 "late_sends": self.late_sends,
             },
             "connection_errors": self.connection_errors,
+            "refused": self.refused,
             "receiver_closed": self.receiver_closed,
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_failed": self.webhooks_failed,
@@ -122,7 +124,7 @@ class StreamReport:
     start_seconds: float
     end_seconds: float
     planned_end: str  # stop_stream, call_ended or dropped
-    outcome: str = "pending"  # stopped, dropped, connect_failed, closed_by_receiver
+    outcome: str = "pending"  # stopped, dropped, connect_failed, refused, closed_by_receiver
     close_code: int | None = None
     error: str | None = None
     frames_planned: int = 0
@@ -322,9 +324,15 @@ async def _connect(
         )
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         stats.connection_errors += 1
-        report.outcome, report.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
+        if isinstance(exc, InvalidStatus):
+            # The receiver is there and said no (auth 401/403, over capacity or draining 503).
+            stats.refused += 1
+            report.outcome, report.close_code = "refused", None
+            report.error = f"HTTP {exc.response.status_code}"
+        else:
+            report.outcome, report.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
         log.warning(
-            "stream_connect_failed",
+            "stream_refused" if report.outcome == "refused" else "stream_connect_failed",
             call_id=ident.call_id,
             stream_id=ident.stream_id,
             url=sp.action.stream_url,
@@ -630,9 +638,39 @@ class RunReport:
     stats: Stats
     calls: list[CallReport]
     errors: list[str]
+    # Recordings that differ from what was sent (``compare``): kind -> cases.
+    mismatches: dict[str, list[str]] = field(default_factory=dict)
+
+    def failures(self) -> list[str]:
+        """What did not go as planned, one line per kind with a count and the first case.
+
+        Empty when every call ran, every stream connected and ended as the flow
+        said (a ``--drop-at`` drop is planned), and every webhook got a 2xx.
+        """
+        kinds: dict[str, list[str]] = {}
+        for error in self.errors:
+            kinds.setdefault("call(s) failed", []).append(error)
+        for call in self.calls:
+            for st in call.streams:
+                if st.outcome == "connect_failed":
+                    kinds.setdefault("stream(s) could not connect", []).append(f"{st.stream_url}: {st.error}")
+                elif st.outcome == "refused":
+                    kinds.setdefault("stream(s) refused by the receiver", []).append(f"{st.stream_url}: {st.error}")
+                elif st.outcome == "closed_by_receiver":
+                    code = "no close frame" if st.close_code is None else f"close {st.close_code}"
+                    kinds.setdefault("stream(s) closed early by the receiver", []).append(
+                        f"{st.stream_id} ({code}{': ' + st.error if st.error and st.close_code is not None else ''})"
+                    )
+            for hook in call.webhooks:
+                if not hook.delivered:
+                    kinds.setdefault("webhook(s) not delivered", []).append(
+                        f"{hook.event} after {hook.attempts} attempt(s): {hook.error}"
+                    )
+        kinds.update(self.mismatches)
+        return [f"{len(cases)} {kind}, first: {cases[0]}" for kind, cases in kinds.items()]
 
     def as_dict(self, *, details: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"summary": self.stats.as_dict(), "errors": self.errors[:20]}
+        out: dict[str, Any] = {"summary": self.stats.as_dict(), "errors": self.errors[:20], "failures": self.failures()}
         if details:
             out["calls"] = [c.as_dict() for c in self.calls]
         return out
