@@ -36,6 +36,10 @@ ENV_PREFIX = "RECEIVER_"
 DEFAULT_CONFIG = "config.toml"
 # RECEIVER_ variables that are not settings: the config file's path, and CI's switch for tests.
 OTHER_VARIABLES: Final = frozenset({"CONFIG", "CI"})
+# Paths a config file gives (or leaves at their defaults) are relative to the file's own
+# directory, so every command finds the same files whatever directory it runs in.
+# From the environment or a flag they are relative to the working directory, as usual.
+PATH_SETTINGS = ("recordings_dir", "database", "tls_certfile", "tls_keyfile")
 
 _SINK_TRACKS: Final = {
     "inbound": (Track.INBOUND,),
@@ -195,6 +199,9 @@ class Settings:
     worker_claim_timeout: float = 10.0  # a worker silent this long loses its streams to another
     worker_idle_timeout: float = 60.0  # no audio on the bus this long: the stream is closed (its receiver died)
 
+    # Where the settings came from: the config file read ("" when none), for messages.
+    config_file: str = field(default="", compare=False)
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
@@ -246,6 +253,8 @@ class Settings:
         """Build settings from the config file, the environment and explicit overrides.
 
         ``config`` defaults to ``$RECEIVER_CONFIG``, then ``./config.toml`` if present.
+        Relative paths the file gives (and the defaults of the paths it leaves
+        out) are taken from the file's directory (``PATH_SETTINGS``).
 
         Raises:
             ConfigError: A file, variable or value is invalid.
@@ -257,7 +266,14 @@ class Settings:
             path = DEFAULT_CONFIG
         if path is not None:
             values.update(_from_toml(Path(path)))
-        kinds = {f.name: str(f.type) for f in fields(cls)}
+            base = Path(path).resolve().parent
+            for name in PATH_SETTINGS:
+                value = values.get(name, _DEFAULTS[name])
+                # A URL (database = "postgresql://...") is no path.
+                if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+                    values[name] = str(base / value)
+            values["config_file"] = str(Path(path).resolve())
+        kinds = {f.name: str(f.type) for f in fields(cls) if f.name not in _INTERNAL}
         _check_variables(env, kinds)
         for name, kind in kinds.items():
             raw = env.get(ENV_PREFIX + name.upper())
@@ -333,6 +349,14 @@ _PREFIXES: Final = {
 }
 _SECTION_OF: Final = {name: section for section, names in SECTIONS.items() for name in names}
 _TOML_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
+# Set by load, never by a file or the environment.
+_INTERNAL = ("config_file",)
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "a boolean (true or false)", "str": "a string"}
+
+
+def _kind_name(kind: str) -> str:
+    return _KIND_NAMES.get(kind, "a list of strings" if kind == "tuple[str, ...]" else f"a {kind}")
 
 
 def _did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] = str) -> str:
@@ -375,14 +399,14 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    kinds = {f.name: str(f.type) for f in fields(Settings)}
+    kinds = {f.name: str(f.type) for f in fields(Settings) if f.name not in _INTERNAL}
     values: dict[str, Any] = {}
 
     def take(name: str, value: Any, where: str) -> None:
         kind = kinds[name]
         expected = _TOML_TYPES.get(kind)
         if expected is not None and (not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool))):
-            raise ConfigError(f"{path}: {where} must be a {kind}, not {type(value).__name__}")
+            raise ConfigError(f"{path}: {where} must be {_kind_name(kind)}, not {type(value).__name__}")
         if name in values:
             raise ConfigError(f"{path}: {name} is set twice")
         values[name] = float(value) if kind == "float" else value
@@ -432,7 +456,7 @@ def _convert(name: str, kind: str, raw: str) -> Any:
 
 
 def _not_a(kind: str, name: str, raw: str) -> ConfigError:
-    return ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, not {raw!r}")
+    return ConfigError(f"{ENV_PREFIX}{name.upper()} must be {_kind_name(kind)}, not {raw!r}")
 
 
 def _check_security(settings: Settings) -> None:

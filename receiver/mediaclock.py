@@ -51,9 +51,9 @@ class Placement(enum.IntEnum):
 class TrackStats:
     frames: int = 0  # frames placed
     samples_received: int = 0  # samples of the frames placed
-    gaps: int = 0  # holes filled with silence
-    gap_samples: int = 0  # samples of silence filled into holes
-    lost_frames: int = 0  # gap_samples in whole frames
+    audio_gaps: int = 0  # holes in the audio filled with silence (not sequence gaps: see StreamOutcome)
+    audio_gap_samples: int = 0  # samples of silence filled into holes
+    lost_frames: int = 0  # audio_gap_samples in whole frames
     lead_samples: int = 0  # silence before the track's first frame
     late: int = 0  # frames dropped: their place had become silence
     duplicates: int = 0  # frames dropped: their place held audio already
@@ -237,8 +237,8 @@ class MediaClock:
         state.fills.append((start, start + n))
         stats = state.stats
         if state.seen_audio:
-            stats.gaps += 1
-            stats.gap_samples += n
+            stats.audio_gaps += 1
+            stats.audio_gap_samples += n
             stats.lost_frames += n // self._frame
             spans = state.gap_spans
             if spans and spans[-1][1] == start:

@@ -282,7 +282,7 @@ def _live_counts(pipeline: StreamPipeline, session: SessionStats) -> dict[_Key, 
     rate = info.sample_rate
     for track, s in pipeline.clock.stats().items():
         _track_counts(
-            out, platform, track.value, rate, width, s.frames, s.samples_received, s.gaps, s.gap_samples, s.late,
+            out, platform, track.value, rate, width, s.frames, s.samples_received, s.audio_gaps, s.audio_gap_samples, s.late,
             s.duplicates,
         )  # fmt: skip
     out[(MESSAGES, (platform,))] = session.messages
@@ -300,7 +300,7 @@ def _final_counts(info: StreamInfo, outcome: StreamOutcome) -> dict[_Key, float]
     rate = info.sample_rate
     for track, s in outcome.tracks.items():
         _track_counts(
-            out, platform, track, rate, width, s["frames"], s["samples_received"], s["gaps"], s["gap_samples"],
+            out, platform, track, rate, width, s["frames"], s["samples_received"], s["audio_gaps"], s["audio_gap_samples"],
             s["late"], s["duplicates"],
         )  # fmt: skip
     out[(MESSAGES, (platform,))] = outcome.messages

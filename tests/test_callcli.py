@@ -131,7 +131,17 @@ async def fill(path: Path) -> None:
                 at + timedelta(seconds=9),
                 "call_ended",
                 1000,
-                {"duration_seconds": 8.0},
+                {
+                    "duration_seconds": 8.0,
+                    "samples": 64000,
+                    "messages": 790,
+                    "sequence_gaps": 34,
+                    "audio_gaps": 11,
+                    "tracks": {
+                        "inbound": {"audio_gaps": 6, "audio_gap_samples": 960},
+                        "outbound": {"audio_gaps": 5, "audio_gap_samples": 800},
+                    },
+                },
                 ("/r/a.wav",),
             )
         )
@@ -155,6 +165,8 @@ def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path) -> N
     assert "recording rec_call_123 completed  120 s  204800 bytes" in out
     assert "stream str_1 (minivoice, inbound,outbound, audio/x-mulaw 8000)" in out
     assert "file /r/a.wav" in out
+    # Messages that never came and holes filled with silence are different counts, named apart.
+    assert "8.00 s of media, 790 messages, 34 sequence gaps, 11 audio gaps (0.22 s of silence filled)" in out
 
     code, out, _ = calls("call_123", "--events", "--database", str(database))
     assert code == 0
@@ -177,5 +189,34 @@ def test_receiver_calls_lists_shows_and_prints_the_timeline(database: Path) -> N
 
 def test_receiver_calls_says_what_is_missing(database: Path, tmp_path: Path) -> None:
     assert (calls("nope", "--database", str(database)))[::2] == (1, "receiver: no call nope\n")
-    assert (calls("--database", str(tmp_path / "absent.db")))[0] == 1
+    absent = tmp_path / "absent.db"
+    assert calls("--database", str(absent)) == (
+        1,
+        "",
+        f"receiver: no call database at {absent} (given on the command line)\n",
+    )
     assert (calls("--limit", "x", "--database", str(database)))[0] == 2
+
+
+def test_receiver_calls_finds_the_database_of_the_config_file_from_any_directory(
+    database: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "receiver.toml"
+    config.write_text('database = "calls.db"\n')  # relative: beside the config file
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def in_elsewhere(*args: str) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [*RECEIVER, "calls", *args], env=clean_env(), cwd=elsewhere, capture_output=True, text=True, timeout=30
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, _ = in_elsewhere("--config", str(config))
+    assert code == 0 and "call_123" in out
+    code, _, err = in_elsewhere()
+    assert code == 1
+    assert err == (
+        f"receiver: no call database at {elsewhere / 'receiver.db'} (the default database; no config file here: "
+        "pass --config or set $RECEIVER_CONFIG)\n"
+    )

@@ -29,7 +29,10 @@ def test_precedence(tmp_path: Path) -> None:
 def test_the_shipped_config_file_is_valid() -> None:
     shipped = Path(__file__).parent.parent / "config.toml"
 
-    assert Settings.load(shipped, env={}) == Settings()
+    root = shipped.parent.resolve()
+    assert Settings.load(shipped, env={}) == Settings(
+        recordings_dir=str(root / "recordings"), database=str(root / "receiver.db")
+    )
 
 
 def test_env_names_the_config_file(tmp_path: Path) -> None:
@@ -42,14 +45,14 @@ def test_env_names_the_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[server]\nportt = 1\n", "unknown setting"),
+        ("[server]\nportt = 1\n", r"unknown setting \[server\] portt \(did you mean port\?\)"),
         ("port = [", "c.toml"),
         ("port = 70000\n", "port"),
         ("reorder_window_ms = -1\n", "reorder_window_ms"),
         ("log_format = 'xml'\n", "log_format"),
         ("buffer_seconds = 0.1\n", "buffer_seconds"),
-        ("port = '8080'\n", "port must be a int"),
-        ("wav = 1\n", "wav must be a bool"),
+        ("port = '8080'\n", "port must be an integer, not str"),
+        ("wav = 1\n", r"wav must be a boolean \(true or false\), not int"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -60,9 +63,23 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
         Settings.load(config, env={})
 
 
+def test_relative_paths_in_a_config_file_are_taken_from_its_directory(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "receiver.toml"
+    config.parent.mkdir()
+    config.write_text('recordings_dir = "audio"\ntls_certfile = "/abs/cert.pem"\ntls_keyfile = "key.pem"\n')
+
+    settings = Settings.load(config, env={"RECEIVER_DATABASE": "here.db"})
+
+    assert settings.recordings_dir == str(config.parent / "audio")
+    assert settings.tls_certfile == "/abs/cert.pem" and settings.tls_keyfile == str(config.parent / "key.pem")
+    assert settings.database == "here.db"  # the environment's paths are the working directory's
+    assert settings.config_file == str(config)
+    assert Settings.load(env={}).config_file in ("", str(Path("config.toml").resolve()))
+
+
 def test_bad_environment_value(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text("")
-    with pytest.raises(ConfigError, match="RECEIVER_PORT"):
+    with pytest.raises(ConfigError, match="RECEIVER_PORT must be an integer, not 'eighty'"):
         Settings.load(env={"RECEIVER_CONFIG": str(tmp_path / "c.toml"), "RECEIVER_PORT": "eighty"})
 
 

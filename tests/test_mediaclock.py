@@ -62,7 +62,7 @@ def test_a_lost_frame_becomes_silence_after_the_window_and_is_counted() -> None:
     expected[3 * FRAME : 4 * FRAME] = 0
     stats = clock.stats()[IN]
     assert np.array_equal(contents(clock, IN), expected)
-    assert (stats.gaps, stats.gap_samples, stats.lost_frames) == (1, FRAME, 1)
+    assert (stats.audio_gaps, stats.audio_gap_samples, stats.lost_frames) == (1, FRAME, 1)
 
 
 def test_a_late_frame_inside_the_window_lands_in_its_place() -> None:
@@ -73,7 +73,7 @@ def test_a_late_frame_inside_the_window_lands_in_its_place() -> None:
     clock.flush()
 
     assert np.array_equal(contents(clock, IN), signal(IN, 7))
-    assert clock.stats()[IN].gaps == 0
+    assert clock.stats()[IN].audio_gaps == 0
 
 
 def test_a_frame_later_than_the_window_is_dropped_and_counted() -> None:
@@ -85,7 +85,7 @@ def test_a_frame_later_than_the_window_is_dropped_and_counted() -> None:
     clock.flush()
     stats = clock.stats()[IN]
     assert stats.late == 1
-    assert stats.gaps == 1
+    assert stats.audio_gaps == 1
     assert not contents(clock, IN)[2 * FRAME : 3 * FRAME].any()
 
 
@@ -149,7 +149,7 @@ def test_first_timestamp_above_zero_gives_leading_silence() -> None:
     buf = contents(clock, IN)
     assert not buf[: 52 * 8].any()
     assert np.array_equal(buf[52 * 8 :], signal(IN, 10))
-    assert clock.stats()[IN].gaps == 0
+    assert clock.stats()[IN].audio_gaps == 0
     assert clock.stats()[IN].lead_samples == 52 * 8
 
 
@@ -180,7 +180,7 @@ def test_a_gap_within_max_gap_is_filled_exactly() -> None:
     clock.flush()
 
     assert clock.head == 900 * 8 + FRAME
-    assert clock.stats()[IN].gap_samples == 880 * 8
+    assert clock.stats()[IN].audio_gap_samples == 880 * 8
 
 
 def test_undeclared_track_is_reported() -> None:
@@ -235,7 +235,7 @@ def test_any_interleaving_and_reorder_inside_the_window_gives_identical_buffers(
 
     assert np.array_equal(contents(clock, IN), signal(IN, frames))
     assert np.array_equal(contents(clock, OUT), signal(OUT, frames))
-    assert sum(s.gaps + s.late for s in clock.stats().values()) == 0
+    assert sum(s.audio_gaps + s.late for s in clock.stats().values()) == 0
 
 
 @settings(max_examples=80, deadline=None)

@@ -5,12 +5,16 @@ Options more than one command shares, and the settings they build.
 from __future__ import annotations
 
 import argparse
+import os
 from urllib.parse import quote
 
-from receiver.config import Settings
+from receiver.config import ENV_PREFIX, Settings
 from receiver.errors import ConfigError
 
-CONFIG_HELP = "path to config.toml (default: $RECEIVER_CONFIG or ./config.toml)"
+CONFIG_HELP = (
+    "path to config.toml (default: $RECEIVER_CONFIG, else ./config.toml if there); "
+    "relative paths in it are taken from its directory"
+)
 LOG_FORMATS = ["auto", "json", "console"]
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 LOOPS = ["auto", "uvloop", "asyncio"]
@@ -35,9 +39,26 @@ _OVERRIDES = (
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:
     """``--log-format``, ``--log-level`` and ``--loop``: how a long-running command runs."""
-    parser.add_argument("--log-format", choices=LOG_FORMATS)
-    parser.add_argument("--log-level", choices=LOG_LEVELS)
-    parser.add_argument("--loop", choices=LOOPS, default="auto")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log lines as JSON or for people (default auto: console on a terminal, JSON otherwise)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="the least severe level logged (default info)")
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="auto", help="event loop (default auto: uvloop when installed, else asyncio)"
+    )
+
+
+def where_from(settings: Settings, name: str, given: str | None = None) -> str:
+    """Where a path setting came from, for a message that names the path tried."""
+    if given is not None:
+        return "given on the command line"
+    if ENV_PREFIX + name.upper() in os.environ:
+        return f"from ${ENV_PREFIX}{name.upper()}"
+    if settings.config_file:
+        return f"{name} in {settings.config_file}"
+    return f"the default {name}; no config file here: pass --config or set ${ENV_PREFIX}CONFIG"
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -14,12 +14,28 @@ from typing import Any, TextIO
 import orjson
 
 from receiver.calls.webhooks import StoreUnavailable, WebhookRejected, parse_limit, parse_since
-from receiver.cli._options import CONFIG_HELP
+from receiver.cli._options import CONFIG_HELP, where_from
 from receiver.config import Settings
+
+EXAMPLES = """\
+examples:
+  receiver calls                             # the latest 50 calls
+  receiver calls --status completed --since 2026-12-01 --limit 10
+  receiver calls call_1f2e3d4c5b6a           # one call: streams, files, recordings
+  receiver calls call_1f2e3d4c5b6a --events  # its timeline
+  receiver calls --json | jq '.calls[0]'
+"""
 
 
 def add_parser(commands: Any) -> None:
-    calls = commands.add_parser("calls", help="print call records from the database")
+    calls = commands.add_parser(
+        "calls",
+        help="print call records from the database",
+        description="Print the call records `receiver serve` keeps from webhooks and streams: the list, one call "
+        "(its streams with their outcome, files and recordings), or one call's timeline.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     calls.add_argument("call_id", nargs="?", help="one call's record (default: the list)")
     calls.add_argument("--events", action="store_true", help="the call's timeline: webhooks and stream lifecycle")
     calls.add_argument("--status", help="only calls with this status")
@@ -37,9 +53,13 @@ def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from receiver.calls.db import read_call, read_calls, read_events
     from receiver.calls.store import connect_database, is_postgres
 
-    database = args.database or Settings.load(args.config).database
+    if args.database:
+        database, source = args.database, where_from(Settings(), "database", args.database)
+    else:
+        settings = Settings.load(args.config)
+        database, source = settings.database, where_from(settings, "database")
     if not is_postgres(database) and not Path(database).is_file():
-        print(f"receiver: no call database at {database}", file=sys.stderr)
+        print(f"receiver: no call database at {Path(database).resolve()} ({source})", file=sys.stderr)
         return 1
     try:
         since = parse_since(args.since) if args.since else None
@@ -118,9 +138,7 @@ def _call_text(call: dict[str, Any]) -> str:
         )
         if s["outcome"]:
             o = s["outcome"]
-            lines.append(
-                f"    {o.get('duration_seconds', 0):.2f} s of media, {o.get('messages', 0)} messages, {o.get('sequence_gaps', 0)} gaps"
-            )
+            lines.append(f"    {_media_text(o)}")
         for path in s["files"]:
             lines.append(f"    file {path}")
     for r in call["recordings"]:
@@ -128,6 +146,19 @@ def _call_text(call: dict[str, Any]) -> str:
             f"  recording {r['recording_id']} {r['status']}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes"
         )
     return "\n".join(lines) + "\n"
+
+
+def _media_text(outcome: dict[str, Any]) -> str:
+    """A stream's media in one line: sequence gaps (messages that never came) apart from audio gaps (silence filled)."""
+    tracks = outcome.get("tracks") or {}
+    audio_gaps = sum(int(t.get("audio_gaps", t.get("gaps", 0))) for t in tracks.values())
+    rate = outcome["samples"] / outcome["duration_seconds"] if outcome.get("duration_seconds") else 0
+    filled = sum(int(t.get("audio_gap_samples", t.get("gap_samples", 0))) for t in tracks.values())
+    silence = f" ({filled / rate:.2f} s of silence filled)" if rate and filled else ""
+    return (
+        f"{outcome.get('duration_seconds', 0):.2f} s of media, {outcome.get('messages', 0)} messages, "
+        f"{outcome.get('sequence_gaps', 0)} sequence gaps, {audio_gaps} audio gaps{silence}"
+    )
 
 
 def _events_text(events: list[dict[str, Any]]) -> str:

@@ -356,7 +356,10 @@ def _stream_stats(stream: Mapping[str, Any]) -> dict[str, Any]:
     """What the call page says about a stream's end."""
     outcome = stream.get("outcome") or {}
     tracks = outcome.get("tracks") or {}
-    total = {k: sum(int(t.get(k, 0)) for t in tracks.values()) for k in ("gaps", "late", "duplicates", "lost_frames")}
+    total = {k: sum(int(t.get(k, 0)) for t in tracks.values()) for k in ("late", "duplicates", "lost_frames")}
+    # Holes in the audio filled with silence; records written before the rename say "gaps".
+    total["audio_gaps"] = sum(int(t.get("audio_gaps", t.get("gaps", 0))) for t in tracks.values())
+    total["sequence_gaps"] = int(outcome.get("sequence_gaps", 0))
     return {
         "duration_seconds": outcome.get("duration_seconds"),
         "messages": outcome.get("messages"),

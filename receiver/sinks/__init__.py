@@ -83,7 +83,12 @@ class StreamOutcome:
     tracks: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     messages: int = 0
     unknown_events: int = 0
+    # Two different counts, named apart everywhere (logs, call records, CLI):
+    # sequence_gaps: sequence numbers the platform skipped (messages that never came);
+    # audio_gaps: holes in the audio filled with silence, over all tracks (the per-track
+    # counts and lengths are in tracks[...]["audio_gaps"] / ["audio_gap_samples"]).
     sequence_gaps: int = 0
+    audio_gaps: int = 0
     sequence_out_of_order: int = 0
     dtmf: int = 0
     discontinuities: int = 0

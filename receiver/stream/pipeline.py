@@ -132,15 +132,17 @@ class StreamPipeline:
         self, *, reason: str, close_code: int | None, session: SessionStats, error: str | None = None
     ) -> StreamOutcome:
         samples = self.clock.head
+        tracks = self.clock.stats()
         return StreamOutcome(
             reason=reason,
             close_code=close_code,
             duration_seconds=samples / self.info.sample_rate,
             samples=samples,
-            tracks={track.value: stats.as_dict() for track, stats in self.clock.stats().items()},
+            tracks={track.value: stats.as_dict() for track, stats in tracks.items()},
             messages=session.messages,
             unknown_events=session.unknown_events,
             sequence_gaps=session.sequence_gaps,
+            audio_gaps=sum(stats.audio_gaps for stats in tracks.values()),
             sequence_out_of_order=session.sequence_out_of_order,
             dtmf=session.dtmf,
             discontinuities=self.clock.discontinuities,

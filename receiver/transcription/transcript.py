@@ -10,6 +10,9 @@ engine) goes to
   until the audio fed to the plugins is ``REORDER_SECONDS`` past its start
   (or the stream ends), so slower engines' events fall into place; one later
   still is written when it comes (counted as out of order);
+  While a stream's plugins still decode, ``transcript.{stream_id}.decoding``
+  sits beside it (removed when the stream's last event is written), so a
+  reader can tell a finished transcript from one still growing;
 - the log, under the logger name ``receiver.transcripts``;
 - an optional HTTP callback URL, one POST per event, retried a few times with
   back-off from a bounded queue: a slow or dead endpoint loses events
@@ -115,6 +118,18 @@ class TranscriptFeed:
 
 def transcript_path(recordings_dir: str | os.PathLike[str], call_id: str) -> Path:
     return Path(recordings_dir) / safe_name(call_id) / TRANSCRIPT_FILE
+
+
+def decoding_marker(transcript: Path, stream_id: str) -> Path:
+    """The file that says a stream's transcript is still being decoded (beside the transcript)."""
+    return transcript.with_name(f"transcript.{safe_name(stream_id)}.decoding")
+
+
+def still_decoding(transcript: Path) -> list[str]:
+    """The streams of the call whose plugins have not finished (their markers' stream ids)."""
+    return sorted(
+        p.name[len("transcript.") : -len(".decoding")] for p in transcript.parent.glob("transcript.*.decoding")
+    )
 
 
 class Transcripts:
@@ -257,17 +272,24 @@ class StreamTranscripts:
                 self.dropped += 1
 
     async def _write(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        while True:
-            event = await self._queue.get()
-            batch = [event]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            events = [e for e in batch if e is not None]
-            if events:
-                await asyncio.to_thread(_append, self.path, b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in events))
-            if None in batch:
-                return
+        marker = decoding_marker(self.path, self.info.stream_id)
+        await asyncio.to_thread(_begin, marker)
+        try:
+            while True:
+                event = await self._queue.get()
+                batch = [event]
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                events = [e for e in batch if e is not None]
+                if events:
+                    data = b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in events)
+                    await asyncio.to_thread(_append, self.path, data)
+                if None in batch:
+                    return
+        finally:
+            # Also when cancelled at the end of the drain: what is in the file is all there will be.
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(marker.unlink, missing_ok=True)
 
     async def _post(self) -> None:
         import aiohttp
@@ -298,6 +320,11 @@ async def _post_one(session: Any, url: str, event: Transcript) -> bool:
         if attempt + 1 < CALLBACK_ATTEMPTS:
             await asyncio.sleep(CALLBACK_BACKOFF * 2**attempt)
     return False
+
+
+def _begin(marker: Path) -> None:
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -13,8 +13,16 @@ from structlog.testing import capture_logs
 from receiver import cli
 from receiver.events import Encoding, MediaFormat, Platform, Track
 from receiver.sinks import StreamInfo
+from receiver.transcription import transcript as transcript_module
 from receiver.transcription.plugins import TranscriptOutputs
-from receiver.transcription.transcript import Transcript, Transcripts, format_dialogue, read_transcript, transcript_path
+from receiver.transcription.transcript import (
+    Transcript,
+    Transcripts,
+    format_dialogue,
+    read_transcript,
+    still_decoding,
+    transcript_path,
+)
 
 
 def _info(call_id: str = "call_1") -> StreamInfo:
@@ -77,6 +85,46 @@ async def test_events_go_to_the_call_file_the_log_and_the_callback_which_is_retr
     assert [e["text"] for e in logged] == ["thank you for calling", "cancel my order"]
     assert all(e["logger_name"] == "receiver.transcripts" for e in logged)
     assert outputs.live == {}
+
+
+async def test_a_stream_is_marked_as_being_decoded_until_its_last_event_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marked: list[bool] = []
+    begin = transcript_module._begin
+
+    def spy(marker: Path) -> None:
+        begin(marker)
+        marked.append(marker.exists())
+
+    monkeypatch.setattr(transcript_module, "_begin", spy)
+    outputs = TranscriptOutputs(recordings_dir=str(tmp_path), callback_url=None)
+    output = outputs.acquire(_info())
+    Transcripts(output, "sphinx").publish(Track.INBOUND, 0.5, 1.0, "hello")
+    await outputs.release(output)
+
+    assert marked == [True]
+    assert still_decoding(transcript_path(tmp_path, "call_1")) == []
+    assert len(read_transcript(transcript_path(tmp_path, "call_1"))) == 1
+
+
+def test_the_transcript_command_says_while_a_call_is_still_being_decoded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = transcript_path(tmp_path, "call_1")
+    path.parent.mkdir()
+    marker = path.with_name("transcript.str_2.decoding")
+    marker.touch()  # what a receiver leaves while the plugins of stream str_2 still decode
+
+    assert cli.main(["transcript", "call_1", "--recordings-dir", str(tmp_path)]) == 0
+    assert "call 'call_1' is still being decoded; nothing transcribed yet" in capsys.readouterr().out
+    path.write_bytes(orjson.dumps(Transcript("call_1", "str_2", "inbound", 0.5, 1.0, "hello").as_dict()) + b"\n")
+    assert cli.main(["transcript", "call_1", "--recordings-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "caller: hello" in out and "(still being decoded: stream str_2; run again for the rest)" in out
+    marker.unlink()
+    assert cli.main(["transcript", "call_1", "--recordings-dir", str(tmp_path)]) == 0
+    assert "still being decoded" not in capsys.readouterr().out
 
 
 async def test_a_dead_callback_loses_events_counted_and_never_blocks(
