@@ -15,7 +15,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from receiver.config import Settings
 from receiver.errors import ConfigError, ListenError
@@ -31,6 +33,9 @@ from receiver.transcription.transcript import Transcript, TranscriptFeed
 
 if TYPE_CHECKING:  # redis-py is an optional extra: imported only when a bus is configured
     from receiver.bus.publisher import BusPublisher
+
+if TYPE_CHECKING:
+    from receiver.calls.listener import WebhookService
 
 server_log = get_logger(SERVER)
 
@@ -122,6 +127,16 @@ async def run_server(settings: Settings) -> None:
     transcripts.subscribe(metrics.transcript_published)
     hooks = WebhookService(settings, before_scrape=metrics.sync) if settings.webhooks else None
     bus = bus_publisher(settings)
+    # Everything that can be wrong with the settings (plugins and their options, the TLS
+    # certificate) is found here, before any port opens.
+    sinks = default_sinks(settings, on_transcript=transcripts.publish, bus=bus)
+    observers: list[StreamObserver] = [metrics, *(hooks.observers if hooks is not None else ())]
+    server = ReceiverServer(settings, sinks, observers=observers)
+    metrics.watch(server.live_streams, lambda: server.guard.counts)
+    if hooks is not None and hooks.console is not None:
+        hooks.console.watch(server.live_streams)
+    if hooks is not None and hooks.listener is not None:
+        hooks.listener.streams.control = server  # the API stops and pauses this process's streams
     if hooks is not None:
         transcripts.subscribe(hooks.store.transcript_published)
         if hooks.console is not None:
@@ -130,17 +145,10 @@ async def run_server(settings: Settings) -> None:
     try:
         if bus is not None:
             await bus.start()
-        sinks = default_sinks(settings, on_transcript=transcripts.publish, bus=bus)
-        observers: list[StreamObserver] = [metrics, *(hooks.observers if hooks is not None else ())]
-        server = ReceiverServer(settings, sinks, observers=observers)
-        metrics.watch(server.live_streams, lambda: server.guard.counts)
-        if hooks is not None and hooks.console is not None:
-            hooks.console.watch(server.live_streams)
-        if hooks is not None and hooks.listener is not None:
-            hooks.listener.streams.control = server  # the API stops and pauses this process's streams
         await server.start()
         metrics.start()
         try:
+            server_log.info("receiver_ready", **startup_summary(settings, server, hooks))
             await stop.wait()
             await server.drain(settings.drain_timeout, hurry=hurry)
         finally:
@@ -151,6 +159,85 @@ async def run_server(settings: Settings) -> None:
             await bus.close()  # after the streams: their end entries go out
         if hooks is not None:
             await hooks.stop()  # last, so the final streams' ends are written
+
+
+# Limits and timings the start-up summary lists when they differ from their defaults.
+LIMITS = (
+    "max_message_bytes",
+    "max_streams",
+    "handshake_timeout",
+    "start_timeout",
+    "idle_timeout",
+    "max_stream_seconds",
+    "max_messages_per_second",
+    "rate_window",
+    "drain_timeout",
+    "reorder_window_ms",
+    "max_gap_ms",
+    "buffer_seconds",
+    "sink_close_timeout",
+    "webhook_max_body_bytes",
+    "store_timeout",
+)
+
+
+def startup_summary(settings: Settings, server: StreamServer, hooks: WebhookService | None) -> dict[str, Any]:
+    """What the running service loaded, for the one ``receiver_ready`` line: where to reach it,
+    where it writes, what it feeds, how it authenticates, and the limits that differ from defaults."""
+    from receiver.transcription.plugins import parse_specs
+
+    def url(scheme: str, host: str, port: int, path: str) -> str:
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+
+    scheme = "wss" if settings.tls_certfile else "ws"
+    summary: dict[str, Any] = {
+        "streams": url(scheme, settings.host, server.port, "/<any path>"),
+        "health": url("https" if settings.tls_certfile else "http", settings.host, server.port, "/healthz"),
+        "listening_on": settings.host,
+    }
+    if hooks is not None and hooks.listener is not None:
+        port = hooks.listener.port
+        summary["webhooks"] = url("http", settings.webhook_host, port, "/webhooks")
+        summary["calls_api"] = url("http", settings.webhook_host, port, "/calls")
+        if settings.answer:
+            summary["answer_url"] = url("http", settings.webhook_host, port, "/answer")
+        summary["webhook_auth"] = [
+            m for m, on in (("token", settings.webhook_secret), ("basic", settings.webhook_user)) if on
+        ] or "none"
+        if hooks.console is not None:
+            summary["console"] = url("http", settings.webhook_host, port, "/ui/")
+        summary["database"] = _without_password(settings.database)
+    else:
+        summary["webhooks"] = "off"
+    summary["recordings_dir"] = str(Path(settings.recordings_dir).resolve())
+    sinks = ["wav (inbound, outbound, stereo)"] if settings.wav else []
+    sinks += [
+        f"{spec.name} (plugin {spec.plugin}, tracks {','.join(t.value for t in spec.tracks)})"
+        for spec in parse_specs(settings.sinks)
+    ]
+    if settings.bus_url:
+        sinks.append(f"bus ({_without_password(settings.bus_url)}, prefix {settings.bus_prefix})")
+    summary["sinks"] = sinks or "none"
+    summary["stream_auth"] = server.guard.policy.modes() or "none"
+    defaults = Settings()
+    changed = {name: getattr(settings, name) for name in LIMITS if getattr(settings, name) != getattr(defaults, name)}
+    if changed:
+        summary["limits"] = changed
+    summary["config_file"] = settings.config_file or "none (defaults and RECEIVER_* variables)"
+    summary["workers"] = settings.workers
+    return summary
+
+
+def _without_password(location: str) -> str:
+    """A database path made absolute, or a URL with its password replaced (the summary is logged)."""
+    if "://" not in location:
+        return str(Path(location).resolve())
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run(settings: Settings, loop_name: str = "auto") -> None:

@@ -21,12 +21,33 @@ from receiver.logging import SERVER, get_logger
 COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, transcript, plot, db)
 
 
+DESCRIPTION = """\
+WebSocket media-stream receiver: takes a call's audio streams from MiniVoice,
+Twilio Media Streams and SignalWire (format detected from the messages),
+records them as aligned WAV files, feeds transcription plugins, and keeps a
+record of every call from the platform's webhooks."""
+
+EPILOG = """\
+examples:
+  receiver serve                                  # streams on :8080, webhooks and call API on :8081
+  receiver simulate --allow-insecure examples/flow.json
+  receiver calls                                  # the calls recorded so far
+  receiver transcript CALL_ID
+  receiver COMMAND --help                         # each command's options and examples
+
+settings: config.toml (./config.toml, or --config / $RECEIVER_CONFIG), overridden by
+RECEIVER_<KEY> environment variables (RECEIVER_PORT=9000), overridden by flags."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="receiver", description="WebSocket media-stream receiver for MiniVoice and Twilio-format streams."
+        prog="receiver",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"receiver {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for command in COMMANDS:
         command.add_parser(commands)
     return parser

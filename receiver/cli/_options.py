@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from urllib.parse import quote
 
 from receiver.config import ENV_PREFIX, Settings
@@ -35,6 +36,11 @@ _OVERRIDES = (
     "worker_name",
     "worker_streams",
 )
+
+
+def describe(text: str) -> str:
+    """A command's description, wrapped (its parser keeps the examples' own line breaks)."""
+    return textwrap.fill(text, 79)
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:

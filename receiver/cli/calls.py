@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import orjson
 
 from receiver.calls.webhooks import StoreUnavailable, WebhookRejected, parse_limit, parse_since
-from receiver.cli._options import CONFIG_HELP, where_from
+from receiver.cli._options import CONFIG_HELP, describe, where_from
 from receiver.config import Settings
 
 EXAMPLES = """\
@@ -31,8 +31,10 @@ def add_parser(commands: Any) -> None:
     calls = commands.add_parser(
         "calls",
         help="print call records from the database",
-        description="Print the call records `receiver serve` keeps from webhooks and streams: the list, one call "
-        "(its streams with their outcome, files and recordings), or one call's timeline.",
+        description=describe(
+            "Print the call records `receiver serve` keeps from webhooks and streams: the list, one call "
+            "(its streams with their outcome, files and recordings), or one call's timeline."
+        ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

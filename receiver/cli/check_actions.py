@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP, PLACEHOLDER_HELP, expand_placeholders, has_placeholders, insecure_hint
+from receiver.cli._options import (
+    CONFIG_HELP,
+    PLACEHOLDER_HELP,
+    describe,
+    expand_placeholders,
+    has_placeholders,
+    insecure_hint,
+)
 
 EXAMPLES = """\
 examples:
@@ -22,8 +29,10 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "check-actions",
         help="validate an answer_url actions payload",
-        description="Check an answer_url actions payload as the platform does: print OK and the actions, "
-        "or the precise reason it would be rejected (exit 1).",
+        description=describe(
+            "Check an answer_url actions payload as the platform does: print OK and the actions, "
+            "or the precise reason it would be rejected (exit 1)."
+        ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

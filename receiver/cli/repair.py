@@ -7,12 +7,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP
+from receiver.cli._options import CONFIG_HELP, describe
 from receiver.config import Settings
+
+EXAMPLES = """\
+examples:
+  receiver repair                      # the recordings directory from the settings
+  receiver repair /data/recordings
+"""
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("repair", help="repair WAV files a crash left unfinished")
+    parser = commands.add_parser(
+        "repair",
+        help="repair WAV files a crash left unfinished",
+        description=describe(
+            "Rewrite the headers of WAV files a killed receiver left unfinished, so they cover every "
+            "whole sample on disk (serve does this at start-up unless repair_on_start = false)."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("directory", nargs="?", help="recordings directory (default: from settings)")
     parser.add_argument("--config", help=CONFIG_HELP)
     parser.set_defaults(run=repair)

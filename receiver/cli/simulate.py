@@ -17,6 +17,7 @@ from receiver.calls.actions import InvalidActions, parse_actions
 from receiver.cli._options import (
     CONFIG_HELP,
     PLACEHOLDER_HELP,
+    describe,
     expand_placeholders,
     has_placeholders,
     insecure_hint,
@@ -37,12 +38,32 @@ from receiver.simulator.wire import WireFormat, check_format
 
 ENCODINGS = {"mulaw": Encoding.MULAW, "alaw": Encoding.ALAW, "l16": Encoding.L16}
 
+EXAMPLES = """\
+examples:
+  # the example flow against the local receiver (make run), webhooks included:
+  receiver simulate --allow-insecure examples/flow.json
+  # faults, and a check that the recordings equal what was sent:
+  receiver simulate --allow-insecure examples/flow.json --loss 0.05 --reorder-ms 80 --compare recordings
+  # speech on the caller's track (espeak-ng, or any WAV file):
+  receiver simulate --allow-insecure examples/flow.json --inbound-audio "say:I would like a refund"
+  # load: 200 calls, 50 at once, failures tolerated but listed:
+  receiver simulate --allow-insecure examples/flow.json --calls 200 --concurrency 50 --allow-failures
+  # the flow from your application's answer_url:
+  receiver simulate https://app.example.com/answer --webhook-url https://app.example.com/webhooks
+"""
+
 
 def add_parser(commands: Any) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
         "simulate",
         help="run a MiniVoice call flow against a receiver (streams, faults, webhooks, load)",
-        description="Run an answer_url flow on simulated calls against a stream receiver.",
+        description=describe(
+            "Run an answer_url flow on simulated calls against a stream receiver, as the platform "
+            "would: streams with real audio and seeded network faults, then the webhooks. Exits 1 when anything "
+            "failed (the summary's result section says what), 0 when all went as planned."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "flow",
@@ -69,13 +90,13 @@ def add_parser(commands: Any) -> None:
         default="minivoice",
         help="wire format: a carrier's, as it streams (default minivoice; see docs/platforms.md)",
     )
-    audio.add_argument("--encoding", choices=list(ENCODINGS), default="mulaw", help="default mulaw")
+    audio.add_argument("--encoding", choices=list(ENCODINGS), default="mulaw", help="media encoding (default mulaw)")
     audio.add_argument(
         "--sample-rate",
         type=int,
         choices=[8000, 16000, 24000],
         default=8000,
-        help="default 8000 (16000/24000: l16 only)",
+        help="sample rate in Hz (default 8000; 16000/24000: l16 only)",
     )
     net = p.add_argument_group("connection")
     net.add_argument(
@@ -84,7 +105,9 @@ def add_parser(commands: Any) -> None:
         help="permit ws:// stream URLs (the platform requires wss://); local testing only",
     )
     net.add_argument("--fast", action="store_true", help="send as fast as possible instead of on the real-time clock")
-    net.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="WebSocket handshake timeout")
+    net.add_argument(
+        "--open-timeout", type=float, default=10.0, metavar="S", help="WebSocket handshake timeout (default 10)"
+    )
     hooks = p.add_argument_group("webhooks")
     hooks.add_argument(
         "--webhook-url",
@@ -241,7 +264,10 @@ def simulate(args: argparse.Namespace) -> int:
     or was refused or closed early, a webhook not delivered, an answer_url
     that failed, a recording that differs from what was sent); 2: bad options.
     """
-    configure(fmt="json" if args.json else "auto", level=args.log_level or ("info" if args.calls == 1 else "warning"))
+    progress = args.progress if args.progress is not None else (args.calls > 1 or sys.stderr.isatty())
+    # With a progress line, info lines would break it up: the summary says the same at the end.
+    quiet = progress or args.calls > 1
+    configure(fmt="json" if args.json else "auto", level=args.log_level or ("warning" if quiet else "info"))
     try:
         flow, media, faults, settings = _options(args)
         api = _api(args)
@@ -254,7 +280,6 @@ def simulate(args: argparse.Namespace) -> int:
     except (ValueError, AudioError, OSError) as exc:
         print(f"receiver simulate: {exc}", file=sys.stderr)
         return 2
-    progress = args.progress if args.progress is not None else args.calls > 1
 
     async def main() -> RunReport:
         running = run(

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP, where_from
+from receiver.cli._options import CONFIG_HELP, describe, where_from
 from receiver.config import Settings
 
 EXAMPLES = """\
@@ -27,9 +27,11 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "transcript",
         help="print a call's transcript as a dialogue",
-        description="Print what the transcription plugins heard on a call, caller and agent interleaved in "
-        "media-clock order (from {recordings_dir}/{call_id}/transcript.jsonl). Says so while the call's "
-        "audio is still being decoded.",
+        description=describe(
+            "Print what the transcription plugins heard on a call, caller and agent interleaved in "
+            "media-clock order (from {recordings_dir}/{call_id}/transcript.jsonl). Says so while the call's "
+            "audio is still being decoded."
+        ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -9,18 +9,36 @@ import asyncio
 import signal
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP, add_runtime, settings_from_args
+from receiver.cli._options import CONFIG_HELP, add_runtime, describe, settings_from_args
 from receiver.config import Settings
 from receiver.logging import configure
 from receiver.loop import loop_factory
 
+EXAMPLES = """\
+examples:
+  receiver webhooks                                # POST /webhooks, GET /calls on 127.0.0.1:8081
+  receiver webhooks --webhook-host 0.0.0.0 --webhook-port 9001 --database /data/calls/receiver.db
+"""
+
 
 def add_parser(commands: Any) -> None:
-    hooks = commands.add_parser("webhooks", help="run the webhook listener and call-record API alone")
+    hooks = commands.add_parser(
+        "webhooks",
+        help="run the webhook listener and call-record API alone",
+        description=describe(
+            "Run only the webhook listener (POST /webhooks, /answer when enabled) and the call-record "
+            "API (GET /calls, /calls/ID, /calls/ID/events), without a stream port: for a receiver whose "
+            "streams are served elsewhere, writing to the same database."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     hooks.add_argument("--config", help=CONFIG_HELP)
-    hooks.add_argument("--webhook-host", help="address to listen on")
-    hooks.add_argument("--webhook-port", type=int, help="port to listen on (0: any free port)")
-    hooks.add_argument("--database", help="call-record database: a SQLite file or postgresql:// URL")
+    hooks.add_argument("--webhook-host", help="address to listen on (default 127.0.0.1)")
+    hooks.add_argument("--webhook-port", type=int, help="port to listen on (default 8081; 0: any free port)")
+    hooks.add_argument(
+        "--database", help="call-record database: a SQLite file or postgresql:// URL (default receiver.db)"
+    )
     add_runtime(hooks)
     hooks.set_defaults(run=run_webhooks)
 

@@ -91,6 +91,7 @@ class Stats:
     webhooks_delivered: int = 0
     webhooks_failed: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    running: dict[str, tuple[float, CallPlan]] = field(default_factory=dict)  # call id -> (monotonic start, plan)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started_at
@@ -580,6 +581,7 @@ async def run_call(
         unmatched_stop_streams=plan.unmatched_stops,
     )
     log.info("call_started", call_id=plan.call.call_id, streams=len(plan.streams))
+    stats.running[plan.call.call_id] = (time.monotonic(), plan)
     live = settings.live.call_started(plan, t0, settings, stats, ticker) if settings.live is not None else None
     streams = [
         asyncio.ensure_future(
@@ -613,6 +615,7 @@ async def run_call(
             report.streams.extend(live.reports)
             report.duration_seconds = round((loop.time() - t0), 3) if live.hung_up_early else report.duration_seconds
     finally:
+        stats.running.pop(plan.call.call_id, None)
         for task in streams:
             task.cancel()
         if settings.live is not None:
@@ -763,12 +766,38 @@ def _print_progress(stats: Stats, total: int, out: TextIO | None, final: bool = 
     if out is None:
         return
     s = stats.as_dict()
-    active = stats.calls_started - stats.calls_completed - stats.calls_failed
-    line = (
-        f"calls {stats.calls_completed}/{total} done, {active} active, {stats.calls_failed} failed | "
-        f"frames {stats.frames_sent} ({s['frames_per_second']:.0f}/s) | "
-        f"lag max {s['send_lag_ms']['max']:.1f} ms | conn errors {stats.connection_errors}"
-    )
+    if total == 1 and stats.running and not final:
+        line = _call_progress(stats, *next(iter(stats.running.values())))
+    else:
+        active = stats.calls_started - stats.calls_completed - stats.calls_failed
+        line = (
+            f"calls {stats.calls_completed}/{total} done, {active} active, {stats.calls_failed} failed | "
+            f"frames {stats.frames_sent} ({s['frames_per_second']:.0f}/s) | "
+            f"lag max {s['send_lag_ms']['max']:.1f} ms | conn errors {stats.connection_errors}"
+        )
     tty = out.isatty()
-    out.write(("\r" + line + ("\n" if final else "")) if tty else line + "\n")
+    # On a terminal the line is rewritten in place (cleared first: a later line may be shorter).
+    out.write(("\r\033[K" + line + ("\n" if final else "")) if tty else line + "\n")
     out.flush()
+
+
+FAULT_KINDS = ("lost", "duplicated", "reordered", "delayed")
+
+
+def _call_progress(stats: Stats, started: float, plan: CallPlan) -> str:
+    """One call as it runs: call time, frames sent of those planned, and the faults applied so far."""
+    elapsed_ms = (time.monotonic() - started) * 1000
+    planned = sum(sp.media_items for sp in plan.streams)
+    applied = dict.fromkeys(FAULT_KINDS, 0)
+    for sp in plan.streams:
+        now = elapsed_ms - sp.start_ms  # on the stream's own clock: frame k is due at 20 k ms
+        for tf in sp.faults.values():
+            for kind in FAULT_KINDS:
+                chunks = getattr(tf, kind)
+                applied[kind] += sum(1 for c in chunks if ((c[0] if isinstance(c, list) else c) - 1) * 20 <= now)
+    faults = ", ".join(f"{n} {kind}" for kind, n in applied.items() if n) or "none"
+    return (
+        f"call {min(elapsed_ms, plan.duration_ms) / 1000:.1f}/{plan.duration_ms / 1000:.1f} s | "
+        f"frames sent {stats.frames_sent}/{planned} | faults so far: {faults} | "
+        f"conn errors {stats.connection_errors} | webhooks {stats.webhooks_delivered} ok, {stats.webhooks_failed} failed"
+    )

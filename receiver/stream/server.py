@@ -128,6 +128,12 @@ class StreamServer:
         self, settings: Settings, sinks: Sequence[SinkFactory] = (), observers: Sequence[StreamObserver] = ()
     ) -> None:
         self.settings = settings
+        # Read the certificate now: a bad one is a ConfigError before any port opens.
+        self._tls = (
+            server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password)
+            if settings.tls_certfile
+            else None
+        )
         self._sinks = list(sinks)
         self._observers = list(observers)
         self._media = MediaSettings(
@@ -156,11 +162,7 @@ class StreamServer:
 
     async def start(self) -> None:
         settings = self.settings
-        tls = (
-            server_context(settings.tls_certfile, settings.tls_keyfile, settings.tls_key_password)
-            if settings.tls_certfile
-            else None
-        )
+        tls = self._tls
         try:
             self._server = await serve(
                 self._handle,

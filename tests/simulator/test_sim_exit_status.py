@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,48 @@ async def test_the_receiver_placeholder_follows_the_local_receivers_port_and_web
     assert "webhooks: 2 delivered, 0 failed" in out
     (call,) = calls
     assert call["status"] == "completed"
+
+
+async def test_one_call_on_a_terminal_shows_its_progress(server: ReceiverServer, tmp_path: Path) -> None:
+    flow = tmp_path / "flow.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "actions": [
+                    {"type": "start_stream", "stream_url": f"ws://127.0.0.1:{server.port}/x", "track": "both"},
+                    {"type": "pause", "length": 1.3},
+                    {"type": "hangup"},
+                ]
+            }
+        )
+    )
+    controller, terminal = os.openpty()  # stderr is a terminal: progress is on by default
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "receiver", "simulate", str(flow), "--allow-insecure", "--loss", "0.2", "--seed", "3",
+            stdout=subprocess.PIPE, stderr=terminal,
+        )  # fmt: skip
+        os.close(terminal)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        err = await asyncio.to_thread(_read_all, controller)
+    finally:
+        os.close(controller)
+    await streams_done(server, 1)
+
+    assert proc.returncode == 0, out.decode() + err
+    lines = [part for part in err.split("\r") if part.startswith("\033[Kcall ") and "/1.3 s | " in part]
+    assert lines, err
+    assert re.search(r"\| frames sent \d+/\d+ \| faults so far: \d+ lost \|", lines[0]), lines
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
