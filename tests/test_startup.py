@@ -101,3 +101,28 @@ def test_serve_and_webhooks_take_the_same_webhook_options(command: str) -> None:
     args = build_parser().parse_args([command, "--webhook-host", "0.0.0.0", "--webhook-port", "9001"])
 
     assert (args.webhook_host, args.webhook_port) == ("0.0.0.0", 9001)
+
+
+def test_health_asks_the_port_the_settings_give(tmp_path: Path, unused_tcp_port: int) -> None:
+    env = {"RECEIVER_PORT": str(unused_tcp_port), "RECEIVER_WEBHOOKS": "false"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "receiver", "health"], cwd=tmp_path, env={**clean, **env},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    down = health()
+    assert down.returncode == 1 and f"http://127.0.0.1:{unused_tcp_port}/healthz unreachable" in down.stderr
+    proc = serve(tmp_path, env=env)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if json.loads(line)["event"] == "receiver_ready":
+                break
+        up = health()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert up.returncode == 0 and up.stdout == f"ok: http://127.0.0.1:{unused_tcp_port}/healthz\n"

@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from receiver import __version__
-from receiver.cli import calls, check_actions, db, plot, repair, serve, simulate, transcript, webhooks, worker
+from receiver.cli import calls, check_actions, db, health, plot, repair, serve, simulate, transcript, webhooks, worker
 from receiver.errors import ConfigError, ListenError
 from receiver.logging import SERVER, get_logger
 
 # In the order ``receiver --help`` lists them.
-COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, transcript, plot, db)
+COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, transcript, plot, db, health)
 
 
 DESCRIPTION = """\
