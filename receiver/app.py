@@ -17,7 +17,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from receiver.config import Settings
 from receiver.errors import ConfigError, ListenError
@@ -230,14 +229,10 @@ def startup_summary(settings: Settings, server: StreamServer, hooks: WebhookServ
 
 
 def _without_password(location: str) -> str:
-    """A database path made absolute, or a URL with its password replaced (the summary is logged)."""
-    if "://" not in location:
-        return str(Path(location).resolve())
-    parts = urlsplit(location)
-    if parts.password is None:
-        return location
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """A database path made absolute, or a URL without its password (the summary is logged)."""
+    from receiver.calls.store import redact_url
+
+    return redact_url(location) if "://" in location else str(Path(location).resolve())
 
 
 def run(settings: Settings, loop_name: str = "auto") -> None:

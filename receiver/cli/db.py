@@ -12,13 +12,28 @@ import argparse
 import sys
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP
+from receiver.cli._options import CONFIG_HELP, describe
 from receiver.config import Settings
+
+EXAMPLES = """\
+examples:
+  receiver db upgrade                                   # the database from the settings
+  receiver db upgrade --database postgresql://user@db/receiver
+"""
 
 
 def add_parser(commands: Any) -> None:
-    db = commands.add_parser("db", help="manage the call-record database")
-    actions = db.add_subparsers(dest="db_command", required=True)
+    db = commands.add_parser(
+        "db",
+        help="manage the call-record database",
+        description=describe(
+            "Manage the call-record database. upgrade applies the schema migrations it lacks (receivers, "
+            "listeners and workers also apply them when they start) and says which."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION", title="actions")
     upgrade = actions.add_parser("upgrade", help="apply the schema migrations the database lacks")
     upgrade.add_argument("--config", help=CONFIG_HELP)
     upgrade.add_argument("--database", help="a SQLite file or postgresql:// URL (default: from settings)")

@@ -17,16 +17,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP
+from receiver.cli._options import CONFIG_HELP, describe
 from receiver.config import Settings
 
 POINTS = 2000
 COLORS = {"inbound": "#2f6fb3", "outbound": "#c0622d"}
 
 
+EXAMPLES = """\
+examples:
+  receiver plot call_1f2e3d4c5b6a                 # call_1f2e3d4c5b6a.png
+  receiver plot call_1f2e3d4c5b6a -o call.svg
+"""
+
+
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("plot", help="draw a call's waveforms, gaps and transcript marks as a PNG")
-    parser.add_argument("call_id")
+    parser = commands.add_parser(
+        "plot",
+        help="draw a call's waveforms, gaps and transcript marks as a PNG",
+        description=describe(
+            "Draw each stream of a call on its media clock: both tracks, the audio gaps filled with silence "
+            "and the audio a sink lost shaded, keyword hits and transcript lines marked (needs matplotlib: "
+            "pip install 'receiver[plot]')."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("call_id", help="the call's id (as in `receiver calls`)")
     parser.add_argument("-o", "--output", help="the image file (default: CALL_ID.png; .svg and .pdf work too)")
     parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--database", help="call-record database (default: from settings)")

@@ -9,15 +9,28 @@ import asyncio
 import signal
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP, add_runtime, settings_from_args
+from receiver.cli._options import CONFIG_HELP, add_runtime, describe, settings_from_args
 from receiver.config import Settings
 from receiver.logging import configure
 from receiver.loop import loop_factory
 
+EXAMPLES = """\
+examples:
+  receiver worker --bus redis://127.0.0.1:6379/0 --config worker.toml
+  receiver worker --bus redis://redis:6379/0 --name worker-2 --streams 32 --database postgresql://db/receiver
+"""
+
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "worker", help="run transcription plugins on streams from the bus (a consumer-group member)"
+        "worker",
+        help="run transcription plugins on streams from the bus (a consumer-group member)",
+        description=describe(
+            "Take streams a receiver published to the bus (serve --bus) and run the [[sinks]] plugins of this "
+            "worker's config on them; workers of one group share the streams and take over a silent one's."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help=CONFIG_HELP + "; its [[sinks]] are what the worker runs")
     parser.add_argument("--bus", dest="bus_url", help="the bus: redis://host:port/db (default: [bus] url)")
