@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from receiver.cli import build_parser
+from receiver.events import Platform
 
 
 def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -92,8 +93,14 @@ def test_every_subcommand_has_a_description_and_examples_and_every_option_help()
         if not a.help and not isinstance(a, argparse._SubParsersAction)  # type: ignore[attr-defined]
     ]
     assert missing == []
-    for platform in ("MiniVoice", "Twilio", "SignalWire"):
-        assert platform in (parser.description or "")
+    named = {
+        "minivoice": "MiniVoice", "twilio": "Twilio", "signalwire": "SignalWire", "telnyx": "Telnyx",
+        "plivo": "Plivo", "vonage": "Vonage", "exotel": "Exotel", "jambonz": "jambonz",
+        "audiofork": "FreeSWITCH", "asterisk": "Asterisk", "audiohook": "AudioHook",
+    }  # fmt: skip
+    assert set(named) == {p.value for p in Platform}  # a new platform must be named in the description
+    for name in named.values():
+        assert name in (parser.description or "")
 
 
 @pytest.mark.parametrize("command", ["serve", "webhooks"])

@@ -23,9 +23,11 @@ COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, tra
 
 DESCRIPTION = """\
 WebSocket media-stream receiver: takes a call's audio streams from MiniVoice,
-Twilio Media Streams and SignalWire (format detected from the messages),
-records them as aligned WAV files, feeds transcription plugins, and keeps a
-record of every call from the platform's webhooks."""
+Twilio Media Streams, SignalWire, Telnyx, Plivo, Vonage, Exotel, jambonz,
+FreeSWITCH (mod_audio_fork / mod_audio_stream), Asterisk (chan_websocket) and
+Genesys AudioHook (the format is detected from the connection), records them
+as aligned WAV files, feeds transcription plugins, and keeps a record of every
+call from the platform's webhooks."""
 
 EPILOG = """\
 examples:
