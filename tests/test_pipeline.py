@@ -141,4 +141,4 @@ async def test_a_frame_arriving_late_waits_in_the_window_and_lands_in_place() ->
     outcome = await pipeline.finish(reason="stop_stream", close_code=1000, session=SessionStats())
 
     assert np.array_equal(sink.audio(IN), np.concatenate([decode_ulaw(frame(k)) for k in range(4)]))
-    assert outcome.tracks["inbound"]["gaps"] == 0
+    assert outcome.tracks["inbound"]["audio_gaps"] == 0
