@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check bench clean fuzz soak screenshots cluster
+.PHONY: install run demo test check bench clean fuzz soak screenshots cluster docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set up and start the receiver on 127.0.0.1:8080 (Ctrl-C stops it cleanly).
+## Set up and start the receiver on 127.0.0.1:8080, or $$RECEIVER_PORT (Ctrl-C stops it cleanly).
 run: $(STAMP)
 	$(VENV)/bin/receiver serve
+
+## One call start to finish: a receiver with speech recognition, a simulated call, its record and transcript.
+demo: $(STAMP)
+	$(PY) scripts/demo.py
 
 ## The test suite (what CI runs).
 test: $(STAMP)
@@ -28,6 +32,10 @@ bench: $(STAMP)
 ## The console's screenshots in docs/ (taken by its browser tests; commit them when they change).
 screenshots: $(STAMP)
 	RECEIVER_SCREENSHOTS=docs/img $(PY) -m pytest tests/console -q
+
+## The Docker image built and run for real (docs/docker.md): needs a Docker engine; CI runs it.
+docker-test: $(STAMP)
+	RECEIVER_DOCKER_TESTS=1 $(PY) -m pytest tests/docker -p no:randomly $(PYTEST_ARGS)
 
 ## Lint and types.
 check: $(STAMP)

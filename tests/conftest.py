@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from receiver.app import ReceiverServer
 from receiver.config import Settings
 
 from .services import PostgresServer, RedisServer
+
+# The Docker image tests build and run containers for minutes: `make docker-test` runs them
+# (CI too), `make test` leaves them out.
+collect_ignore = [] if os.environ.get("RECEIVER_DOCKER_TESTS") else ["docker"]
 
 
 def pytest_asyncio_loop_factories(
