@@ -21,6 +21,10 @@ from receiver.session import SessionStats
 from receiver.sinks import SinkFactory, StreamInfo, StreamOutcome
 from receiver.stream.fanout import Fanout
 
+# On the per-frame path, enum members are read from module constants: a lookup on the
+# enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
+_UNDECLARED = Placement.UNDECLARED_TRACK
+
 
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
@@ -85,7 +89,7 @@ class StreamPipeline:
     def media(self, event: MediaReceived) -> Placement:
         """Decode one frame and place it (raises only ``MalformedMessage`` from the codec)."""
         placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
-        if placement is Placement.UNDECLARED_TRACK:
+        if placement is _UNDECLARED:
             self.undeclared += 1
         self.fanout.notify()
         return placement

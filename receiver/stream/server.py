@@ -72,6 +72,9 @@ RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 
 stream_log = get_logger(STREAM)
 media_log = get_logger(MEDIA)
+# On the per-frame path, enum members are read from module constants: a lookup on the
+# enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
+_DISCONTINUITY = Placement.DISCONTINUITY
 server_log = get_logger(SERVER)
 
 
@@ -363,7 +366,7 @@ class StreamServer:
         if type(event) is MediaReceived:
             pipeline = stream.pipeline
             assert pipeline is not None  # the session allows media only after start
-            if pipeline.media(event) is Placement.DISCONTINUITY:
+            if pipeline.media(event) is _DISCONTINUITY:
                 media_log.warning(
                     "media_discontinuity",
                     stream_id=pipeline.info.stream_id,
