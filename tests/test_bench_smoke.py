@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,3 +36,44 @@ def test_bench_smoke_run_measures_receiver_baseline_and_latency(tmp_path: Path) 
     assert runs["receiver+latency"]["latency"]["frames"] > 0
     assert "ratio_to_baseline" in result["summary"]["receiver"]
     assert "| receiver |" in proc.stdout
+
+
+# What shared/bench/loadgen.js printed for a 10-call Twilio run (its --json line).
+NODE_REPORT = {
+    "mode": "realtime", "format": "twilio", "url": "ws://127.0.0.1:43925/twilio", "calls": 10, "tracks": 2,
+    "media_msgs": 2000, "errors": 0, "elapsed_s": 2.051, "msgs_per_s": 975,
+    "close_ack_ms": {"n": 10, "p50": 25.16, "p99": 25.93, "max": 25.93}, "loadgen_cpu_s": 0.258,
+    "loadgen_cpu_us_per_msg": 129.02, "duration_s": 2, "send_span_s": 2.02,
+    "send_lag_ms": {"n": 2000, "p50": 1.2, "p99": 21.2, "max": 31.21}, "send_lag_max_per_s": [31.21, 24.52],
+    "ping_rtt_ms": {"n": 10, "p50": 9.96, "p99": 14, "max": 14}, "ping_rtt_max_per_s": [None, 14],
+    "backlog_bytes_per_s": [0, 0], "loadgen_cpu_share": 0.13,
+}  # fmt: skip
+
+
+def test_the_node_generators_report_reads_as_the_python_generators() -> None:
+    from bench.run import _node_result
+
+    result = _node_result(NODE_REPORT)
+
+    assert result["media_messages"] == 2000
+    assert result["drain_seconds"] == pytest.approx(0.02593)
+    assert result["drain_error"] is None
+    assert result["close_codes"] == {"1000": 10}
+    assert result["lateness_ms"]["p99"] == 21.2
+    assert result["ping_rtt_ms"] == {"first_quarter_p50": 0.0, "last_quarter_p50": 14}
+    failed = _node_result({**NODE_REPORT, "errors": 2})
+    assert failed["drain_error"] and failed["close_codes"] == {"error": 2}
+
+
+def test_the_in_process_hot_path_takes_every_message() -> None:
+    for fmt in ("minivoice", "twilio"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.hotpath", "--format", fmt, "--streams", "2", "--ticks", "2"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "8 media messages" in proc.stderr

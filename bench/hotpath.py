@@ -1,0 +1,92 @@
+"""
+The per-message path in process, for counting instructions: ``server._on_message``.
+
+No sockets, no frame cutting, no WAV sink: what the receiver does with one
+unmasked text message (session, typed parser, base64, G.711, media clock,
+ring buffers, fan-out). Under callgrind only the loop is counted (it runs
+inside ``functools.reduce``), so the figure does not depend on the load of
+a shared machine: use it for before/after of a change to that path.
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \\
+        --callgrind-out-file=/tmp/hot.out .venv/bin/python -m bench.hotpath --format twilio
+    # instructions per message = "Collected" / (2 x streams x ticks)
+
+Without valgrind it prints the CPU time per message (noisy on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import sys
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import structlog
+from websockets.speedups import apply_mask
+
+from receiver.app import ReceiverServer
+from receiver.config import Settings
+from receiver.stream.server import _Stream
+
+from .messages import Call
+
+
+def unmask(frame: bytes) -> str:
+    """The text of one masked client frame (as the fast path hands it on)."""
+    n = frame[1] & 0x7F
+    i = 4 if n == 126 else 2
+    return apply_mask(frame[i + 4 :], frame[i : i + 4]).decode()
+
+
+async def run(fmt: str, streams: int, ticks: int) -> float:
+    server = ReceiverServer(Settings(wav=False, max_messages_per_second=0))
+    calls = [Call(i, fmt=fmt, run="h") for i in range(streams)]
+    live: list[Any] = []
+    for call in calls:
+        ws: Any = SimpleNamespace(subprotocol=None, request=None, remote_address=None)
+        stream = _Stream(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
+        server._on_message(stream, unmask(call.connected()))
+        server._on_message(stream, unmask(call.start()))
+        live.append(stream)
+    for _ in range(3):  # first media, first writes
+        for stream, call in zip(live, calls, strict=True):
+            for message in call.pair():
+                server._on_message(stream, unmask(message))
+    batches = [
+        [(stream, unmask(m)) for stream, call in zip(live, calls, strict=True) for m in call.pair()]
+        for _ in range(ticks)
+    ]
+    on_message = server._on_message
+
+    def tick(_: object, batch: list[tuple[Any, str]]) -> None:
+        for stream, text in batch:
+            on_message(stream, text)
+
+    cpu = time.process_time()
+    functools.reduce(tick, batches, None)
+    cpu = time.process_time() - cpu
+    if any(s.session.stats.media_messages != 2 * (ticks + 3) for s in live):
+        raise RuntimeError("not every media message was taken")
+    return cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice")
+    parser.add_argument("--streams", type=int, default=50)
+    parser.add_argument("--ticks", type=int, default=10, help="20 ms frames per track per stream")
+    args = parser.parse_args(argv)
+    logging.disable(logging.CRITICAL)
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
+    cpu = asyncio.run(run(args.format, args.streams, args.ticks))
+    messages = 2 * args.streams * args.ticks
+    print(f"{args.format}: {messages} media messages, {cpu / messages * 1e6:.2f} µs CPU each", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
