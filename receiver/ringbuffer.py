@@ -42,7 +42,10 @@ class TrackBuffer:
         start = self.head
         n = len(samples)
         cap = self.capacity
-        if n > cap:  # only the last `capacity` samples survive
+        i = start % cap
+        if i + n <= cap:  # the frame fits before the end: one slice, no further call (once per frame)
+            self._buf[i : i + n] = samples
+        elif n > cap:  # only the last `capacity` samples survive
             self._put(start + n - cap, samples[n - cap :])
         else:
             self._put(start, samples)
