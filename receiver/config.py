@@ -31,6 +31,7 @@ from receiver.errors import ConfigError
 from receiver.events import Track
 from receiver.routes import parse_routes
 from receiver.security.networks import parse_networks
+from receiver.security.signatures import parse_api_keys
 
 ENV_PREFIX = "RECEIVER_"
 DEFAULT_CONFIG = "config.toml"
@@ -142,6 +143,9 @@ class Settings:
     auth_bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
     auth_basic_users: tuple[str, ...] = field(default=(), repr=False)  # "user:password"
     twilio_auth_token: str = field(default="", repr=False)  # validates X-Twilio-Signature when present
+    plivo_auth_token: str = field(default="", repr=False)  # validates X-Plivo-Signature-V3 when present
+    vonage_signature_secret: str = field(default="", repr=False)  # validates a Vonage JWT (Authorization: Bearer)
+    audiohook_api_keys: tuple[str, ...] = field(default=(), repr=False)  # "API_KEY:CLIENT_SECRET" (base64 secret)
     public_base_url: str = ""  # wss://host as the platform sees it (behind a proxy); default: wss://<Host>
     ip_allowlist: tuple[str, ...] = ()  # CIDRs; empty: any address
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
@@ -314,6 +318,9 @@ SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         "auth_bearer_tokens",
         "auth_basic_users",
         "twilio_auth_token",
+        "plivo_auth_token",
+        "vonage_signature_secret",
+        "audiohook_api_keys",
         "public_base_url",
         "ip_allowlist",
         "trusted_proxies",
@@ -476,6 +483,10 @@ def _check_security(settings: Settings) -> None:
         raise ConfigError("auth secrets and bearer tokens must not be empty")
     if any(":" not in u or u.startswith(":") for u in settings.auth_basic_users):
         raise ConfigError("auth_basic_users entries must be user:password")
+    try:
+        parse_api_keys(settings.audiohook_api_keys)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not settings.auth_token_param:
         raise ConfigError("auth_token_param must not be empty")
     if settings.public_base_url and not settings.public_base_url.startswith(("wss://", "ws://", "https://", "http://")):

@@ -21,6 +21,8 @@ closes). Where a class lives, when not here, is in brackets::
      ├── AuthRejected                 [security.auth] the upgrade is refused: HTTP 401 / 403
      ├── TokenInvalid                 [security.auth] a stream token is malformed, forged,
      │                                expired or for another call
+     ├── SignatureInvalid             [security.signatures] a carrier's signature on the upgrade
+     │                                (Plivo, Vonage JWT, AudioHook) does not verify
      ├── WebhookRejected              [calls.webhooks] a request on the webhook port is
      │    │                           refused: an HTTP status and a JSON error body
      │    ├── MalformedJSON           400

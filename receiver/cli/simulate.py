@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import secrets
 import sys
@@ -31,6 +33,7 @@ from receiver.loop import loop_factory
 from receiver.simulator.api import ApiSettings, CompatApi, LiveCalls
 from receiver.simulator.audio import AudioError, AudioSpec, load
 from receiver.simulator.compare import MISMATCH, compare_recordings
+from receiver.simulator.credentials import Credentials
 from receiver.simulator.http import MAX_ATTEMPTS, WebhookSettings
 from receiver.simulator.plan import Faults, MediaSpec
 from receiver.simulator.runner import Flow, RunReport, RunSettings, run
@@ -103,6 +106,15 @@ def add_parser(commands: Any) -> None:
         "--allow-insecure",
         action="store_true",
         help="permit ws:// stream URLs (the platform requires wss://); local testing only",
+    )
+    net.add_argument("--plivo-auth-token", metavar="TOKEN", help="Plivo: sign each upgrade (X-Plivo-Signature-V3)")
+    net.add_argument(
+        "--vonage-signature-secret", metavar="SECRET", help="Vonage: send a signed JWT (Authorization: Bearer)"
+    )
+    net.add_argument(
+        "--audiohook-api-key",
+        metavar="KEY:SECRET",
+        help="AudioHook: the API key and (base64) client secret that sign each upgrade",
     )
     net.add_argument("--fast", action="store_true", help="send as fast as possible instead of on the real-time clock")
     net.add_argument(
@@ -397,8 +409,22 @@ def _options(args: argparse.Namespace) -> tuple[Flow, MediaSpec, Faults, RunSett
         answer_timeout=args.answer_timeout,
         hold=args.hold,
         live=LiveCalls(media, faults, args.api_project or "") if args.api_port is not None else None,
+        credentials=_credentials(args),
     )
     return flow, media, faults, settings
+
+
+def _credentials(args: argparse.Namespace) -> Credentials:
+    key, secret = "", ""
+    if args.audiohook_api_key:
+        key, sep, secret = args.audiohook_api_key.partition(":")
+        try:
+            ok = bool(sep and key and base64.b64decode(secret, validate=True))
+        except binascii.Error:
+            ok = False
+        if not ok:
+            raise InvalidValue("--audiohook-api-key must be KEY:SECRET, the secret base64")
+    return Credentials(args.plivo_auth_token or "", args.vonage_signature_secret or "", key, secret)
 
 
 def _text(report: RunReport) -> str:

@@ -20,6 +20,11 @@ Mechanisms (any that is configured may authenticate a stream):
   message's call id at ``start``): a token replayed for another call is
   refused.
 - **Bearer or basic credentials** on the upgrade (``Authorization`` header).
+- **The carriers' signatures** (``security/signatures.py``), each validated
+  whenever it is present and configured: Plivo's ``X-Plivo-Signature-V3``
+  (``plivo_auth_token``), a Vonage JWT as the bearer token
+  (``vonage_signature_secret``), Genesys AudioHook's HTTP message signature
+  with ``X-API-KEY`` (``audiohook_api_keys``).
 - **Twilio's request signature** (``X-Twilio-Signature``), validated whenever it
   is present: ``base64(HMAC-SHA1(auth token, wss URL))`` over the public URL,
   tried with and without ``:443`` (stream-formats §1.6).
@@ -46,6 +51,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from receiver.errors import InvalidValue, ReceiverError, StreamRefused
 from receiver.security.networks import Network, client_address, parse_networks, within
+from receiver.security.signatures import (
+    AUDIOHOOK_HEADERS,
+    PLIVO_NONCE_HEADER,
+    PLIVO_SIGNATURE_HEADER,
+    SignatureInvalid,
+    looks_like_jwt,
+    parse_api_keys,
+    verify_audiohook,
+    verify_plivo,
+    verify_vonage_jwt,
+)
 
 if TYPE_CHECKING:
     from receiver.config import Settings
@@ -58,7 +74,18 @@ TWILIO_SIGNATURE_HEADER: Final = "x-twilio-signature"
 FORWARDED_FOR_HEADER: Final = "x-forwarded-for"
 # The request headers ``check_handshake`` reads (lower case).
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
-HEADERS: Final = frozenset({"authorization", "host", CALL_ID_HEADER, TWILIO_SIGNATURE_HEADER, FORWARDED_FOR_HEADER})
+HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "host",
+        CALL_ID_HEADER,
+        TWILIO_SIGNATURE_HEADER,
+        FORWARDED_FOR_HEADER,
+        PLIVO_SIGNATURE_HEADER,
+        PLIVO_NONCE_HEADER,
+        *AUDIOHOOK_HEADERS,
+    }
+)
 
 
 class AuthRejected(ReceiverError):
@@ -229,10 +256,11 @@ def headers_from(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 class HandshakeResult:
     """What the handshake established about a stream."""
 
-    method: str | None  # url_token, bearer, basic, twilio_signature; None: open or pending
+    method: str | None  # url_token, bearer, basic, twilio_signature, plivo_signature, ...; None: open or pending
     call_id: str | None = None  # the call a URL token is bound to
     pending_start: bool = False  # a valid token must come in the start message
     client: str | None = None
+    reading: str | None = None  # where a signature's unconfirmed input was read (Plivo's signed URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +273,9 @@ class AuthPolicy:
     bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
     basic_users: tuple[str, ...] = field(default=(), repr=False)  # "user:password"
     twilio_auth_token: str = field(default="", repr=False)
+    plivo_auth_token: str = field(default="", repr=False)
+    vonage_signature_secret: str = field(default="", repr=False)
+    audiohook_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # client secret by API key
     public_base_url: str = ""
     allow: tuple[Network, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
@@ -258,6 +289,9 @@ class AuthPolicy:
             bearer_tokens=tuple(settings.auth_bearer_tokens),
             basic_users=tuple(settings.auth_basic_users),
             twilio_auth_token=settings.twilio_auth_token,
+            plivo_auth_token=settings.plivo_auth_token,
+            vonage_signature_secret=settings.vonage_signature_secret,
+            audiohook_keys=parse_api_keys(settings.audiohook_api_keys),
             public_base_url=settings.public_base_url,
             allow=parse_networks(settings.ip_allowlist),
             trusted_proxies=parse_networks(settings.trusted_proxies),
@@ -265,7 +299,15 @@ class AuthPolicy:
 
     @property
     def credentials_required(self) -> bool:
-        return bool(self.secrets or self.bearer_tokens or self.basic_users or self.twilio_auth_token)
+        return bool(
+            self.secrets
+            or self.bearer_tokens
+            or self.basic_users
+            or self.twilio_auth_token
+            or self.plivo_auth_token
+            or self.vonage_signature_secret
+            or self.audiohook_keys
+        )
 
     @property
     def enabled(self) -> bool:
@@ -285,6 +327,12 @@ class AuthPolicy:
             modes.append("basic")
         if self.twilio_auth_token:
             modes.append("twilio_signature")
+        if self.plivo_auth_token:
+            modes.append("plivo_signature")
+        if self.vonage_signature_secret:
+            modes.append("vonage_jwt")
+        if self.audiohook_keys:
+            modes.append("audiohook_signature")
         if self.allow:
             modes.append("ip_allowlist")
         return modes
@@ -312,6 +360,7 @@ class AuthPolicy:
 
         passed: list[str] = []
         call_id: str | None = None
+        plivo_reading: str | None = None
         token = self._query_token(path) if self.secrets else None
         if token is not None:
             try:
@@ -326,7 +375,16 @@ class AuthPolicy:
         authorization = headers.get("authorization")
         if authorization is not None:
             scheme, credentials = split_authorization(authorization)
-            if scheme == "bearer" and self.bearer_tokens:
+            if scheme == "bearer" and self.vonage_signature_secret and looks_like_jwt(credentials):
+                try:
+                    verify_vonage_jwt(credentials, self.vonage_signature_secret, now=now)
+                except SignatureInvalid as exc:
+                    if not (self.bearer_tokens and any_equal(credentials, self.bearer_tokens)):
+                        raise AuthRejected(HTTPStatus.UNAUTHORIZED, exc.reason) from None
+                    passed.append("bearer")
+                else:
+                    passed.append("vonage_jwt")
+            elif scheme == "bearer" and self.bearer_tokens:
                 if not any_equal(credentials, self.bearer_tokens):
                     raise AuthRejected(HTTPStatus.UNAUTHORIZED, "bad_bearer_token")
                 passed.append("bearer")
@@ -341,8 +399,26 @@ class AuthPolicy:
                 raise AuthRejected(HTTPStatus.UNAUTHORIZED, "bad_twilio_signature")
             passed.append("twilio_signature")
 
+        plivo = headers.get(PLIVO_SIGNATURE_HEADER)
+        if plivo is not None and self.plivo_auth_token:
+            try:
+                reading = verify_plivo(
+                    self.plivo_auth_token, self._public_url(path, headers), headers.get(PLIVO_NONCE_HEADER, ""), plivo
+                )
+            except SignatureInvalid as exc:
+                raise AuthRejected(HTTPStatus.UNAUTHORIZED, exc.reason) from None
+            passed.append("plivo_signature")
+            plivo_reading = f"signed url: {reading}"
+
+        if self.audiohook_keys and ("signature-input" in headers or "x-api-key" in headers):
+            try:
+                verify_audiohook(headers, request_target=path, keys=self.audiohook_keys, now=now)
+            except SignatureInvalid as exc:
+                raise AuthRejected(HTTPStatus.UNAUTHORIZED, exc.reason) from None
+            passed.append("audiohook_signature")
+
         if passed:
-            return HandshakeResult(passed[0], call_id=call_id, client=client_text)
+            return HandshakeResult(passed[0], call_id=call_id, client=client_text, reading=plivo_reading)
         if self.secrets and self.start_token:
             return HandshakeResult(None, pending_start=True, client=client_text)
         raise AuthRejected(HTTPStatus.UNAUTHORIZED, "missing_credentials")

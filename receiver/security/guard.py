@@ -153,7 +153,8 @@ class Guard:
             raise
         limits.mark_started()
         if method is not None:
-            log.info("stream_authenticated", method=method)
+            extra = {"reading": handshake.reading} if handshake.reading else {}
+            log.info("stream_authenticated", method=method, **extra)
         if self.policy.token_param in started.custom_parameters:
             started = dataclasses.replace(started, custom_parameters=self.policy.scrub(started.custom_parameters))
         return started

@@ -35,6 +35,7 @@ from receiver.calls.actions import Action, InvalidActions, parse_actions
 from receiver.errors import CloseCode, ReceiverError
 from receiver.events import FRAME_MS
 from receiver.logging import get_logger
+from receiver.simulator.credentials import Credentials, upgrade_headers
 from receiver.simulator.http import AnswerUrlError, Delivery, WebhookSettings, envelope, fetch_answer_url, post_webhook
 from receiver.simulator.plan import (
     NOT_MEDIA,
@@ -67,6 +68,7 @@ class RunSettings:
     record_sent: Path | None = None
     open_timeout: float = 10.0
     answer_timeout: float = 10.0
+    credentials: Credentials = field(default_factory=Credentials)  # the carriers' upgrade signatures
     hold: float = 0.0  # seconds each call stays up after its actions (ended early by a hang-up over the API)
     live: LiveCalls | None = None  # the calls the REST API (``api.py``) can act on
 
@@ -316,7 +318,10 @@ async def _connect(
         ws = await connect(
             sp.action.stream_url,
             subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
-            additional_headers=sp.wire.headers(),
+            additional_headers={
+                **sp.wire.headers(),
+                **upgrade_headers(settings.credentials, sp.wire.wire, sp.action.stream_url, ident),
+            },
             user_agent_header=sp.wire.user_agent(),
             compression=None,
             open_timeout=settings.open_timeout,
