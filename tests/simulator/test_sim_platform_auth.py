@@ -93,7 +93,7 @@ async def test_a_wrong_or_missing_carrier_credential_is_refused_at_the_handshake
         report = await simulate(f"ws://127.0.0.1:{guarded.port}{path}", wire, WRONG)
 
     stream = report.calls[0].streams[0]
-    assert stream.outcome == "connect_failed" and "401" in (stream.error or "")
-    [line] = [e for e in logs if e["event"] == "stream_refused"]
+    assert stream.outcome == "refused" and "401" in (stream.error or "")
+    [line] = [e for e in logs if e["event"] == "stream_refused" and "reason" in e]  # the receiver's line
     assert line["reason"] == reason and line["status"] == 401
     assert guarded.streams_total == 0
