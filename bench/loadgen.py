@@ -184,10 +184,9 @@ class Generator:
             lateness.append(monotonic() - due)
             sent = 0
             for call, write in slots[k % 20]:
-                a, b = call.pair()
-                write(a)
-                write(b)
-                sent += 2
+                for message in call.pair():
+                    write(message)
+                    sent += 1
             self.sent += sent
             k += 1
 
@@ -199,11 +198,11 @@ class Generator:
             assert transport is not None
             while loop.time() < deadline and self.running:
                 await client.can_write.wait()
-                frames = []
+                frames: list[bytes] = []
                 for _ in range(50):
                     frames.extend(call.pair())
                 transport.writelines(frames)
-                self.sent += 100
+                self.sent += len(frames)
                 # Let the other calls and the pinger run between batches.
                 await asyncio.sleep(0)
 
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--mode", choices=["realtime", "flood"], default="realtime")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
-    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice")
+    parser.add_argument("--format", choices=["minivoice", "twilio", "vonage"], default="minivoice")
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     import uvloop

@@ -44,6 +44,18 @@ def _payloads(track_index: int) -> list[bytes]:
 
 
 PAYLOADS: tuple[list[bytes], ...] = (_payloads(0), _payloads(1))
+VONAGE_RATE = 16000  # Vonage's usual rate: 640 bytes of L16 per 20 ms binary frame
+
+
+def _l16_payloads() -> list[bytes]:
+    """One second of a tone as raw little-endian L16 at ``VONAGE_RATE``, frame by frame."""
+    n = VONAGE_RATE * FRAME_MS // 1000
+    t = np.arange(n * PAYLOAD_POOL) / VONAGE_RATE
+    pcm = (8000 * np.sin(2 * np.pi * 440.0 * t)).astype("<i2").tobytes()
+    return [pcm[i * 2 * n : (i + 1) * 2 * n] for i in range(PAYLOAD_POOL)]
+
+
+L16_PAYLOADS: list[bytes] = _l16_payloads()
 
 
 def frame(payload: bytes, *, opcode: int = 0x1, key: bytes | None = None) -> bytes:
@@ -71,11 +83,14 @@ def mask(payload: bytes, key: bytes) -> bytes:
 class Call:
     """The messages of one two-track stream, built frame by frame.
 
-    ``fmt`` is ``minivoice`` or ``twilio`` (Twilio Media Streams: camelCase,
-    counters as JSON strings, as Twilio and SignalWire send them).
+    ``fmt`` is ``minivoice``, ``twilio`` (Twilio Media Streams: camelCase,
+    counters as JSON strings, as Twilio and SignalWire send them) or
+    ``vonage`` (a ``websocket:connected`` text frame, then one binary frame of
+    L16 per 20 ms: one track, no stop message; the frames are masked once per
+    call, from a pool).
     """
 
-    __slots__ = ("_head", "_key", "_keyint", "_tail", "call_id", "fmt", "seq", "stream_id", "tick")
+    __slots__ = ("_binary", "_head", "_key", "_keyint", "_tail", "call_id", "fmt", "seq", "stream_id", "tick")
 
     def __init__(self, index: int, *, t0: float | None = None, run: str = "b", fmt: str = "minivoice") -> None:
         self.fmt = fmt
@@ -87,6 +102,7 @@ class Call:
         self._key = os.urandom(4)
         # The key repeated over the longest media message, as one integer (masking is one XOR).
         self._keyint = int.from_bytes(self._key * 128, "big")
+        self._binary = [frame(p, opcode=0x2, key=self._key) for p in L16_PAYLOADS] if fmt == "vonage" else []
         if twilio:
             self._head = b'{"event":"media","sequenceNumber":"%d","streamSid":"' + self.stream_id.encode()
             self._head += b'","media":{"track":"'
@@ -104,11 +120,23 @@ class Call:
         return frame(orjson.dumps(message), key=self._key)
 
     def connected(self) -> bytes:
+        if self.fmt == "vonage":
+            return b""  # its first frame is the start
         if self.fmt == "twilio":
             return self._text({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         return self._text({"event": "connected", "protocol": "minivoice-stream", "version": "1.0"})
 
     def start(self, custom_parameters: dict[str, str] | None = None) -> bytes:
+        if self.fmt == "vonage":
+            return self._text(
+                {
+                    "event": "websocket:connected",
+                    "content-type": f"audio/l16;rate={VONAGE_RATE}",
+                    "uuid": self.call_id,
+                    "stream_id": self.stream_id,
+                    **(custom_parameters or {}),
+                }
+            )
         if self.fmt == "twilio":
             return self._text(
                 {
@@ -164,14 +192,20 @@ class Call:
         masked = (int.from_bytes(body, "big") ^ (self._keyint >> shift)).to_bytes(n, "big")
         return (b"\x81\xfe" + n.to_bytes(2, "big") if n >= 126 else bytes((0x81, 0x80 | n))) + self._key + masked
 
-    def pair(self) -> tuple[bytes, bytes]:
-        """Both tracks' next 20 ms (inbound first); advances the call by one frame."""
+    def pair(self) -> tuple[bytes, ...]:
+        """Every track's next 20 ms (inbound first); advances the call by one frame."""
+        if self._binary:
+            tick = self.tick
+            self.tick += 1
+            return (self._binary[tick % PAYLOAD_POOL],)
         a = self.media(0)
         b = self.media(1)
         self.tick += 1
         return a, b
 
     def stop(self, reason: str = "stop_stream") -> bytes:
+        if self.fmt == "vonage":
+            return b""  # the stream ends with the close
         if self.fmt == "twilio":
             return self._text(
                 {

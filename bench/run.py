@@ -44,6 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MSGS_PER_CALL_S = 100  # two tracks, one message per 20 ms each
 
 
+def msgs_per_call_s(fmt: str) -> int:
+    """Media messages per call-second: Vonage sends one track (one binary frame per 20 ms)."""
+    return MSGS_PER_CALL_S // 2 if fmt == "vonage" else MSGS_PER_CALL_S
+
+
 @dataclass
 class Target:
     name: str
@@ -218,7 +223,7 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
             "sys_us_per_msg": (split1[1] - split0[1]) / max(1, msgs) * 1e6,
             "msgs_per_s": msgs / result["load_seconds"],
             "cpu_utilisation": cpu / max(1e-9, t_end - t_start),
-            "calls_per_core": 1e6 / (us * MSGS_PER_CALL_S) if us else None,
+            "calls_per_core": 1e6 / (us * msgs_per_call_s(args.format)) if us else None,
             "idle_rss_mb": idle_rss / 2**20,
             "peak_rss_mb": peak / 2**20,
             "mb_per_call": (peak - idle_rss) / 2**20 / args.calls,
@@ -340,8 +345,10 @@ def _drive_node(
     handshakes and the ``start`` messages fall inside it, for every target
     alike) and closes when the generator exits (every close acknowledged).
     """
-    # A flood sends --messages per call: as many as --duration of real time would.
-    per_call = int(args.duration * MSGS_PER_CALL_S)
+    # A flood sends a fixed --messages per call: ten times what --duration of real time
+    # would, so at the ~30,000 messages a second a core takes the load lasts about
+    # --duration seconds for 50 calls (and the CPU window's 10 ms ticks stay small).
+    per_call = int(args.duration * msgs_per_call_s(args.format) * (10 if args.mode == "flood" else 1))
     node_env = {**env, "NODE_PATH": env.get("NODE_PATH") or args.node_modules}
     gen = subprocess.Popen(
         ["node", str(loadgen_js()), "--url", f"ws://127.0.0.1:{port}/{args.format}", "--mode", args.mode,
@@ -529,7 +536,10 @@ def main(argv: list[str] | None = None) -> int:
         "--generator", choices=["python", "node"], default="python",
         help="python: bench/loadgen.py; node: the independent shared/bench/loadgen.js (Node `ws`; see bench/README.md)",
     )  # fmt: skip
-    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice", help="wire format sent")
+    parser.add_argument(
+        "--format", choices=["minivoice", "twilio", "vonage"], default="minivoice",
+        help="wire format sent (vonage: binary L16 frames, one track; Python generator only)",
+    )  # fmt: skip
     parser.add_argument(
         "--node-modules", default=os.environ.get("NODE_PATH", "/tmp/lg/node_modules"),
         help="where `npm install ws bufferutil utf-8-validate` put the Node generator's modules ($NODE_PATH)",
@@ -546,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, WAVs)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 10 calls, 2 s, one run each")
     args = parser.parse_args(argv)
+    if args.generator == "node" and args.format == "vonage":
+        parser.error("loadgen.js speaks minivoice and twilio only")
     global NICE
     NICE = args.nice
     # SIGTERM unwinds like Ctrl-C, so every run's finally stops its subprocesses.

@@ -77,3 +77,20 @@ def test_the_in_process_hot_path_takes_every_message() -> None:
 
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "8 media messages" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["twilio", "vonage"])
+def test_the_python_generator_speaks_the_other_formats(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "bench.json"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--format", fmt, "--calls", "4", "--duration", "1", "--repeat", "1",
+         "--no-baseline", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    tracks = 1 if fmt == "vonage" else 2
+    assert run["media_messages"] == 4 * tracks * 50
+    assert run["generator"]["close_codes"] == {"1000": 4}
