@@ -184,6 +184,7 @@ class Settings:
     webhook_user: str = ""  # HTTP basic auth, with webhook_password
     webhook_password: str = field(default="", repr=False)
     webhook_max_body_bytes: int = 65_536
+    webhook_max_future_seconds: float = 86_400.0  # a created_at further ahead is recorded at its receipt time
     store_timeout: float = 5.0  # seconds a store write may take before the webhook gets a 503
     answer: bool = False  # POST /answer on the webhook port
     answer_actions: str = ""  # the JSON action list /answer returns: {"actions": [...]}
@@ -227,6 +228,8 @@ class Settings:
             raise ConfigError(f"webhook_port must be 0-65535, not {self.webhook_port}")
         if self.webhook_max_body_bytes < 1024:
             raise ConfigError("webhook_max_body_bytes must be at least 1024")
+        if self.webhook_max_future_seconds < 0:
+            raise ConfigError("webhook_max_future_seconds must not be negative")
         if self.store_timeout <= 0:
             raise ConfigError("store_timeout must be positive")
         if bool(self.webhook_user) != bool(self.webhook_password):

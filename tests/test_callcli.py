@@ -220,3 +220,47 @@ def test_receiver_calls_finds_the_database_of_the_config_file_from_any_directory
         f"receiver: no call database at {elsewhere / 'receiver.db'} (the default database; no config file here: "
         "pass --config or set $RECEIVER_CONFIG)\n"
     )
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\r\u202eevil\x9b1m"
+
+
+async def fill_hostile(path: Path) -> None:
+    async with SqliteCallStore(path) as store:
+        hostile = dict(SEED_CALL_COMPLETED, event="call." + HOSTILE)
+        hostile["call"] = dict(SEED_CALL_COMPLETED["call"], id="call_" + HOSTILE, **{"from": HOSTILE, "to": HOSTILE})
+        await store.record_webhook(parse_webhook(orjson.dumps(hostile)))
+        at = datetime(2026, 5, 29, 12, 0, tzinfo=UTC)
+        store.stream_started(
+            StreamStart(
+                "call_" + HOSTILE, "str_" + HOSTILE, at, "minivoice", "both", ("inbound",), "audio/x-mulaw", 8000
+            )
+        )
+        await store.flush()
+
+
+def run_calls_in_process(*args: str) -> str:
+    from io import StringIO
+
+    from receiver.cli import build_parser
+
+    out = StringIO()
+    parsed = build_parser().parse_args(["calls", *args])
+    assert parsed.run(parsed, out) == 0
+    return out.getvalue()
+
+
+def test_receiver_calls_escapes_control_characters_from_webhooks_and_streams(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    asyncio.run(fill_hostile(path))
+    call_id = "call_" + HOSTILE
+
+    for args in ((), (call_id,), (call_id, "--events")):
+        out = run_calls_in_process(*args, "--database", str(path))
+
+        assert not [ch for ch in out if ch != "\n" and not ch.isprintable()], repr(out)
+        assert "\\x1b]0;pwned\\x07\\x1b[2J" in out and "\\u202eevil\\x9b1m" in out
+
+    # JSON stays exact: the same bytes as stored.
+    out = run_calls_in_process(call_id, "--json", "--database", str(path))
+    assert orjson.loads(out)["from"] == HOSTILE

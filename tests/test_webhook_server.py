@@ -234,6 +234,14 @@ LIMIT = 2048
         (orjson.dumps({"call": {"id": "call_123"}}), {}, 422, "invalid_envelope"),
         (orjson.dumps({"event": "call.completed", "call": {"status": "completed"}}), {}, 422, "invalid_envelope"),
         (orjson.dumps({**SEED_CALL_COMPLETED, "created_at": "not a time"}), {}, 422, "invalid_envelope"),
+        (orjson.dumps({**SEED_CALL_COMPLETED, "created_at": "9999-12-31T23:59:59-14:00"}), {}, 422, "invalid_envelope"),
+        (orjson.dumps({**SEED_CALL_COMPLETED, "created_at": "0001-01-01T00:00:00+14:00"}), {}, 422, "invalid_envelope"),
+        (
+            b'{"event": "e", "call": {"id": "c"}, "data": {"d": ' + b"[" * 300 + b"]" * 300 + b"}}",
+            {},
+            400,
+            "too_deeply_nested",
+        ),
         (orjson.dumps({**SEED_CALL_COMPLETED, "data": {"pad": "x" * LIMIT}}), {}, 413, "body_too_large"),
         (orjson.dumps(SEED_CALL_COMPLETED), {"Content-Type": "text/plain"}, 415, "unsupported_content_type"),
         (
@@ -249,6 +257,9 @@ LIMIT = 2048
         "missing-event",
         "missing-call-id",
         "bad-created-at",
+        "created-at-after-9999",
+        "created-at-before-1",
+        "nested-300-deep",
         "oversized",
         "text-plain",
         "form",
@@ -299,6 +310,8 @@ async def test_list_calls_with_filters(client: Client) -> None:
     [
         ("/calls?limit=0", 400, "invalid_query"),
         ("/calls?since=later", 400, "invalid_query"),
+        ("/calls?since=0001-01-01T00:00:00%2B14:00", 400, "invalid_query"),
+        ("/calls?since=9999-12-31T23:59:59-14:00", 400, "invalid_query"),
         ("/calls/none", 404, "not_found"),
         ("/calls/none/events", 404, "not_found"),
         ("/nowhere", 404, "not_found"),
@@ -308,6 +321,22 @@ async def test_read_api_errors_are_json(client: Client, path: str, status: int, 
     got, body = await client.get(path)
 
     assert (got, body["error"]["code"]) == (status, code)
+
+
+async def test_a_future_dated_webhook_is_recorded_at_receipt_and_does_not_pin_the_call(client: Client) -> None:
+    with capture_logs() as logs:
+        status, body = await client.post("/webhooks", webhook(SEED_CALL_COMPLETED, created_at="9999-12-31T23:59:59Z"))
+    await client.post("/webhooks", webhook(SEED_CALL_COMPLETED, call_id="other", created_at="2026-05-29T12:00:00Z"))
+
+    assert status == 200 and "future" in body["warning"]
+    assert [e["ahead_seconds"] > 86_400 for e in logs if e["event"] == "webhook_future_dated"] == [True]
+    record = (await client.get("/calls/call_123"))[1]
+    assert record["last_step_at"] < "2100"  # the receipt time, not year 9999
+    events = (await client.get("/calls/call_123/events"))[1]["events"]
+    assert events[0]["detail"]["created_at"] == "9999-12-31T23:59:59Z"  # the envelope as sent
+    # A later webhook of the call still becomes its last step.
+    await client.post("/webhooks", webhook(SEED_RECORDING_COMPLETED, created_at="2099-01-01T00:00:00Z"))
+    assert (await client.get("/calls/call_123"))[1]["last_step"] == "recording.completed"
 
 
 async def test_a_wrong_method_is_a_json_405(client: Client) -> None:

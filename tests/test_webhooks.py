@@ -16,6 +16,7 @@ from receiver.calls.webhooks import (
     Unauthorized,
     UnsupportedContentType,
     WebhookAuth,
+    WebhookRejected,
     check_basic,
     check_content_type,
     check_size,
@@ -237,3 +238,42 @@ def test_since_and_limit_queries() -> None:
             parse_limit(bad)
     with pytest.raises(InvalidQuery):
         parse_since("soon")
+
+
+def test_nesting_deeper_than_the_store_can_write_is_a_400_with_a_reason() -> None:
+    raw = b'{"event": "e", "call": {"id": "c"}, "data": {"deep": ' + b"[" * 300 + b"]" * 300 + b"}}"
+
+    with pytest.raises(WebhookRejected, match="nested") as info:
+        parse_webhook(raw)
+
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("created_at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_created_at_past_the_ends_of_the_calendar_is_refused_with_a_reason(created_at: str) -> None:
+    with pytest.raises(WebhookRejected, match="years 1-9999") as info:
+        parse_webhook(body({"event": "e", "call": {"id": "c"}, "created_at": created_at}))
+
+    assert 400 <= info.value.status < 500
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_since_past_the_ends_of_the_calendar_is_an_invalid_query(since: str) -> None:
+    with pytest.raises(InvalidQuery, match="years 1-9999"):
+        parse_since(since)
+
+
+def test_created_at_far_in_the_future_is_recorded_at_its_receipt_time() -> None:
+    received = datetime(2026, 5, 29, 12, 0, tzinfo=UTC)
+    raw = body({"event": "e", "call": {"id": "c"}, "created_at": "9999-12-31T23:59:59Z"})
+
+    event = parse_webhook(raw, received_at=received)
+
+    assert event.occurred_at == received
+    assert event.created_at == "9999-12-31T23:59:59Z"  # the envelope stays as sent
+    assert event.future_skew is not None and event.future_skew > 86_400
+    # Within the allowed skew, created_at stands.
+    soon = parse_webhook(
+        body({"event": "e", "call": {"id": "c"}, "created_at": "2026-05-30T11:00:00Z"}), received_at=received
+    )
+    assert soon.occurred_at == datetime(2026, 5, 30, 11, 0, tzinfo=UTC) and soon.future_skew is None

@@ -110,6 +110,7 @@ class WebhookServer:
         self._answer = answer
         self.console = console
         self._before_scrape = before_scrape
+        self._max_future = timedelta(seconds=settings.webhook_max_future_seconds)
         self._runner: web.AppRunner | None = None
         self.streams = StreamControlRoutes()  # its ``control`` is set by whoever serves the streams
         self.received = 0  # webhook requests, for tests and logs
@@ -264,7 +265,17 @@ class WebhookServer:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BodyTooLarge(f"body is over the {self.settings.webhook_max_body_bytes}-byte limit") from None
-        event = parse_webhook(body, received_at=datetime.now(UTC))
+        event = parse_webhook(body, received_at=datetime.now(UTC), max_future=self._max_future)
+        if event.future_skew is not None:
+            log.warning(
+                "webhook_future_dated",
+                webhook_event=event.event,
+                call_id=event.call.id,
+                created_at=event.created_at,
+                ahead_seconds=round(event.future_skew),
+                max_future_seconds=self.settings.webhook_max_future_seconds,
+                recorded_at="received_at",
+            )
         try:
             result = await self.store.record_webhook(event)
         except StoreUnavailable as exc:
@@ -280,7 +291,10 @@ class WebhookServer:
             recording_id=event.recording.recording_id if event.recording else None,
             ms=round((time.monotonic() - started) * 1000, 1),
         )
-        return json_response({"result": result, "event": event.event, "call_id": event.call.id})
+        reply = {"result": result, "event": event.event, "call_id": event.call.id}
+        if event.future_skew is not None:
+            reply["warning"] = "created_at is too far in the future: recorded at the time it was received"
+        return json_response(reply)
 
     # -- the read API ----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, ClassVar, Final
 
@@ -39,6 +39,11 @@ WEBHOOKS_LOGGER: Final = "receiver.webhooks"
 CALL_COMPLETED: Final = "call.completed"
 RECORDING_COMPLETED: Final = "recording.completed"
 RECORDING_FAILED: Final = "recording.failed"
+
+# A webhook stamped further ahead of the receiver's clock than this is recorded at its
+# receipt time instead: one event from year 9999 would otherwise be its call's last
+# step, and sort the call first in every listing, for ever.
+MAX_FUTURE_SKEW: Final = timedelta(hours=24)
 
 # call.status values after which a call never goes back to an earlier state.
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "busy", "no_answer", "no-answer", "canceled", "cancelled"})
@@ -75,6 +80,13 @@ class WebhookRejected(ReceiverError):
 class MalformedJSON(WebhookRejected):
     status = HTTPStatus.BAD_REQUEST
     code = "malformed_json"
+
+
+class TooDeeplyNested(WebhookRejected):
+    """Valid JSON nested deeper than the store can write back (orjson's 254 levels)."""
+
+    status = HTTPStatus.BAD_REQUEST
+    code = "too_deeply_nested"
 
 
 class InvalidEnvelope(WebhookRejected):
@@ -150,6 +162,7 @@ class WebhookEvent:
     dedupe_key: str
     envelope: Mapping[str, Any] = field(repr=False)
     recording: RecordingFields | None = None
+    future_skew: float | None = None  # seconds ``created_at`` was ahead of the clock, when it was clamped
 
 
 # -- parsing ---------------------------------------------------------------------
@@ -185,7 +198,10 @@ def parse_timestamp(value: str, *, what: str = "created_at") -> datetime:
         raise InvalidEnvelope(f"{what} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
         raise InvalidEnvelope(f"{what} has no UTC offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in year 10000 in UTC
+        raise InvalidEnvelope(f"{what} is outside the years 1-9999 in UTC") from None
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -193,19 +209,26 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_webhook(body: bytes, *, received_at: datetime | None = None) -> WebhookEvent:
+def parse_webhook(
+    body: bytes, *, received_at: datetime | None = None, max_future: timedelta = MAX_FUTURE_SKEW
+) -> WebhookEvent:
     """Validate one webhook body.
 
     Args:
         body: The request body as received.
-        received_at: When it arrived (stands in for a missing ``created_at``).
+        received_at: When it arrived (stands in for a missing ``created_at``,
+            and for one more than ``max_future`` ahead of it: ``future_skew``
+            then says by how much).
+        max_future: How far ahead of ``received_at`` a ``created_at`` is believed.
 
     Raises:
         MalformedJSON: Not JSON, or not a JSON object.
         InvalidEnvelope: A missing or ill-typed ``event``, ``call``, ``call.id``,
             ``created_at``, ``variables``, ``data``, or a ``recording.completed``
             without ``data.recording_id``.
+        TooDeeplyNested: JSON nested deeper than the store can serialise.
     """
+    received_at = (received_at or datetime.now(UTC)).astimezone(UTC)
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -228,10 +251,14 @@ def parse_webhook(body: bytes, *, received_at: datetime | None = None) -> Webhoo
             raise InvalidEnvelope(f"call.{key} must be a string")
         values[attr] = value
     created_at = envelope.get("created_at")
+    future_skew = None
     if created_at is None:
-        occurred_at = (received_at or datetime.now(UTC)).astimezone(UTC)
+        occurred_at = received_at
     elif isinstance(created_at, str):
         occurred_at = parse_timestamp(created_at)
+        if occurred_at - received_at > max_future:
+            future_skew = (occurred_at - received_at).total_seconds()
+            occurred_at = received_at
     else:
         raise InvalidEnvelope("created_at must be an RFC 3339 string")
     variables = _object(envelope, "variables")
@@ -247,6 +274,7 @@ def parse_webhook(body: bytes, *, received_at: datetime | None = None) -> Webhoo
         dedupe_key=dedupe_key(envelope),
         envelope=envelope,
         recording=recording,
+        future_skew=future_skew,
     )
 
 
@@ -256,7 +284,10 @@ def dedupe_key(envelope: Mapping[str, Any]) -> str:
     A retry carries the same body, so it gets the same key; two different
     events for one call differ in ``event``, ``created_at`` or ``data``.
     """
-    canonical = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # parsed, but the store could not write it back either
+        raise TooDeeplyNested("body is nested more than 254 levels deep") from None
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -380,7 +411,10 @@ def parse_since(value: str) -> str:
         raise InvalidQuery("since must be an RFC 3339 timestamp or a date") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return format_timestamp(moment)
+    try:
+        return format_timestamp(moment)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise InvalidQuery("since is outside the years 1-9999 in UTC") from None
 
 
 def parse_limit(value: str | None, *, default: int = 50, maximum: int = 1000) -> int:

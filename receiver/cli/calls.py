@@ -15,6 +15,7 @@ import orjson
 
 from receiver.calls.webhooks import StoreUnavailable, WebhookRejected, parse_limit, parse_since
 from receiver.cli._options import CONFIG_HELP, describe, where_from
+from receiver.cli._terminal import printable as _t
 from receiver.config import Settings
 
 EXAMPLES = """\
@@ -81,7 +82,7 @@ def run_calls(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return 0
         found = read_events(conn, args.call_id) if args.events else read_call(conn, args.call_id)
         if found is None:
-            print(f"receiver: no call {args.call_id}", file=sys.stderr)
+            print(f"receiver: no call {_t(args.call_id)}", file=sys.stderr)
             return 1
         if args.events:
             assert isinstance(found, list)
@@ -106,14 +107,15 @@ def _calls_text(calls: list[dict[str, Any]]) -> str:
         return "no calls\n"
     lines = [f"{'CALL':<24} {'STATUS':<12} {'LAST STEP':<28} {'UPDATED':<25} FROM -> TO"]
     for c in calls:
+        call_id, status, step = _t(c["call_id"]), _t(c["status"] or "-"), _t(c["last_step"] or "-")
         lines.append(
-            f"{c['call_id']:<24} {c['status'] or '-':<12} {c['last_step'] or '-':<28} {c['updated_at']:<25} {c['from'] or '?'} -> {c['to'] or '?'}"
+            f"{call_id:<24} {status:<12} {step:<28} {_t(c['updated_at']):<25} {_t(c['from'] or '?')} -> {_t(c['to'] or '?')}"
         )
     return "\n".join(lines) + "\n"
 
 
 def _call_text(call: dict[str, Any]) -> str:
-    lines = [f"call {call['call_id']}"]
+    lines = [f"call {_t(call['call_id'])}"]
     for key in (
         "status",
         "status_at",
@@ -127,25 +129,27 @@ def _call_text(call: dict[str, Any]) -> str:
         "first_seen_at",
         "updated_at",
     ):
-        lines.append(f"  {key:<15} {call[key] if call[key] is not None else '-'}")
+        lines.append(f"  {key:<15} {_t(call[key]) if call[key] is not None else '-'}")
     if call["variables"]:
-        lines.append(f"  {'variables':<15} {orjson.dumps(call['variables']).decode()}")
+        lines.append(f"  {'variables':<15} {_t(orjson.dumps(call['variables']).decode())}")
     lines.append(f"  {'events':<15} {call['events']}")
     for s in call["streams"]:
+        segment = f" segment {s['segment']}" if s.get("segment", 1) > 1 else ""
+        tracks = _t(",".join(str(t) for t in s["tracks"]) or "?")
         lines.append(
-            f"  stream {s['stream_id']} ({s['platform'] or '?'}, {','.join(s['tracks']) or '?'}, {s['encoding'] or '?'} {s['sample_rate'] or ''})"
+            f"  stream {_t(s['stream_id'])}{segment} ({_t(s['platform'] or '?')}, {tracks}, {_t(s['encoding'] or '?')} {_t(s['sample_rate'] or '')})"
         )
         lines.append(
-            f"    started {s['started_at'] or '-'}  stopped {s['stopped_at'] or '-'}  reason {s['stop_reason'] or '-'}  close {s['close_code'] if s['close_code'] is not None else '-'}"
+            f"    started {_t(s['started_at'] or '-')}  stopped {_t(s['stopped_at'] or '-')}  reason {_t(s['stop_reason'] or '-')}  close {s['close_code'] if s['close_code'] is not None else '-'}"
         )
         if s["outcome"]:
             o = s["outcome"]
             lines.append(f"    {_media_text(o)}")
         for path in s["files"]:
-            lines.append(f"    file {path}")
+            lines.append(f"    file {_t(path)}")
     for r in call["recordings"]:
         lines.append(
-            f"  recording {r['recording_id']} {r['status']}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes"
+            f"  recording {_t(r['recording_id'])} {_t(r['status'])}  {format(r['duration_seconds'], 'g') if r['duration_seconds'] is not None else '?'} s  {r['size_bytes'] if r['size_bytes'] is not None else '?'} bytes"
         )
     return "\n".join(lines) + "\n"
 
@@ -180,5 +184,5 @@ def _events_text(events: list[dict[str, Any]]) -> str:
             extra = f"stream={detail.get('stream_id')} reason={detail.get('reason')} close={detail.get('close_code')}"
         else:
             extra = ""
-        lines.append(f"{e['occurred_at']}  {e['source']:<8} {e['kind']:<22} {extra}")
+        lines.append(f"{_t(e['occurred_at'])}  {_t(e['source']):<8} {_t(e['kind']):<22} {_t(extra)}")
     return "\n".join(lines) + "\n"
