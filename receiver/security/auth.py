@@ -194,15 +194,40 @@ def verify_stream_token(
     return VerifiedToken(token_call, expires_at)
 
 
+# Query parameter names that look like they carry a credential, whatever their case
+# (``?TOKEN=``, ``?access_token=``, ``?X-Signature=``, ``?apiKey=``, ``?password=``).
+_CREDENTIAL_NAME: Final = re.compile(r"token|secret|passw|pwd|key|sig|auth|cred|session|jwt|bearer", re.IGNORECASE)
+# One of our stream tokens, wherever it appears (a path segment, another parameter's value).
+_TOKEN_LIKE: Final = re.compile(r"v1\.\d{1,12}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+REDACTED: Final = "redacted"
+
+
 def strip_token(url_or_path: str, param: str = DEFAULT_TOKEN_PARAM) -> str:
-    """``url_or_path`` with the token's value redacted (for logs)."""
+    """``url_or_path`` with every credential-looking value redacted (for logs).
+
+    Redacted: the value of ``param`` and of any query parameter whose name
+    looks like a credential (``token``, ``secret``, ``key``, ``sig``, ``auth``,
+    ``password``, ... in any case), and anything shaped like a stream token,
+    in the path or in any value.
+    """
     path, sep, query = url_or_path.partition("?")
+    path = _TOKEN_LIKE.sub(REDACTED, path)
     if not sep:
-        return url_or_path
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(k == param for k, _ in pairs):
-        return url_or_path
-    return path + "?" + urlencode([(k, "redacted" if k == param else v) for k, v in pairs])
+        return path
+    lowered = param.lower()
+    pairs = [
+        (k, REDACTED if k.lower() == lowered or _CREDENTIAL_NAME.search(k) or _credential_value(v) else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
+    return path + "?" + urlencode(pairs)
+
+
+def _credential_value(value: str) -> bool:
+    """A value holding a stream token, or a ``name=value`` pair with a credential-looking name."""
+    if _TOKEN_LIKE.search(value):
+        return True
+    name, sep, _ = value.rpartition("=")
+    return bool(sep) and bool(_CREDENTIAL_NAME.search(name))
 
 
 # -- Twilio's signature ----------------------------------------------------------
@@ -215,8 +240,13 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, str] | None
 
 
 def _url_variants(url: str) -> list[str]:
-    """The URL as given, without its port, and with the default TLS port (twilio-python tries both)."""
+    """The URL as given, without its port, and with the default TLS port (twilio-python tries both).
+
+    Raises:
+        ValueError: The URL's host or port is not valid (a bad ``Host`` header).
+    """
     parts = urlsplit(url)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     variants = [url]
     if parts.hostname is None:
         return variants
@@ -232,7 +262,11 @@ def _url_variants(url: str) -> list[str]:
 
 
 def verify_twilio_signature(auth_token: str, url: str, signature: str) -> bool:
-    """True when ``signature`` signs ``url`` (with or without ``:443``) and no body parameters."""
+    """True when ``signature`` signs ``url`` (with or without ``:443``) and no body parameters.
+
+    Raises:
+        ValueError: ``url`` has an invalid host or port.
+    """
     good = False
     for candidate in _url_variants(url):
         good |= hmac.compare_digest(twilio_signature(auth_token, candidate).encode(), signature.encode())
@@ -349,7 +383,8 @@ class AuthPolicy:
             now: The current Unix time.
 
         Raises:
-            AuthRejected: 403 for an address not allowed, 401 for missing or bad credentials.
+            AuthRejected: 403 for an address not allowed, 401 for missing or bad credentials,
+                400 for a ``Host`` no signed URL can have (with ``X-Twilio-Signature``).
         """
         client = client_address(peer, headers.get(FORWARDED_FOR_HEADER), self.trusted_proxies)
         client_text = str(client) if client is not None else None
@@ -395,7 +430,13 @@ class AuthPolicy:
 
         signature = headers.get(TWILIO_SIGNATURE_HEADER)
         if signature is not None and self.twilio_auth_token:
-            if not verify_twilio_signature(self.twilio_auth_token, self._public_url(path, headers), signature.strip()):
+            try:
+                good = verify_twilio_signature(
+                    self.twilio_auth_token, self._public_url(path, headers), signature.strip()
+                )
+            except ValueError:  # Host "a:b", "[::1", a port over 65535: no URL was signed
+                raise AuthRejected(HTTPStatus.BAD_REQUEST, "bad_host") from None
+            if not good:
                 raise AuthRejected(HTTPStatus.UNAUTHORIZED, "bad_twilio_signature")
             passed.append("twilio_signature")
 

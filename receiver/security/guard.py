@@ -116,13 +116,11 @@ class Guard:
             path=strip_token(path, self.policy.token_param),
             **fields,
         )
-        error = (
-            "unavailable"
-            if status is HTTPStatus.SERVICE_UNAVAILABLE
-            else "unauthorized"
-            if status is HTTPStatus.UNAUTHORIZED
-            else "forbidden"
-        )
+        error = {
+            HTTPStatus.SERVICE_UNAVAILABLE: "unavailable",
+            HTTPStatus.UNAUTHORIZED: "unauthorized",
+            HTTPStatus.BAD_REQUEST: "bad_request",
+        }.get(status, "forbidden")
         return Refusal(status, {"error": error, "reason": reason}, headers)
 
     def redact(self, path: str | None) -> str | None:
