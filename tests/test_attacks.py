@@ -4,17 +4,28 @@ bounded or answered with a clear close code or HTTP status, and one log line."""
 from __future__ import annotations
 
 import asyncio
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
 from structlog.testing import capture_logs
 from websockets.asyncio.client import connect
 
+from receiver.app import ReceiverServer
+from receiver.calls.listener import WebhookService
+from receiver.calls.webhooks import parse_webhook
 from receiver.config import Settings
 from receiver.security.auth import twilio_signature
 from receiver.testing import MiniVoiceMessages
 
+from .conftest import wait_streams_done
 from .test_security_server import SECRET, closed, no_streams, running, url
+from .webhook_support import SEED_CALL_COMPLETED, webhook
 
 
 async def raw_upgrade(port: int, path: str, headers: dict[str, str]) -> bytes:
@@ -78,3 +89,182 @@ async def test_no_credential_looking_query_value_reaches_the_log(settings: Setti
 
     assert any("redacted" in str(e.get("path")) for e in logs)
     assert "hunter2secret" not in repr(logs)
+
+
+# -- 1, 2: recordings and call records ---------------------------------------------------------
+
+FRAMES = 25
+
+
+@pytest.fixture
+def hook_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.replace(webhook_port=0, database=str(tmp_path / "calls.db"))
+
+
+class Started:
+    """An observer that counts started streams (to wait on, not sleep)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    def stream_started(self, info: object) -> None:
+        self.count += 1
+        self.changed.set()
+
+    def stream_ended(self, info: object, outcome: object) -> None:
+        pass
+
+    async def wait(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while self.count < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@asynccontextmanager
+async def with_records(
+    settings: Settings, started: Started | None = None
+) -> AsyncIterator[tuple[WebhookService, ReceiverServer]]:
+    observers = [] if started is None else [started]
+    async with (
+        WebhookService(settings) as hooks,
+        ReceiverServer(settings, observers=[*hooks.observers, *observers]) as server,
+    ):
+        yield hooks, server
+
+
+async def play(
+    server: ReceiverServer,
+    call_id: str,
+    stream_id: str,
+    byte: int,
+    *,
+    start: str | None = None,
+    hold: asyncio.Event | None = None,
+) -> None:
+    """One two-track MiniVoice stream whose every payload byte is ``byte``; ``hold`` pauses it half way."""
+    messages = MiniVoiceMessages(stream_id=stream_id, call_id=call_id)
+    async with connect(f"ws://127.0.0.1:{server.port}/minivoice") as ws:
+        await ws.send(messages.connected())
+        await ws.send(start or messages.start())
+        for chunk in range(1, FRAMES + 1):
+            if hold is not None and chunk == FRAMES // 2:
+                await hold.wait()
+            for track in ("inbound", "outbound"):
+                await ws.send(messages.media(track, chunk, (chunk - 1) * 20, bytes([byte]) * 160))
+        await ws.send(messages.stop())
+        await ws.wait_closed()
+
+
+def wav_values(path: str) -> tuple[int, set[int]]:
+    """A WAV file's frame count and the distinct sample values in it."""
+    with wave.open(path) as w:
+        frames = w.getnframes()
+        return frames, set(np.frombuffer(w.readframes(frames), dtype="<i2").tolist())
+
+
+async def test_two_streams_with_the_same_ids_at_once_each_keep_their_own_recording(hook_settings: Settings) -> None:
+    started = Started()
+    async with with_records(hook_settings, started) as (hooks, server):
+        hold = asyncio.Event()
+        first = asyncio.create_task(play(server, "call_dup", "str_dup", 0x7F, hold=hold))
+        second = asyncio.create_task(play(server, "call_dup", "str_dup", 0x00, hold=hold))
+        await started.wait(2)
+        hold.set()  # both streams open, then both write
+        await asyncio.gather(first, second)
+        await wait_streams_done(server, 2)
+        await hooks.store.flush()
+        record = await hooks.store.get_call("call_dup")
+
+    files = [path for outcome in server.outcomes for path in outcome.files]
+    assert len(files) == len(set(files)) == 6
+    values = [wav_values(path) for path in files if not path.endswith("stereo.wav")]
+    assert [frames for frames, _ in values] == [FRAMES * 160] * 4
+    assert all(len(distinct) == 1 for _, distinct in values)  # no file holds both streams' audio
+    assert record is not None
+    assert sorted(s["segment"] for s in record["streams"]) == [1, 2]
+    assert sorted(len(s["files"]) for s in record["streams"]) == [3, 3]
+
+
+async def test_a_reconnect_with_the_same_ids_is_a_new_segment_and_the_first_stays(hook_settings: Settings) -> None:
+    async with with_records(hook_settings) as (hooks, server):
+        await play(server, "call_re", "str_re", 0x7F)
+        await wait_streams_done(server, 1)
+        first = dict((Path(p).name, wav_values(p)) for p in server.outcomes[0].files)
+        await play(server, "call_re", "str_re", 0x00)
+        await wait_streams_done(server, 2)
+        await hooks.store.flush()
+        record = await hooks.store.get_call("call_re")
+
+    assert sorted(first) == ["str_re.inbound.wav", "str_re.outbound.wav", "str_re.stereo.wav"]
+    second = {Path(p).name for p in server.outcomes[1].files}
+    assert second == {"str_re.2.inbound.wav", "str_re.2.outbound.wav", "str_re.2.stereo.wav"}
+    for path in server.outcomes[0].files:
+        assert wav_values(path) == first[Path(path).name]  # untouched
+    assert record is not None and [s["segment"] for s in record["streams"]] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        (("victim/call", "s"), ("victim_call", "s")),
+        (("c", "x" * 128 + "a"), ("c", "x" * 128 + "b")),
+        (("c", "é" * 5), ("c", "ü" * 5)),
+        (("a:b", "c"), ("a", "b:c")),
+    ],
+    ids=["separator", "long-prefix", "non-ascii", "colon"],
+)
+async def test_ids_that_used_to_fold_together_keep_their_own_files_and_records(
+    hook_settings: Settings, ids: tuple[tuple[str, str], tuple[str, str]]
+) -> None:
+    async with with_records(hook_settings) as (hooks, server):
+        for n, (call_id, stream_id) in enumerate(ids):
+            await play(server, call_id, stream_id, 0x7F if n else 0x00)
+            await wait_streams_done(server, n + 1)
+        await hooks.store.flush()
+        records = [await hooks.store.get_call(call_id) for call_id, _ in ids]
+
+    files = [path for outcome in server.outcomes for path in outcome.files]
+    assert len(set(files)) == 6
+    for outcome in server.outcomes:
+        for path in outcome.files:
+            if not path.endswith("stereo.wav"):
+                frames, distinct = wav_values(path)
+                assert frames == FRAMES * 160 and len(distinct) == 1
+    for record, (_, stream_id) in zip(records, ids, strict=True):
+        assert record is not None
+        assert stream_id in [s["stream_id"] for s in record["streams"]]
+        [stream] = [s for s in record["streams"] if s["stream_id"] == stream_id]
+        assert len(stream["files"]) == 3 and stream["stop_reason"] == "stop_stream"
+
+
+async def test_a_stream_start_never_replaces_what_the_webhooks_said_about_the_call(hook_settings: Settings) -> None:
+    forged = orjson.loads(MiniVoiceMessages(stream_id="str_forged", call_id="call_123").start())
+    forged["start"].update({"from": "+19990000000", "to": "+19990000001", "customer_id": "cust_evil"})
+    async with with_records(hook_settings) as (hooks, server):
+        # The platform's webhook first (dated before the stream), then the forged start ...
+        await hooks.store.record_webhook(parse_webhook(orjson.dumps(SEED_CALL_COMPLETED)))
+        await play(server, "call_123", "str_forged", 0x7F, start=orjson.dumps(forged).decode())
+        await wait_streams_done(server)
+        # ... and a forged start first, then a webhook dated before it.
+        await play(
+            server,
+            "call_late",
+            "str_forged",
+            0x7F,
+            start=orjson.dumps(forged | {"start": forged["start"] | {"call_id": "call_late"}}).decode(),
+        )
+        await wait_streams_done(server, 2)
+        await hooks.store.flush()
+        await hooks.store.record_webhook(
+            parse_webhook(
+                orjson.dumps(webhook(SEED_CALL_COMPLETED, call_id="call_late", created_at="2020-01-01T00:00:00Z"))
+            )
+        )
+        records = [await hooks.store.get_call("call_123"), await hooks.store.get_call("call_late")]
+
+    for record in records:
+        assert record is not None
+        assert (record["from"], record["to"], record["customer_id"]) == ("+15551230001", "+15551230002", "cust_123")
+        assert len(record["streams"]) == 1  # the stream is still part of the record

@@ -197,8 +197,8 @@ def _unwritable(recordings: Path) -> Callable[[], None]:
 
 
 def _link_to_dev_full(recordings: Path) -> None:
-    (recordings / "call_test").mkdir()
-    (recordings / "call_test" / "str_test.inbound.wav").symlink_to("/dev/full")
+    # The sink creates files exclusively (never through a link), so the call's directory is the link.
+    (recordings / "call_test").symlink_to("/dev/full")
 
 
 async def _one_stream(
@@ -254,7 +254,7 @@ async def test_full_disk_disables_the_wav_sink_with_one_error(settings: Settings
     recordings = Path(settings.recordings_dir)
     frames = 300  # 6 s: 96 KB a track file, more than the 64 KB disk
     with _mounted(recordings, "-t", "tmpfs", "-o", "size=64k", "tmpfs") as mounted:
-        if not mounted:  # no mounting here: the first file is /dev/full (every write: ENOSPC)
+        if not mounted:  # no mounting here: the call's directory is /dev/full (the sink cannot open)
             _link_to_dev_full(recordings)
         recording, logs, server = await _one_stream(settings, frames)
 

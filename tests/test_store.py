@@ -215,3 +215,46 @@ async def test_a_webhook_stamped_to_the_second_follows_the_streams_of_its_second
     assert [e["kind"] for e in timeline] == ["stream.started", "stream.ended", "call.completed"]
     assert timeline[-1]["occurred_at"] == "2026-05-29T12:00:09.000Z"  # listed later, shown as stamped
     assert (record["status"], record["last_step"]) == ("completed", "call.completed")
+
+
+# The tables as the first schema had them (no user_version): streams keyed by (call_id, stream_id).
+SCHEMA_V0 = """
+CREATE TABLE calls (call_id TEXT PRIMARY KEY, customer_id TEXT, application_id TEXT, direction TEXT,
+    from_number TEXT, to_number TEXT, status TEXT, status_at TEXT, last_step TEXT, last_step_at TEXT,
+    first_seen_at TEXT NOT NULL, updated_at TEXT NOT NULL, variables TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, source TEXT NOT NULL,
+    kind TEXT NOT NULL, occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, dedupe_key TEXT NOT NULL UNIQUE,
+    detail TEXT NOT NULL);
+CREATE TABLE streams (call_id TEXT NOT NULL, stream_id TEXT NOT NULL, platform TEXT, track TEXT, tracks TEXT,
+    encoding TEXT, sample_rate INTEGER, started_at TEXT, stopped_at TEXT, stop_reason TEXT, close_code INTEGER,
+    outcome TEXT, files TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (call_id, stream_id));
+CREATE TABLE recordings (call_id TEXT NOT NULL, recording_id TEXT NOT NULL, status TEXT NOT NULL,
+    duration_seconds REAL, size_bytes INTEGER, event_at TEXT NOT NULL, PRIMARY KEY (call_id, recording_id));
+INSERT INTO calls (call_id, first_seen_at, updated_at) VALUES ('call_old', '2026-01-01T00:00:00.000Z',
+    '2026-01-01T00:00:00.000Z');
+INSERT INTO streams (call_id, stream_id, platform, started_at, files) VALUES ('call_old', 'str_old', 'minivoice',
+    '2026-01-01T00:00:00.000Z', '["/r/old.wav"]');
+"""
+
+
+async def test_a_database_of_the_first_schema_is_migrated_and_keeps_its_streams(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_V0)
+    old.close()
+    start = StreamStart("call_old", "str_old", datetime(2026, 1, 2, tzinfo=UTC), "minivoice", "both", ("inbound",),
+                        "audio/x-mulaw", 8000, connection_id="c2")  # fmt: skip
+
+    async with SqliteCallStore(path) as store:
+        store.stream_started(start)  # the same ids again: a second segment, not a replacement
+        await store.flush()
+        record = await store.get_call("call_old")
+
+    assert record is not None
+    assert [(s["stream_id"], s["segment"], s["files"]) for s in record["streams"]] == [
+        ("str_old", 1, ["/r/old.wav"]),
+        ("str_old", 2, []),
+    ]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == LATEST
+    conn.close()

@@ -7,15 +7,20 @@ function per write and per read, on SQLite (``connect`` here) or PostgreSQL
 Blocking: these run only on the store's threads (``store.py``) or in the
 ``receiver calls`` command, never on the event loop. Every write is one
 transaction and is idempotent: each event has a dedupe key (a webhook's is a
-hash of its body; a stream's is its call, stream and phase), and an event
-already stored changes nothing.
+hash of its body; a stream's is its call, stream, connection and phase, as a
+JSON array, so no id can forge another's key), and an event already stored
+changes nothing. Every connection of a stream is a row of its own (a
+reconnect with the same ids is a second segment, never a replacement).
 
 Ordering rules (``merge_call``, pure): every event has an ``occurred_at``
 (the webhook's ``created_at``, or the receiver's clock for stream lifecycle
 and answers). The newest event sets the call's last step and metadata; an
 older one arriving late only fills what is still unknown; the newest status
 wins, except that a call that reached a terminal status (``completed``,
-``failed``, ...) never goes back to a non-terminal one.
+``failed``, ...) never goes back to a non-terminal one. What a stream's
+``start`` says about the call (numbers, customer) only fills fields no one
+has set: anyone who can open a stream can write it, so it never replaces
+what the platform's webhooks said.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class StreamStart:
     encoding: str
     sample_rate: int
     call: Mapping[str, str | None] = field(default_factory=dict)  # customer_id, direction, from_number, ...
+    connection_id: str = ""  # tells apart connections with the same call and stream ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ class StreamEnd:
     close_code: int | None
     outcome: Mapping[str, Any]
     files: tuple[str, ...] = ()
+    connection_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +116,7 @@ class CallRow:
     last_step: str | None = None
     last_step_at: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
+    meta_source: str | None = None  # "webhook" once a webhook set metadata; "stream" when only streams did
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +129,7 @@ class CallUpdate:
     status: str | None = None
     meta: Mapping[str, str | None] = field(default_factory=dict)
     variables: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "webhook"  # webhook: the platform said it; stream: whoever opened a stream did
 
 
 def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
@@ -135,9 +144,14 @@ def merge_call(current: CallRow | None, update: CallUpdate) -> CallRow:
         "first_seen_at": min(current.first_seen_at, at),
         "updated_at": max(current.updated_at, at),
     }
+    from_webhook = update.source == "webhook"
+    # Metadata the platform sent replaces what only a stream's start had filled in.
+    replaces = from_webhook and (newest or current.meta_source != "webhook")
     for name in _META:
         new, old = update.meta.get(name), getattr(current, name)
-        changes[name] = (new or old) if newest else (old or new)
+        changes[name] = (new or old) if replaces else (old or new)
+    if any(update.meta.get(name) for name in _META):
+        changes["meta_source"] = "webhook" if from_webhook else (current.meta_source or "stream")
     if update.variables:
         changes["variables"] = (
             {**current.variables, **update.variables} if newest else {**update.variables, **current.variables}
@@ -223,6 +237,11 @@ def connect(
     return conn
 
 
+def _stream_key(call_id: str, stream_id: str, connection_id: str, phase: str) -> str:
+    """A stream event's dedupe key: structured, so ids holding ``:`` cannot collide."""
+    return "stream:" + orjson.dumps([call_id, stream_id, connection_id, phase]).decode()
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -243,17 +262,18 @@ def _read_row(conn: Connection, call_id: str) -> CallRow | None:
 def _write_row(conn: Connection, row: CallRow) -> None:
     conn.execute(
         """INSERT INTO calls (call_id, customer_id, application_id, direction, from_number, to_number,
-               status, status_at, last_step, last_step_at, first_seen_at, updated_at, variables)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+               status, status_at, last_step, last_step_at, first_seen_at, updated_at, variables, meta_source)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
            ON CONFLICT (call_id) DO UPDATE SET customer_id = excluded.customer_id,
              application_id = excluded.application_id, direction = excluded.direction,
              from_number = excluded.from_number, to_number = excluded.to_number, status = excluded.status,
              status_at = excluded.status_at, last_step = excluded.last_step, last_step_at = excluded.last_step_at,
-             first_seen_at = excluded.first_seen_at, updated_at = excluded.updated_at, variables = excluded.variables""",
+             first_seen_at = excluded.first_seen_at, updated_at = excluded.updated_at, variables = excluded.variables,
+             meta_source = excluded.meta_source""",
         (
             row.call_id, row.customer_id, row.application_id, row.direction, row.from_number, row.to_number,
             row.status, row.status_at, row.last_step, row.last_step_at, row.first_seen_at, row.updated_at,
-            _dumps(dict(row.variables)),
+            _dumps(dict(row.variables)), row.meta_source,
         ),
     )  # fmt: skip
 
@@ -328,7 +348,7 @@ def apply_stream_start(conn: Connection, start: StreamStart) -> None:
         "encoding": start.encoding,
         "sample_rate": start.sample_rate,
     }
-    key = f"stream:{start.call_id}:{start.stream_id}:started"
+    key = _stream_key(start.call_id, start.stream_id, start.connection_id, "started")
     _in_transaction(conn, lambda: _stream_start(conn, start, at, key, detail))
 
 
@@ -338,14 +358,16 @@ def _stream_start(conn: Connection, start: StreamStart, at: str, key: str, detai
     ):
         return
     conn.execute(
-        """INSERT INTO streams (call_id, stream_id, platform, track, tracks, encoding, sample_rate, started_at)
-           VALUES (?,?,?,?,?,?,?,?)
-           ON CONFLICT (call_id, stream_id) DO UPDATE SET platform = excluded.platform, track = excluded.track,
-             tracks = excluded.tracks, encoding = excluded.encoding, sample_rate = excluded.sample_rate,
-             started_at = excluded.started_at""",
+        """INSERT INTO streams (call_id, stream_id, connection_id, platform, track, tracks, encoding, sample_rate,
+               started_at)
+           VALUES (?,?,?,?,?,?,?,?,?)
+           ON CONFLICT (call_id, stream_id, connection_id) DO UPDATE SET platform = excluded.platform,
+             track = excluded.track, tracks = excluded.tracks, encoding = excluded.encoding,
+             sample_rate = excluded.sample_rate, started_at = excluded.started_at""",
         (
             start.call_id,
             start.stream_id,
+            start.connection_id,
             start.platform,
             start.track,
             _dumps(list(start.tracks)),
@@ -354,7 +376,7 @@ def _stream_start(conn: Connection, start: StreamStart, at: str, key: str, detai
             at,
         ),
     )
-    _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call)))
+    _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call), source="stream"))
 
 
 def apply_stream_end(conn: Connection, end: StreamEnd) -> None:
@@ -366,7 +388,7 @@ def apply_stream_end(conn: Connection, end: StreamEnd) -> None:
         "files": list(end.files),
         "outcome": dict(end.outcome),
     }
-    key = f"stream:{end.call_id}:{end.stream_id}:ended"
+    key = _stream_key(end.call_id, end.stream_id, end.connection_id, "ended")
     _in_transaction(conn, lambda: _stream_end(conn, end, at, key, detail))
 
 
@@ -376,14 +398,15 @@ def _stream_end(conn: Connection, end: StreamEnd, at: str, key: str, detail: dic
     ):
         return
     conn.execute(
-        """INSERT INTO streams (call_id, stream_id, stopped_at, stop_reason, close_code, outcome, files)
-           VALUES (?,?,?,?,?,?,?)
-           ON CONFLICT (call_id, stream_id) DO UPDATE SET stopped_at = excluded.stopped_at,
+        """INSERT INTO streams (call_id, stream_id, connection_id, stopped_at, stop_reason, close_code, outcome, files)
+           VALUES (?,?,?,?,?,?,?,?)
+           ON CONFLICT (call_id, stream_id, connection_id) DO UPDATE SET stopped_at = excluded.stopped_at,
              stop_reason = excluded.stop_reason, close_code = excluded.close_code, outcome = excluded.outcome,
              files = excluded.files""",
         (
             end.call_id,
             end.stream_id,
+            end.connection_id,
             at,
             end.reason,
             end.close_code,
@@ -391,7 +414,7 @@ def _stream_end(conn: Connection, end: StreamEnd, at: str, key: str, detail: dic
             _dumps(list(end.files)),
         ),
     )
-    _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}"))
+    _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}", source="stream"))
 
 
 def apply_stream_control(conn: Connection, change: StreamControlRecord) -> None:
@@ -429,9 +452,9 @@ def transcript_key(t: Transcript) -> str:
     A worker that takes over a stream replays the blocks its predecessor had
     not acknowledged; what it publishes again for the same span is stored once.
     """
-    return (
-        f"transcript:{t.call_id}:{t.stream_id}:{t.engine}:{t.track}:{t.kind}:{int(t.final)}:{t.start:.3f}:{t.end:.3f}"
-    )
+    # Structured: ids holding ":" must not be able to forge another stream's key.
+    fields = [t.call_id, t.stream_id, t.engine, t.track, t.kind, int(t.final), f"{t.start:.3f}", f"{t.end:.3f}"]
+    return "transcript:" + orjson.dumps(fields).decode()
 
 
 def apply_transcript(conn: Connection, t: Transcript) -> Outcome:
@@ -507,12 +530,18 @@ def read_call(conn: Connection, call_id: str) -> dict[str, Any] | None:
         return None
     record = _call_json(row)
     streams = []
+    segments: dict[str, int] = {}
     for s in conn.execute(
-        "SELECT * FROM streams WHERE call_id = ? ORDER BY COALESCE(started_at, stopped_at), stream_id", (call_id,)
+        "SELECT * FROM streams WHERE call_id = ? ORDER BY COALESCE(started_at, stopped_at), stream_id, connection_id",
+        (call_id,),
     ):
+        values = dict(s)  # a read-only look at a database not migrated yet has no connection_id
+        segment = segments[s["stream_id"]] = segments.get(s["stream_id"], 0) + 1
         streams.append(
             {
                 "stream_id": s["stream_id"],
+                "segment": segment,  # 2, 3, ...: another connection with the same call and stream ids
+                "connection_id": values.get("connection_id", ""),
                 "platform": s["platform"],
                 "track": s["track"],
                 "tracks": orjson.loads(s["tracks"]) if s["tracks"] else [],

@@ -154,9 +154,31 @@ def _spelled(statements: Sequence[str], words: dict[str, str]) -> tuple[str, ...
 _V1 = (_CALLS, _EVENTS, _STREAMS, _RECORDINGS, *_INDEXES)
 _V2 = (_TRANSCRIPTS, "CREATE INDEX IF NOT EXISTS transcripts_call ON transcripts (call_id, start_s, id)")
 
+# 3: a row per stream connection (two streams with the same call and stream ids were one
+# row, the second replacing the first), and where the call's metadata came from (a
+# stream's start may fill it in, never replace what a webhook said).
+_STREAM_COLUMNS = """call_id, stream_id, platform, track, tracks, encoding, sample_rate, started_at, stopped_at,
+    stop_reason, close_code, outcome, files"""
+_V3_SQLITE = (
+    "ALTER TABLE calls ADD COLUMN meta_source TEXT",
+    "ALTER TABLE streams RENAME TO streams_v2",
+    _STREAMS.replace("IF NOT EXISTS ", "")
+    .replace("stream_id    TEXT NOT NULL,", "stream_id    TEXT NOT NULL,\n    connection_id TEXT NOT NULL DEFAULT '',")
+    .replace("PRIMARY KEY (call_id, stream_id)", "PRIMARY KEY (call_id, stream_id, connection_id)"),
+    f"INSERT INTO streams ({_STREAM_COLUMNS}) SELECT {_STREAM_COLUMNS} FROM streams_v2",
+    "DROP TABLE streams_v2",
+)
+_V3_POSTGRESQL = (
+    "ALTER TABLE calls ADD COLUMN meta_source TEXT",
+    "ALTER TABLE streams ADD COLUMN connection_id TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE streams DROP CONSTRAINT streams_pkey",
+    "ALTER TABLE streams ADD PRIMARY KEY (call_id, stream_id, connection_id)",
+)
+
 MIGRATIONS: Final = (
     Migration(1, "calls, events, streams, recordings", _spelled(_V1, _SQLITE), _spelled(_V1, _POSTGRESQL)),
     Migration(2, "transcripts", _spelled(_V2, _SQLITE), _spelled(_V2, _POSTGRESQL)),
+    Migration(3, "a stream row per connection; call metadata source", _V3_SQLITE, _V3_POSTGRESQL),
 )
 LATEST: Final = MIGRATIONS[-1].version
 

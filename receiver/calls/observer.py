@@ -36,6 +36,7 @@ def stream_start(info: StreamInfo) -> StreamStart:
             "from_number": call.from_number,
             "to_number": call.to_number,
         },
+        connection_id=info.connection_id,
     )
 
 
@@ -50,6 +51,7 @@ def stream_end(info: StreamInfo, outcome: StreamOutcome, *, now: datetime | None
         close_code=outcome.close_code,
         outcome=summary,
         files=tuple(outcome.files),
+        connection_id=info.connection_id,
     )
 
 

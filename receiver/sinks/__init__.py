@@ -16,6 +16,7 @@ counted for it).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,9 @@ class StreamInfo:
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
     call: CallMetadata = field(default_factory=CallMetadata)
     started_at: float = field(default_factory=time.time)
+    # Unique per connection: two streams with the same call and stream ids (a reconnect,
+    # or someone else using them) are still two streams to the call record.
+    connection_id: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
     def sample_rate(self) -> int:

@@ -1,9 +1,15 @@
 """
 The WAV sink: each track to its own file, and both tracks to a stereo file.
 
-Files go to ``{recordings_dir}/{call_id}/{stream_id}.{track}.wav`` and, for a
-two-track stream, ``{stream_id}.stereo.wav`` (left inbound, right outbound),
-16-bit PCM at the stream's rate. Audio is written as it arrives, never held
+Files go to ``{recordings_dir}/{call}/{stream}.{track}.wav`` and, for a
+two-track stream, ``{stream}.stereo.wav`` (left inbound, right outbound),
+16-bit PCM at the stream's rate. ``{call}`` and ``{stream}`` are the ids when
+they are up to 64 letters, digits, ``_`` and ``-``; any other id is a
+readable prefix, ``~`` and a hash of the exact id (``safe_name``), so two ids
+never share a name. Files are created exclusively: a second stream with the
+same ids (a reconnect, or anyone reusing them) gets the next free segment,
+``{stream}.2.{track}.wav``, ``{stream}.3.{track}.wav``, ..., and never
+overwrites or joins the first. Audio is written as it arrives, never held
 in memory; the header is refreshed at least once a second, so a file cut
 short by a crash holds every sample up to its last refresh, and
 ``repair_wav`` restores the rest at start-up. Audio a lagging writer lost is
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
 import os
 import re
 import struct
@@ -34,13 +41,24 @@ from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
 HEADER_SIZE: Final = 44
 HEADER_REFRESH_SECONDS: Final = 1.0
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_SEGMENTS: Final = 1000  # recordings of one call and stream id; past it the WAV sink refuses
+_VERBATIM = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def safe_name(value: str) -> str:
-    """Make a peer-supplied id safe as one path component (no separators, no dot-dirs)."""
-    name = _UNSAFE.sub("_", value)[:128]
-    return name if name.strip(".") else "_" + name
+    """A peer-supplied id as one path component: injective, no separators, no dot-dirs.
+
+    An id of 1 to 64 ASCII letters, digits, ``_`` and ``-`` is its own name.
+    Any other id is a readable prefix of it (other characters as ``_``), ``~``
+    and 80 bits of the SHA-256 of the exact id: no verbatim name contains
+    ``~``, so ``victim/call`` and ``victim_call``, or two ids sharing their
+    first characters, never share a name.
+    """
+    if _VERBATIM.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"{_UNSAFE.sub('_', value[:40])}~{digest}"
 
 
 def wav_header(*, channels: int, sample_rate: int, data_bytes: int) -> bytes:
@@ -75,8 +93,18 @@ class _WavFile:
         self.sample_rate = sample_rate
         self.data_bytes = 0
         self.header_bytes = 0
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        os.write(self.fd, wav_header(channels=channels, sample_rate=sample_rate, data_bytes=0))
+        # O_EXCL: never truncate or join a file that exists (nor follow a link planted there).
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.write(self.fd, wav_header(channels=channels, sample_rate=sample_rate, data_bytes=0))
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Close and remove a file this sink just created (a segment it could not complete)."""
+        os.close(self.fd)
+        os.unlink(self.path)
 
     def append(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -194,6 +222,7 @@ class WavSink:
         self._written = 0  # media-clock samples written to every file
         self._last_refresh = 0.0
         self.paths: list[str] = []
+        self.segment = 0  # 1 for the first recording of these ids, 2 for the next, ...
 
     async def open(self, stream: StreamInfo) -> None:
         await _WRITER.run(self._open, stream)
@@ -208,16 +237,39 @@ class WavSink:
         directory = os.path.join(self._root, safe_name(stream.call_id))
         os.makedirs(directory, exist_ok=True)
         base = safe_name(stream.stream_id)
+        for segment in range(1, MAX_SEGMENTS + 1):
+            stem = base if segment == 1 else f"{base}.{segment}"
+            if self._claim(os.path.join(directory, stem), stream):
+                self.segment = segment
+                self._last_refresh = time.monotonic()
+                return
+        raise FileExistsError(f"{MAX_SEGMENTS} recordings of this call and stream id exist already")
+
+    def _claim(self, stem: str, stream: StreamInfo) -> bool:
+        """Create every file of one segment exclusively; False (nothing left behind) when one exists."""
         rate = stream.sample_rate
-        for track in stream.tracks:
-            path = os.path.join(directory, f"{base}.{track.value}.wav")
-            self._files[track] = _WavFile(path, channels=1, sample_rate=rate)
-            self.paths.append(path)
+        wanted: list[tuple[Track | None, str, int]] = [(t, f"{stem}.{t.value}.wav", 1) for t in stream.tracks]
         if len(stream.tracks) == 2:
-            path = os.path.join(directory, f"{base}.stereo.wav")
-            self._stereo = _WavFile(path, channels=2, sample_rate=rate)
-            self.paths.append(path)
-        self._last_refresh = time.monotonic()
+            wanted.append((None, f"{stem}.stereo.wav", 2))
+        created: list[tuple[Track | None, _WavFile]] = []
+        try:
+            for kind, path, channels in wanted:
+                created.append((kind, _WavFile(path, channels=channels, sample_rate=rate)))
+        except FileExistsError:
+            for _, wav in created:
+                wav.discard()
+            return False
+        except BaseException:
+            for _, wav in created:
+                wav.discard()
+            raise
+        for kind, wav in created:
+            if kind is None:
+                self._stereo = wav
+            else:
+                self._files[kind] = wav
+            self.paths.append(wav.path)
+        return True
 
     def _write(self, block: AudioBlock) -> None:
         if block.start > self._written:

@@ -169,3 +169,44 @@ async def test_file_work_of_many_streams_crosses_to_the_writer_thread_in_one_bat
     assert [r for k, r in enumerate(results) if k != 7] == [None] * 39
     await writer.run(job, 40)  # later work makes a new batch
     assert batches == [40, 1]
+
+
+def test_safe_names_keep_plain_ids_and_never_fold_two_ids_together() -> None:
+    assert safe_name("CA0123abcd_-x") == "CA0123abcd_-x"
+    ids = ["victim/call", "victim_call", "victim.call", "x" * 128 + "a", "x" * 128 + "b", "é" * 5, "ü" * 5,
+           "a" * 64, "a" * 65, "", ".", "..", "~", "a~b"]  # fmt: skip
+    names = [safe_name(i) for i in ids]
+
+    assert len(set(names)) == len(ids)
+    assert all("/" not in n and n not in ("", ".", "..") and len(n) <= 64 for n in names)
+    assert safe_name("victim/call").startswith("victim_call~")  # still readable
+
+
+async def test_a_second_stream_with_the_same_ids_gets_the_next_segment_and_never_truncates(tmp_path: Path) -> None:
+    first, second = WavSink(tmp_path), WavSink(tmp_path)
+    await first.open(info())
+    await first.write(block(0, 80))
+    await second.open(info())  # while the first is still recording
+    await second.write(block(0, 40))
+    await first.close(OUTCOME)
+    await second.close(OUTCOME)
+
+    assert (first.segment, second.segment) == (1, 2)
+    assert [Path(p).name for p in second.paths] == ["str_1.2.inbound.wav", "str_1.2.outbound.wav", "str_1.2.stereo.wav"]
+    assert len(read(tmp_path / "call_1" / "str_1.inbound.wav")[2]) == 80
+    assert len(read(tmp_path / "call_1" / "str_1.2.inbound.wav")[2]) == 40
+
+
+async def test_a_segment_is_claimed_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A stream with only the inbound track took segment 1's inbound file: a two-track stream moves on."""
+    (tmp_path / "call_1").mkdir()
+    (tmp_path / "call_1" / "str_1.outbound.wav").write_bytes(b"someone else's")
+    sink = WavSink(tmp_path)
+    await sink.open(info())
+    await sink.close(OUTCOME)
+
+    assert sink.segment == 2
+    assert sorted(p.name for p in (tmp_path / "call_1").iterdir()) == [
+        "str_1.2.inbound.wav", "str_1.2.outbound.wav", "str_1.2.stereo.wav", "str_1.outbound.wav"
+    ]  # fmt: skip
+    assert (tmp_path / "call_1" / "str_1.outbound.wav").read_bytes() == b"someone else's"
