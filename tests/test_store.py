@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from receiver.calls.db import StreamEnd, StreamStart, connect
+from receiver.calls.migrations import LATEST
 from receiver.calls.store import CallStore, SqliteCallStore, open_store
 from receiver.calls.webhooks import StoreUnavailable, parse_webhook
 
@@ -140,6 +141,50 @@ async def test_stream_lifecycle_lands_in_the_call_record(database: str) -> None:
     assert stream["outcome"] == {"duration_seconds": 8.0, "messages": 801}
     assert stream["files"] == ["/r/call_s/str_1.inbound.wav"]
     assert [e["kind"] for e in timeline] == ["stream.started", "stream.ended"]
+
+
+async def test_two_connections_with_the_same_ids_are_two_segments(database: str) -> None:
+    async with store_for(database) as store:
+        for connection in ("c1", "c2"):
+            store.stream_started(replace(stream_start(), connection_id=connection))
+            store.stream_ended(replace(stream_end(), connection_id=connection, files=(f"/r/{connection}.wav",)))
+        await store.flush()
+        record = await store.get_call("call_s")
+
+    assert record is not None
+    assert [(s["segment"], s["files"]) for s in record["streams"]] == [(1, ["/r/c1.wav"]), (2, ["/r/c2.wav"])]
+
+
+async def test_ids_holding_colons_never_share_a_dedupe_key(database: str) -> None:
+    async with store_for(database) as store:
+        store.stream_started(stream_start("a:b", "c"))
+        store.stream_started(stream_start("a", "b:c"))
+        await store.flush()
+        records = [await store.get_call("a:b"), await store.get_call("a")]
+
+    assert [[s["stream_id"] for s in r["streams"]] if r else None for r in records] == [["c"], ["b:c"]]
+
+
+async def test_a_stream_start_only_fills_call_metadata_no_webhook_gave(database: str) -> None:
+    forged = {"customer_id": "evil", "from_number": "+666", "to_number": "+667", "application_id": "app_x"}
+    async with store_for(database) as store:
+        # The webhook first, then a newer forged start.
+        await store.record_webhook(event(SEED_CALL_COMPLETED))
+        store.stream_started(
+            replace(stream_start("call_123"), started_at=datetime(2027, 1, 1, tzinfo=UTC), call=forged)
+        )
+        # A forged start first, then an older webhook.
+        store.stream_started(replace(stream_start("call_b"), call=forged))
+        await store.flush()
+        await store.record_webhook(
+            event(webhook(SEED_CALL_COMPLETED, call_id="call_b", created_at="2020-01-01T00:00:00Z"))
+        )
+        records = [await store.get_call("call_123"), await store.get_call("call_b")]
+
+    for record in records:
+        assert record is not None
+        assert (record["customer_id"], record["from"], record["to"]) == ("cust_123", "+15551230001", "+15551230002")
+        assert record["application_id"] == "app_123"
 
 
 async def test_list_calls_filters_by_status_and_since(database: str) -> None:
