@@ -7,12 +7,15 @@ Keys (``prefix`` is the ``bus_prefix`` setting, ``receiver`` by default)::
                                 consumer group ``workers`` hands each entry to one
                                 worker; the entry stays pending (owned) until that
                                 worker is done with the stream.
-    {prefix}:audio:{stream_id}  the stream's audio, then its end: one ``audio`` entry
+    {prefix}:audio:{connection}:{stream_id}
+                                the stream's audio, then its end: one ``audio`` entry
                                 per block (``bus_block_ms``, every track), one ``end``
                                 entry with the outcome. Trimmed to ``bus_max_seconds``
                                 of audio (MAXLEN ~); deleted when a worker finishes the
                                 stream, else expires ``bus_retention_seconds`` after
-                                its last entry.
+                                its last entry. ``{connection}`` is the stream's
+                                ``connection_id``: two streams with the same ids (a
+                                reconnect, or anyone reusing them) never share a key.
     {prefix}:events             lifecycle for anyone watching: ``started`` and ``ended``
                                 (with the outcome), trimmed by age (MINID ~).
 
@@ -72,8 +75,9 @@ class BusKeys:
     def events(self) -> str:
         return f"{self.prefix}:events"
 
-    def audio(self, stream_id: str) -> str:
-        return f"{self.prefix}:audio:{stream_id}"
+    def audio(self, info: StreamInfo) -> str:
+        # The connection id first: fixed-length hex, so no stream id can forge another's key.
+        return f"{self.prefix}:audio:{info.connection_id}:{info.stream_id}"
 
 
 # -- stream info ----------------------------------------------------------------------
@@ -93,6 +97,7 @@ def info_json(info: StreamInfo) -> bytes:
             "custom_parameters": dict(info.custom_parameters),
             "call": asdict(info.call),
             "started_at": info.started_at,
+            "connection_id": info.connection_id,
         }
     )
 
@@ -123,6 +128,7 @@ def decode_info(fields: Fields) -> StreamInfo:
             custom_parameters={str(k): str(v) for k, v in data["custom_parameters"].items()},
             call=CallMetadata(**data["call"]),
             started_at=float(data["started_at"]),
+            connection_id=str(data["connection_id"]),
         )
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
         raise BadEntry(f"not a stream entry: {exc!r}") from None

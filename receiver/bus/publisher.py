@@ -97,11 +97,11 @@ class BusPublisher:
             self.dropped += 1
             return False
         self._audio_pending += 1
-        self._offer((self.keys.audio(info.stream_id), audio_entry(block), self.maxlen, False, True))
+        self._offer((self.keys.audio(info), audio_entry(block), self.maxlen, False, True))
         return True
 
     def stream_ended(self, info: StreamInfo, outcome: StreamOutcome) -> None:
-        self._offer((self.keys.audio(info.stream_id), end_entry(outcome), self.maxlen, False, False))
+        self._offer((self.keys.audio(info), end_entry(outcome), self.maxlen, False, False))
         self._offer((self.keys.events, end_entry(outcome, kind=b"ended", info=info), None, True, False))
 
     def _offer(self, op: _Op) -> None:

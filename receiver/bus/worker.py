@@ -135,7 +135,7 @@ class BusWorker:
         self.claim_timeout = claim_timeout
         self.idle_timeout = idle_timeout
         self.sink_close_timeout = sink_close_timeout
-        self.owned: dict[str, _Owned] = {}  # by stream id
+        self.owned: dict[str, _Owned] = {}  # by work-queue entry id: one per stream started
         self.finished = 0
         self.stream_done = asyncio.Event()  # set each time a stream is finished (tests wait on it)
         self._slot_freed = asyncio.Event()
@@ -151,8 +151,7 @@ class BusWorker:
 
     def owns(self, stream_id: str) -> bool:
         """Whether this worker still holds the stream (transcripts of lost streams are not stored)."""
-        owned = self.owned.get(stream_id)
-        return owned is not None and not owned.lost
+        return any(o.info.stream_id == stream_id and not o.lost for o in self.owned.values())
 
     def transcript_filter(self, store: Callable[[Transcript], None]) -> Callable[[Transcript], None]:
         """``store``, for the events of streams this worker still owns."""
@@ -305,9 +304,9 @@ class BusWorker:
             self._discards.add(task)
             task.add_done_callback(self._discards.discard)
             return
-        if info.stream_id in self.owned:
+        if entry in self.owned:
             return  # already ours (claimed back after a slow touch)
-        owned = self.owned[info.stream_id] = _Owned(entry, info, resumed)
+        owned = self.owned[entry] = _Owned(entry, info, resumed)
         owned.task = asyncio.get_running_loop().create_task(self._stream(owned), name=f"bus:{info.stream_id}")
 
     async def _discard(self, entry_id: str) -> None:
@@ -316,7 +315,7 @@ class BusWorker:
 
     async def _stream(self, owned: _Owned) -> None:
         info = owned.info
-        audio_key = self.keys.audio(info.stream_id)
+        audio_key = self.keys.audio(info)
         slog = log.bind(worker=self.name, stream_id=info.stream_id, call_id=info.call_id)
         outcome: StreamOutcome | None = None
         reason = "error"
@@ -359,8 +358,8 @@ class BusWorker:
                 samples=owned.samples,
                 blocks=owned.blocks,
             )
-            if reason != "handed_back" and self.owned.get(info.stream_id) is owned:
-                self.owned.pop(info.stream_id, None)  # (handed back: _hand_back releases it, then forgets it)
+            if reason != "handed_back" and self.owned.get(owned.entry_id) is owned:
+                self.owned.pop(owned.entry_id, None)  # (handed back: _hand_back releases it, then forgets it)
             self._slot_freed.set()
 
     def _open_sinks(self, info: StreamInfo, slog: Logger) -> list[Sink]:

@@ -130,7 +130,7 @@ async def test_a_stream_through_a_receiver_reaches_redis_bounded(
             await server.stream_ended.wait()
     [(entry_id, fields)] = await client.xrange(keys.streams)
     info = decode_info(fields)
-    entries = await client.xrange(keys.audio("str_r"))
+    entries = await client.xrange(keys.audio(info))
     events = [f[b"t"] for _id, f in await client.xrange(keys.events)]
 
     assert (info.call_id, info.stream_id, info.sample_rate) == ("call_r", "str_r", RATE)
@@ -138,8 +138,32 @@ async def test_a_stream_through_a_receiver_reaches_redis_bounded(
     assert entries[-1][1][b"t"] == b"end"
     assert decode_outcome(entries[-1][1]).samples == 3 * RATE
     assert len(entries) < 3 * RATE / 1600  # trimmed (MAXLEN ~): the bus holds about bus_max_seconds
-    assert 0 < await client.ttl(keys.audio("str_r")) <= settings.bus_retention_seconds
+    assert 0 < await client.ttl(keys.audio(info)) <= settings.bus_retention_seconds
     assert publisher.dropped == 0
+
+
+async def test_two_streams_with_the_same_ids_never_share_their_audio_on_the_bus(
+    redis_server: RedisServer, client: aioredis.Redis, keys: BusKeys, settings: Settings
+) -> None:
+    settings = settings.replace(bus_url=redis_server.url, bus_prefix=keys.prefix, wav=False)
+    publisher = BusPublisher(settings.bus_url, keys=keys)
+    quiet, loud = np.zeros(RATE // 2, dtype=np.int16), np.full(RATE // 2, 1000, dtype=np.int16)
+    async with publisher, ReceiverServer(settings, default_sinks(settings, bus=publisher)) as server:
+        for n, audio in enumerate((quiet, loud)):
+            await stream_call(server.port, audio, audio, call_id="call_same", stream_id="str_same")
+            while server.streams_ended < n + 1:
+                server.stream_ended.clear()
+                await server.stream_ended.wait()
+    infos = [decode_info(fields) for _id, fields in await client.xrange(keys.streams)]
+
+    assert len({keys.audio(info) for info in infos}) == 2
+    values = []
+    for info in infos:
+        entries = [f for _id, f in await client.xrange(keys.audio(info))]
+        assert decode_outcome(entries[-1]).samples == RATE // 2
+        got = np.concatenate([decode_audio(f, info.tracks).channels[Track.INBOUND] for f in entries[:-1]])
+        values.append(set(got.tolist()))
+    assert values[0] == {0} and len(values[1]) == 1 and 0 not in values[1]  # (mu-law: 1000 comes back as 988)
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -218,7 +242,7 @@ async def test_a_killed_workers_stream_is_taken_over_from_the_first_unacknowledg
         assert np.array_equal(taker.audio(track)[3 * BLOCK :], expected)
     assert taker.outcome is not None and taker.outcome.samples == 10 * BLOCK
     assert await client.xlen(keys.streams) == 0  # done: acknowledged and deleted
-    assert not await client.exists(keys.audio(info.stream_id))
+    assert not await client.exists(keys.audio(info))
     assert (await client.xpending(keys.streams, GROUP))["pending"] == 0
 
 
