@@ -1,6 +1,9 @@
 # receiver: the WebSocket media-stream receiver (docs/docker.md).
 #   docker build -t receiver .
-#   docker run -p 8080:8080 -p 8081:8081 -v recordings:/data/recordings -v calls:/data/calls receiver
+#   docker run -p 8080:8080 -p 8081:8081 -e RECEIVER_WEBHOOK_SECRET=<long random> \
+#     -v recordings:/data/recordings -v calls:/data/calls receiver
+# The webhook port listens on 0.0.0.0 here, so it refuses to start without credentials
+# (RECEIVER_WEBHOOK_SECRET, or RECEIVER_WEBHOOK_USER + RECEIVER_WEBHOOK_PASSWORD; see docs/security.md).
 FROM python:3.11-slim
 
 # tini: PID 1 reaps every child (pipe plugin commands and whatever they start) and

@@ -245,6 +245,10 @@ def run_workers(settings: Settings, loop_name: str = "auto") -> int:
     """Run ``settings.workers`` processes on one port (SO_REUSEPORT); the exit status is the worst of theirs."""
     if settings.port == 0:
         raise ConfigError("--workers needs a fixed --port")
+    if settings.webhooks:
+        from receiver.calls.listener import check_exposure
+
+        check_exposure(settings)  # here, once, rather than as N workers' tracebacks
     ctx = multiprocessing.get_context("spawn")
     # The workers' metrics go to one directory (set in the environment they inherit), so /metrics
     # on any of them sums every worker (prometheus-client's multiprocess mode).

@@ -140,6 +140,8 @@ class Settings:
     auth_secrets: tuple[str, ...] = field(default=(), repr=False)  # stream-token HMAC keys; the first signs
     auth_token_param: str = "token"  # query parameter and start custom parameter carrying the token
     auth_start_token: bool = True  # accept the token in the start message when the URL has none
+    auth_token_ttl: float = 600.0  # seconds a stream URL signed by /answer may be used to connect
+    auth_token_max_streams: int = 4  # streams one stream token may open (per process); 0: no limit
     auth_bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
     auth_basic_users: tuple[str, ...] = field(default=(), repr=False)  # "user:password"
     twilio_auth_token: str = field(default="", repr=False)  # validates X-Twilio-Signature when present
@@ -184,6 +186,7 @@ class Settings:
     webhook_user: str = ""  # HTTP basic auth, with webhook_password
     webhook_password: str = field(default="", repr=False)
     webhook_max_body_bytes: int = 65_536
+    insecure_webhooks: bool = False  # serve the webhook port on a non-loopback address without credentials
     webhook_max_future_seconds: float = 86_400.0  # a created_at further ahead is recorded at its receipt time
     store_timeout: float = 5.0  # seconds a store write may take before the webhook gets a 503
     answer: bool = False  # POST /answer on the webhook port
@@ -494,6 +497,10 @@ def _check_security(settings: Settings) -> None:
         raise ConfigError("auth_token_param must not be empty")
     if settings.public_base_url and not settings.public_base_url.startswith(("wss://", "ws://", "https://", "http://")):
         raise ConfigError("public_base_url must start with wss:// (or ws://, https://, http://)")
+    if settings.auth_token_ttl <= 0:
+        raise ConfigError("auth_token_ttl must be positive")
+    if settings.auth_token_max_streams < 0:
+        raise ConfigError("auth_token_max_streams must not be negative")
     if settings.max_streams < 1:
         raise ConfigError("max_streams must be at least 1")
     if settings.handshake_timeout <= 0:

@@ -153,9 +153,11 @@ STOP_BOTH = (
 async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_for_the_call(
     hook_settings: Settings,
 ) -> None:
-    configured = hook_settings.replace(answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",))
+    configured = hook_settings.replace(
+        answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",), webhook_secret="hook-secret"
+    )
 
-    status, (payload, timeline), logs, _ = await answer(configured)
+    status, (payload, timeline), logs, _ = await answer(configured, "/answer/hook-secret")
 
     assert status == 200
     start, pause, stop = payload["actions"]
@@ -163,7 +165,8 @@ async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_f
     assert start["stream_url"].startswith("wss://media.example.com/minivoice?token=v1.")
     query = parse_qs(urlsplit(start["stream_url"]).query)
     token = verify_stream_token(query["token"][0], secrets=["s3cret-key"], now=time.time(), call_id="call_ans")
-    assert token.expires_at > time.time() + configured.max_stream_seconds
+    # A short connect window (a token is checked when a stream connects, never later).
+    assert time.time() < token.expires_at <= time.time() + configured.auth_token_ttl
     assert pause == {"type": "pause", "length": 1}
     # The token stays out of the answer log and the call's timeline.
     [line] = [e for e in logs if e.get("logger_name") == "receiver.answer" and e["event"] == "answer_returned"]
@@ -172,9 +175,11 @@ async def test_with_stream_tokens_configured_the_answer_signs_every_stream_url_f
 
 
 async def test_with_stream_tokens_an_answer_without_a_call_id_is_the_error_body(hook_settings: Settings) -> None:
-    configured = hook_settings.replace(answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",))
+    configured = hook_settings.replace(
+        answer=True, answer_actions=STOP_BOTH, auth_secrets=("s3cret-key",), webhook_secret="hook-secret"
+    )
     body = {"event": "call.answered", "call": {}}
 
-    status, (payload, _), _, _ = await answer(configured, body=body)
+    status, (payload, _), _, _ = await answer(configured, "/answer/hook-secret", body=body)
 
     assert (status, payload) == (400, ERROR_BODY)

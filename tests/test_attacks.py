@@ -4,23 +4,30 @@ bounded or answered with a clear close code or HTTP status, and one log line."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import orjson
 import pytest
 from structlog.testing import capture_logs
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from receiver.app import ReceiverServer
-from receiver.calls.listener import WebhookService
+from receiver.calls.listener import WebhookService, check_exposure
 from receiver.calls.webhooks import parse_webhook
 from receiver.config import Settings
-from receiver.security.auth import twilio_signature
+from receiver.errors import ConfigError
+from receiver.security.auth import stream_token, twilio_signature
+from receiver.security.replay import TokenBudget
 from receiver.testing import MiniVoiceMessages
 
 from .conftest import wait_streams_done
@@ -268,3 +275,114 @@ async def test_a_stream_start_never_replaces_what_the_webhooks_said_about_the_ca
         assert record is not None
         assert (record["from"], record["to"], record["customer_id"]) == ("+15551230001", "+15551230002", "cust_123")
         assert len(record["streams"]) == 1  # the stream is still part of the record
+
+
+# -- 4, 8: the webhook port's credentials --------------------------------------------------------
+
+START = '{"actions": [{"type": "start_stream", "stream_url": "wss://media.example.com/mv", "track": "both"}]}'
+
+
+async def test_answer_refuses_to_sign_stream_urls_for_anyone_without_credentials(hook_settings: Settings) -> None:
+    configured = hook_settings.replace(answer=True, answer_actions=START, auth_secrets=(SECRET,))
+
+    with pytest.raises(ConfigError, match="anyone could get a valid stream URL"):
+        async with WebhookService(configured):
+            pass
+
+
+async def test_with_credentials_answer_and_every_call_data_route_require_them(hook_settings: Settings) -> None:
+    configured = hook_settings.replace(
+        answer=True, answer_actions=START, auth_secrets=(SECRET,), webhook_secret="hook-secret"
+    )
+    async with WebhookService(configured) as hooks, aiohttp.ClientSession() as session:
+        assert hooks.listener is not None
+        base = f"http://127.0.0.1:{hooks.listener.port}"
+        body = orjson.dumps({"event": "call.answered", "call": {"id": "victim"}})
+        async with session.post(base + "/answer", data=body, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 401
+        for path in ("/calls", "/calls/victim", "/calls/victim/events", "/calls/victim/transcript"):
+            async with session.get(base + path) as r:
+                assert r.status == 401, path
+        async with session.post(base + "/answer/hook-secret", data=body) as r:
+            assert r.status == 200 and "token=v1." in (await r.json())["actions"][0]["stream_url"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.com"])
+def test_the_webhook_port_beyond_loopback_needs_credentials_or_an_explicit_flag(host: str) -> None:
+    settings = Settings(webhook_host=host)
+
+    with pytest.raises(ConfigError, match="--insecure-webhooks"):
+        check_exposure(settings)
+    check_exposure(settings.replace(insecure_webhooks=True))
+    check_exposure(settings.replace(webhook_secret="s"))
+    check_exposure(settings.replace(webhook_host="127.0.0.1"))
+    check_exposure(settings.replace(webhook_host="::1"))
+
+
+def test_receiver_serve_on_every_address_without_webhook_credentials_exits_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")} | {"RECEIVER_WEBHOOK_HOST": "0.0.0.0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", "serve", "--port", "0", "--webhook-port", "0"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert "configuration error" in done.stderr and "--insecure-webhooks" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_an_open_webhook_port_on_loopback_warns_loudly(hook_settings: Settings) -> None:
+    with capture_logs() as logs:
+        async with WebhookService(hook_settings):
+            pass
+
+    assert [e["log_level"] for e in logs if e["event"] == "webhooks_unauthenticated"] == ["warning"]
+
+
+# -- 5: token replay ---------------------------------------------------------------------------------
+
+
+async def test_a_stream_url_opens_at_most_its_budget_of_streams(settings: Settings) -> None:
+    from .test_security_server import signed
+
+    with capture_logs() as logs:
+        async with running(settings, auth_secrets=(SECRET,), auth_token_max_streams=2) as (server, sinks):
+            target = signed(server, call_id="call_test")
+            for n in range(2):
+                async with connect(target) as ws:
+                    messages = MiniVoiceMessages(stream_id=f"str_{n}")
+                    await ws.send(messages.connected())
+                    await ws.send(messages.start())
+                    await ws.send(messages.stop())
+                    assert (await closed(ws))[0] == 1000
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(target):
+                    pass
+            # The same budget holds for the token in the start message (Twilio strips query strings).
+            token = target.split("token=")[1]
+            for n in range(3):
+                async with connect(url(server)) as ws:
+                    messages = MiniVoiceMessages(stream_id=f"str_start_{n}")
+                    await ws.send(messages.connected())
+                    start = orjson.loads(messages.start())
+                    start["start"]["custom_parameters"] = {"token": token}
+                    await ws.send(orjson.dumps(start).decode())
+                    await ws.send(messages.stop())
+                    codes = await closed(ws)
+            await no_streams(server)
+
+    assert refused.value.response.status_code == 403
+    assert [e["reason"] for e in logs if e["event"] == "stream_refused"] == ["token_used_up"]
+    assert codes == (1008, "policy violation")  # the start token's budget was already used up
+    assert len(sinks.made) == 2
+
+
+def test_a_token_budget_forgets_tokens_once_they_expire() -> None:
+    budget = TokenBudget(max_streams=1, capacity=2)
+    token = stream_token(call_id="c", secret=SECRET, expires_at=100)
+
+    assert budget.claim(token, now=50) and not budget.claim(token, now=99)
+    assert budget.claim(stream_token(call_id="d", secret=SECRET, expires_at=200), now=101)
+    assert len(budget) == 1  # the expired one is gone

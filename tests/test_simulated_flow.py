@@ -61,14 +61,16 @@ async def test_a_simulated_flow_leaves_one_complete_record_per_call(
         answer_allow_ws=True,
         answer_actions=orjson.dumps(actions).decode(),
         auth_secrets=("loop-secret",) if signed else (),
+        webhook_secret="hook-secret" if signed else "",  # /answer signs: it must know who asks
     )
     async with WebhookService(configured) as hooks, ReceiverServer(configured, observers=hooks.observers) as server:
         assert hooks.listener is not None
         base = f"http://127.0.0.1:{hooks.listener.port}"
+        hook = "/hook-secret" if signed else ""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "receiver", "simulate", f"{base}/answer", "--allow-insecure", "--fast",
-            "--webhook-url", f"{base}/webhooks", "--calls", str(CALLS), "--no-progress",
+            sys.executable, "-m", "receiver", "simulate", f"{base}/answer{hook}", "--allow-insecure", "--fast",
+            "--webhook-url", f"{base}/webhooks{hook}", "--calls", str(CALLS), "--no-progress",
             env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         async with asyncio.timeout(60):

@@ -548,7 +548,7 @@ class StreamSigner:
     still matches the stream. Pass ``expires_at`` to choose it yourself (for
     example when answer_url requests for one call reach different processes).
 
-        signer = StreamSigner(secret, ttl=4 * 3600)
+        signer = StreamSigner(secret, ttl=600)
         body = to_payload([
             signer.start_stream("wss://media.example.com/minivoice", call_id, track="both"),
             pause(5),
@@ -557,8 +557,10 @@ class StreamSigner:
 
     Args:
         secret: The first of the receiver's ``auth_secrets``.
-        ttl: Seconds a token stays valid (cover the longest call: the default
-            is the receiver's default ``max_stream_seconds`` plus an hour).
+        ttl: Seconds a token may be used to connect (the receiver checks it when a
+            stream connects, never later, so a stream may run past it). Cover the
+            time from the answer to the flow's last ``start_stream``; shorter is
+            a shorter window for anyone who copies the URL.
         param: The query parameter (the receiver's ``auth_token_param``).
         remember: How many calls' expiries are kept.
         clock: Unix time (for tests).
@@ -568,7 +570,7 @@ class StreamSigner:
         self,
         secret: str | bytes,
         *,
-        ttl: float = 5 * 3600,
+        ttl: float = 600.0,
         param: str = DEFAULT_TOKEN_PARAM,
         remember: int = 10_000,
         clock: Callable[[], float] = time.time,

@@ -53,9 +53,9 @@ def answer_signer(settings: Settings) -> StreamSigner | None:
     """The signer for answered stream URLs: the first ``auth_secrets`` key, or None without one."""
     if not settings.auth_secrets:
         return None
-    # A token must outlive the longest stream the receiver allows, with an hour to spare.
-    ttl = (settings.max_stream_seconds or 4 * 3600) + 3600
-    return StreamSigner(settings.auth_secrets[0], ttl=ttl, param=settings.auth_token_param)
+    # A token is checked when a stream connects, never after: it needs to live only as long as
+    # the platform may take to open the call's streams, and a short life limits its replay.
+    return StreamSigner(settings.auth_secrets[0], ttl=settings.auth_token_ttl, param=settings.auth_token_param)
 
 
 def call_id_of(body: bytes, query: Any = None, headers: Any = None) -> str | None:

@@ -26,6 +26,7 @@ answers 503, so the platform retries; nothing here ever waits on a stream.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,7 @@ from receiver.calls.webhooks import (
     parse_webhook,
 )
 from receiver.config import Settings
-from receiver.errors import ListenError
+from receiver.errors import ConfigError, ListenError
 from receiver.logging import get_logger
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import WEBHOOKS, exposition, webhook_event_label
@@ -84,6 +85,39 @@ def error_response(exc: WebhookRejected, auth: WebhookAuth | None = None) -> web
 
 def auth_from(settings: Settings) -> WebhookAuth:
     return WebhookAuth(secret=settings.webhook_secret, user=settings.webhook_user, password=settings.webhook_password)
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse a webhook port that would hand out stream credentials or call data to anyone.
+
+    Raises:
+        ConfigError: ``/answer`` would sign stream URLs with no credentials required to ask
+            for one; or the port listens beyond loopback with no credentials and
+            ``insecure_webhooks`` is off.
+    """
+    if auth_from(settings).required:
+        return
+    if settings.answer and settings.auth_secrets:
+        raise ConfigError(
+            "answer = true signs stream URLs (auth_secrets is set), so without webhook credentials anyone could "
+            "get a valid stream URL for any call: set webhook_secret, or webhook_user and webhook_password"
+        )
+    if not is_loopback(settings.webhook_host) and not settings.insecure_webhooks:
+        raise ConfigError(
+            f"the webhook port listens on {settings.webhook_host or 'every address'} with no credentials: anyone "
+            "could forge webhooks and read callers' numbers from /calls. Set webhook_secret (or webhook_user and "
+            "webhook_password), listen on 127.0.0.1, or pass --insecure-webhooks (insecure_webhooks = true)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only ever accepts connections from this machine (names other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class WebhookServer:
@@ -140,6 +174,7 @@ class WebhookServer:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
+        check_exposure(self.settings)
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(
@@ -164,6 +199,13 @@ class WebhookServer:
             auth=self.auth.mode,
             answer=self._answer is not None,
         )
+        if not self.auth.required:
+            log.warning(
+                "webhooks_unauthenticated",
+                message="NO WEBHOOK CREDENTIALS ARE CONFIGURED: anyone who can reach this port can forge webhooks "
+                "and read call records. Set webhook_secret, or webhook_user and webhook_password.",
+                host=self.settings.webhook_host,
+            )
 
     @property
     def port(self) -> int:

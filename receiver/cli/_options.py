@@ -31,6 +31,7 @@ _OVERRIDES = (
     "webhook_host",
     "webhook_port",
     "webhooks",
+    "insecure_webhooks",
     "database",
     "bus_url",
     "worker_name",

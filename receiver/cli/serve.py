@@ -53,6 +53,12 @@ def add_parser(commands: Any) -> None:
         "--database", help="call-record database: a SQLite file or postgresql:// URL (default receiver.db)"
     )
     parser.add_argument("--bus", dest="bus_url", help="publish every stream to this bus: redis://host:port/db")
+    parser.add_argument(
+        "--insecure-webhooks",
+        action="store_true",
+        default=None,
+        help="serve the webhook port beyond loopback without credentials (anyone could forge webhooks)",
+    )
     parser.set_defaults(run=serve)
 
 

@@ -40,6 +40,12 @@ def add_parser(commands: Any) -> None:
         "--database", help="call-record database: a SQLite file or postgresql:// URL (default receiver.db)"
     )
     add_runtime(hooks)
+    hooks.add_argument(
+        "--insecure-webhooks",
+        action="store_true",
+        default=None,
+        help="serve the webhook port beyond loopback without credentials (anyone could forge webhooks)",
+    )
     hooks.set_defaults(run=run_webhooks)
 
 

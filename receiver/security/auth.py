@@ -396,7 +396,7 @@ class AuthPolicy:
         passed: list[str] = []
         call_id: str | None = None
         plivo_reading: str | None = None
-        token = self._query_token(path) if self.secrets else None
+        token = self.query_token(path) if self.secrets else None
         if token is not None:
             try:
                 verified = verify_stream_token(
@@ -489,7 +489,8 @@ class AuthPolicy:
         """The custom parameters without our token (sinks and logs never see it)."""
         return {k: v for k, v in custom_parameters.items() if k != self.token_param}
 
-    def _query_token(self, path: str) -> str | None:
+    def query_token(self, path: str) -> str | None:
+        """The stream token in ``path``'s query, if any."""
         _, sep, query = path.partition("?")
         if not sep:
             return None

@@ -25,6 +25,7 @@ from receiver.events import StreamStarted
 from receiver.logging import Logger, get_logger
 from receiver.security.auth import AuthPolicy, AuthRejected, HandshakeResult, headers_from, strip_token
 from receiver.security.limits import ConnectionLimits, Limit, LimitSettings
+from receiver.security.replay import TokenBudget
 
 SECURITY = "receiver.security"
 
@@ -57,6 +58,7 @@ class Guard:
             max_stream_seconds=settings.max_stream_seconds,
         )
         self.max_streams = settings.max_streams
+        self.tokens = TokenBudget(settings.auth_token_max_streams)
         self.counts: Counter[str] = Counter()  # refusals and limits hit, by name
 
     def log_startup(self) -> None:
@@ -89,13 +91,22 @@ class Guard:
             return self._refuse(
                 HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
             )
+        now = time.time()
         try:
-            return self.policy.check_handshake(path=path, headers=headers_from(headers), peer=peer, now=time.time())
+            result = self.policy.check_handshake(path=path, headers=headers_from(headers), peer=peer, now=now)
         except AuthRejected as exc:
             extra: tuple[tuple[str, str], ...] = ()
             if exc.status is HTTPStatus.UNAUTHORIZED:
                 extra = (("WWW-Authenticate", 'Bearer realm="receiver"'),)
             return self._refuse(exc.status, exc.reason, path, peer, headers=extra)
+        if result.method == "url_token":
+            token = self.policy.query_token(path)
+            assert token is not None
+            if not self.tokens.claim(token, now):
+                return self._refuse(
+                    HTTPStatus.FORBIDDEN, "token_used_up", path, peer, max_streams=self.tokens.max_streams
+                )
+        return result
 
     def _refuse(
         self,
@@ -141,10 +152,15 @@ class Guard:
             if self.policy.enabled:
                 raise StreamRefused("stream was not authenticated")
             handshake = HandshakeResult(None)
+        now = time.time()
         try:
             method = self.policy.check_start(
-                handshake, call_id=started.call_id, custom_parameters=started.custom_parameters, now=time.time()
+                handshake, call_id=started.call_id, custom_parameters=started.custom_parameters, now=now
             )
+            if method == "start_token" and not self.tokens.claim(
+                started.custom_parameters[self.policy.token_param], now
+            ):
+                raise StreamRefused("stream token used up")
         except StreamRefused:
             # The server logs the refusal (stream_rejected, 1008) and closes.
             self.counts["refused_start"] += 1
