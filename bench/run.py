@@ -156,6 +156,8 @@ def run_once(target: Target, args: argparse.Namespace, cores: dict[str, set[int]
         # A flood sends thousands of messages a second per connection, over the default
         # rate limit (1000/s, close 4429). The check costs the same with the limit off.
         env["RECEIVER_MAX_MESSAGES_PER_SECOND"] = "0"
+        # It also runs media time far ahead of wall time (close 4425): no bound either.
+        env["RECEIVER_MAX_MEDIA_LEAD_SECONDS"] = "0"
     target_env = {**env, "PYTHONPATH": f"{target.source}{os.pathsep}{ROOT}"} if target.source else env
     if target.bus:
         # Nobody consumes in this run: the publisher's trimming (MAXLEN ~) keeps Redis small.

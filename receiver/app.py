@@ -10,6 +10,7 @@ feeds and what runs beside it is decided here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,7 @@ from receiver.logging import SERVER, configure, get_logger
 from receiver.loop import loop_factory
 from receiver.metrics import StreamMetrics, multiprocess_dir, worker_exited
 from receiver.sinks import SinkFactory
+from receiver.sinks.disk import DiskSpace
 from receiver.sinks.wav import WavSink, repair_directory
 from receiver.stream.observers import StreamObserver
 from receiver.stream.server import StreamServer
@@ -39,6 +41,28 @@ if TYPE_CHECKING:
 server_log = get_logger(SERVER)
 
 
+_DISKS: dict[tuple[str, int, int, int], DiskSpace] = {}
+
+
+def disk_space(settings: Settings) -> DiskSpace:
+    """The process's ``DiskSpace`` for the settings' recordings (one, shared by the server and its WAV sinks)."""
+    key = (
+        settings.recordings_dir,
+        settings.min_free_disk_bytes,
+        settings.recordings_max_bytes,
+        settings.max_recording_bytes,
+    )
+    disk = _DISKS.get(key)
+    if disk is None:
+        disk = _DISKS[key] = DiskSpace(
+            settings.recordings_dir,
+            min_free_bytes=settings.min_free_disk_bytes,
+            max_total_bytes=settings.recordings_max_bytes,
+            max_stream_bytes=settings.max_recording_bytes,
+        )
+    return disk
+
+
 def default_sinks(
     settings: Settings,
     *,
@@ -48,8 +72,8 @@ def default_sinks(
     """The sinks the settings switch on (the bus sink when a publisher is given)."""
     factories: list[SinkFactory] = []
     if settings.wav:
-        recordings = settings.recordings_dir
-        factories.append(lambda info: WavSink(recordings))
+        recordings, disk = settings.recordings_dir, disk_space(settings)
+        factories.append(lambda info: WavSink(recordings, disk))
     if bus is not None:
         interval = settings.bus_block_ms / 1000
         from receiver.bus.publisher import BusSink
@@ -92,11 +116,32 @@ class ReceiverServer(StreamServer):
     def __init__(
         self, settings: Settings, sinks: Sequence[SinkFactory] | None = None, observers: Sequence[StreamObserver] = ()
     ) -> None:
-        super().__init__(settings, default_sinks(settings) if sinks is None else sinks, observers)
+        self.disk = disk_space(settings) if settings.wav else None
+        gates = [self.disk.refusal] if self.disk is not None else []
+        super().__init__(settings, default_sinks(settings) if sinks is None else sinks, observers, gates=gates)
+        self._disk_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await repair_recordings(self.settings)
+        if self.disk is not None:
+            await asyncio.to_thread(self.disk.refresh)
+            self._disk_task = asyncio.get_running_loop().create_task(self._watch_disk(self.disk), name="disk")
         await super().start()
+
+    async def stop(self) -> None:
+        if self._disk_task is not None:
+            self._disk_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._disk_task
+            self._disk_task = None
+        await super().stop()
+
+    @staticmethod
+    async def _watch_disk(disk: DiskSpace) -> None:
+        """Free space (and the quota's scan) looked at once a second, off the loop, for the handshake."""
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(disk.refresh)
 
 
 async def run_server(settings: Settings) -> None:

@@ -118,10 +118,14 @@ class Settings:
     recordings_dir: str = "recordings"
     wav: bool = True
     repair_on_start: bool = True
+    min_free_disk_bytes: int = 1 << 30  # less free: new streams 503 (disk_low), live recordings finalised; 0: off
+    max_recording_bytes: int = 2 << 30  # one stream's files; then they are finalised (recording_limit); 0: off
+    recordings_max_bytes: int = 0  # the recordings directory's size: over it, as disk_low (recordings_quota); 0: off
 
     # Media clock and buffers
     reorder_window_ms: int = 100
     max_gap_ms: int = 30_000
+    max_media_lead_seconds: float = 5.0  # media time this far ahead of wall time (+ reorder window): close 4425
     buffer_seconds: float = 10.0
     sink_close_timeout: float = 10.0
 
@@ -219,6 +223,10 @@ class Settings:
             raise ConfigError("reorder_window_ms must be 0-5000")
         if self.max_gap_ms <= 0:
             raise ConfigError("max_gap_ms must be positive")
+        if min(self.min_free_disk_bytes, self.max_recording_bytes, self.recordings_max_bytes) < 0:
+            raise ConfigError("min_free_disk_bytes, max_recording_bytes and recordings_max_bytes must not be negative")
+        if self.max_media_lead_seconds < 0:
+            raise ConfigError("max_media_lead_seconds must not be negative")
         if self.buffer_seconds * 1000 < 2 * self.reorder_window_ms or self.buffer_seconds > 600:
             raise ConfigError("buffer_seconds must hold two reorder windows and at most 600 s")
         if self.max_message_bytes < 1024:

@@ -14,10 +14,13 @@ closes). Where a class lives, when not here, is in brackets::
      │    ├── UnexpectedEvent         an event the lifecycle does not allow now
      │    │                           (media before start, a second start)  → 4409
      │    ├── UnsupportedEncoding     a media format we cannot decode      → 4415
+     │    ├── MediaAheadOfClock       media time ran ahead of wall time    → 4425
      │    ├── StreamRefused           authentication or policy refused it  → 1008
      │    └── LimitExceeded           [security.limits] over a limit: 4429 rate,
      │                                4408 idle or no start, 1008 duration, 1013 capacity
      ├── UnknownEvent                 an event type we do not know: counted and skipped
+     ├── SinkStopped                  a sink stopped at a limit (disk, a recording's size):
+     │                                a warning; the stream goes on
      ├── AuthRejected                 [security.auth] the upgrade is refused: HTTP 401 / 403
      ├── TokenInvalid                 [security.auth] a stream token is malformed, forged,
      │                                expired or for another call
@@ -67,7 +70,9 @@ __all__ = [
     "InvalidValue",
     "ListenError",
     "MalformedMessage",
+    "MediaAheadOfClock",
     "ReceiverError",
+    "SinkStopped",
     "StreamProtocolError",
     "StreamRefused",
     "UnexpectedEvent",
@@ -94,6 +99,7 @@ class CloseCode(enum.IntEnum):
     TIMEOUT = 4408
     UNEXPECTED_EVENT = 4409
     UNSUPPORTED_ENCODING = 4415
+    MEDIA_AHEAD_OF_CLOCK = 4425  # HTTP 425 Too Early: audio sent faster than real time, or timestamps that jump ahead
     RATE_LIMITED = 4429
 
 
@@ -146,6 +152,11 @@ class UnsupportedEncoding(StreamProtocolError):
     kind = "unsupported_encoding"
 
 
+class MediaAheadOfClock(StreamProtocolError):
+    close_code = CloseCode.MEDIA_AHEAD_OF_CLOCK
+    kind = "media_ahead_of_clock"
+
+
 class StreamRefused(StreamProtocolError):
     close_code = CloseCode.POLICY_VIOLATION
     kind = "policy_violation"
@@ -157,6 +168,14 @@ class UnknownEvent(ReceiverError):
     def __init__(self, event: object) -> None:
         super().__init__(f"unknown event {event!r}")
         self.event = event
+
+
+class SinkStopped(ReceiverError):
+    """A sink stopped on purpose, at a limit (``reason``); logged as a warning, not a failure."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ConfigError(ReceiverError):

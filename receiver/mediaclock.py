@@ -22,13 +22,20 @@ How frames become committed audio, per track:
 - A timestamp more than ``max_gap`` away from the stream's newest audio is a
   discontinuity: the clock is re-based so the frame lands right after the
   newest audio. No silence is filled for the jump.
+- Media time may not run ahead of wall time: with an ``allowance`` (the
+  furthest the newest audio may reach now, in samples), a frame that would
+  end beyond it is refused (``AHEAD``) and neither placed nor filled in
+  front of. Jumps just under ``max_gap``, or audio sent faster than real
+  time, would otherwise become hours of recorded silence or audio in
+  seconds. The allowance is asked only when a frame passes the last answer,
+  so the in-order path pays one comparison.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from receiver.events import Samples, Track
@@ -45,6 +52,7 @@ class Placement(enum.IntEnum):
     DUPLICATE = 2
     DISCONTINUITY = 3  # placed, after re-basing the clock
     UNDECLARED_TRACK = 4  # the stream did not announce this track
+    AHEAD = 5  # refused: it would take the stream's media time too far ahead of wall time
 
 
 # On the per-frame path, enum members are read from module constants: a lookup on the
@@ -89,14 +97,19 @@ class MediaClock:
         window: The reorder window, in samples.
         max_gap: The largest timestamp jump filled with silence, in samples.
         frame_samples: A nominal frame, in samples (placing frames by chunk).
+        allowance: Returns how far (in samples) the newest audio may reach now;
+            None: no bound.
     """
 
     __slots__ = (
+        "_allowance",
         "_frame",
+        "_limit",
         "_max_gap",
         "_spms",
         "_states",
         "_window",
+        "ahead",
         "discontinuities",
         "head",
         "offset",
@@ -111,6 +124,7 @@ class MediaClock:
         window: int,
         max_gap: int,
         frame_samples: int,
+        allowance: Callable[[], int] | None = None,
     ) -> None:
         self._states = {track: _TrackState(buf) for track, buf in buffers.items()}
         self.sample_rate = sample_rate
@@ -121,6 +135,9 @@ class MediaClock:
         self.head = 0  # end of the newest audio of any track
         self.offset = 0  # added to every timestamp-derived position
         self.discontinuities = 0
+        self.ahead = 0  # frames refused as too far ahead of wall time
+        self._allowance = allowance
+        self._limit: float = allowance() if allowance is not None else float("inf")
 
     @property
     def committed(self) -> int:
@@ -150,8 +167,11 @@ class MediaClock:
         committed = state.committed
         if pos == committed and not state.pending:
             # In order: the common case, written at once.
+            end = pos + n
+            if end > self._limit and self._too_far(end):
+                return Placement.AHEAD
             state.buffer.write(samples)
-            state.committed = end = pos + n
+            state.committed = end
             state.seen_audio = True
             stats = state.stats
             stats.frames += 1
@@ -182,6 +202,11 @@ class MediaClock:
         if pos in state.pending:
             state.stats.duplicates += 1
             return Placement.DUPLICATE
+        if pos + len(samples) > self._limit and self._too_far(pos + len(samples)):
+            if result is Placement.DISCONTINUITY:  # the frame is refused: so is its re-basing
+                self.offset -= shift
+                self.discontinuities -= 1
+            return Placement.AHEAD
         state.pending[pos] = samples
         state.stats.frames += 1
         state.stats.samples_received += n
@@ -198,6 +223,15 @@ class MediaClock:
             self._commit_until(state, self.head)
 
     # -- internals -------------------------------------------------------------
+
+    def _too_far(self, end: int) -> bool:
+        """Whether audio ending at ``end`` is beyond the allowance (asked again first)."""
+        assert self._allowance is not None  # _limit is finite only with one
+        self._limit = self._allowance()
+        if end <= self._limit:
+            return False
+        self.ahead += 1
+        return True
 
     @staticmethod
     def _was_filled(state: _TrackState, start: int, end: int) -> bool:

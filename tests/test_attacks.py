@@ -4,6 +4,7 @@ bounded or answered with a clear close code or HTTP status, and one log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,15 +20,14 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from receiver.app import ReceiverServer
-from receiver.calls.listener import WebhookService, check_exposure
+from receiver.calls.listener import WebhookService
 from receiver.calls.webhooks import parse_webhook
 from receiver.config import Settings
 from receiver.errors import ConfigError
 from receiver.security.auth import stream_token, twilio_signature
-from receiver.security.replay import TokenBudget
 from receiver.testing import MiniVoiceMessages
 
 from .conftest import wait_streams_done
@@ -309,6 +309,8 @@ async def test_with_credentials_answer_and_every_call_data_route_require_them(ho
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.com"])
 def test_the_webhook_port_beyond_loopback_needs_credentials_or_an_explicit_flag(host: str) -> None:
+    from receiver.calls.listener import check_exposure
+
     settings = Settings(webhook_host=host)
 
     with pytest.raises(ConfigError, match="--insecure-webhooks"):
@@ -380,9 +382,110 @@ async def test_a_stream_url_opens_at_most_its_budget_of_streams(settings: Settin
 
 
 def test_a_token_budget_forgets_tokens_once_they_expire() -> None:
+    from receiver.security.replay import TokenBudget
+
     budget = TokenBudget(max_streams=1, capacity=2)
     token = stream_token(call_id="c", secret=SECRET, expires_at=100)
 
     assert budget.claim(token, now=50) and not budget.claim(token, now=99)
     assert budget.claim(stream_token(call_id="d", secret=SECRET, expires_at=200), now=101)
     assert len(budget) == 1  # the expired one is gone
+
+
+# -- 9: media time may not run ahead of wall time ------------------------------------------------
+
+
+def recorded_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.wav"))
+
+
+async def test_timestamp_jumps_just_under_max_gap_close_the_stream_instead_of_filling_the_disk(
+    settings: Settings,
+) -> None:
+    messages = MiniVoiceMessages(stream_id="str_jump", call_id="call_jump")
+    with capture_logs() as logs:
+        async with ReceiverServer(settings) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/mv") as ws:
+                await ws.send(messages.connected())
+                await ws.send(messages.start())
+                for n in range(30):  # 30 jumps of 29.9 s: 56 MB of silence before the bound
+                    for track in ("inbound", "outbound"):
+                        await ws.send(messages.media(track, n + 1, n * 29_900, b"\xff" * 160))
+                code, reason = await closed(ws)
+            await wait_streams_done(server)
+
+    assert (code, reason) == (4425, "media ahead of clock")
+    assert recorded_bytes(Path(settings.recordings_dir)) < 200_000  # what 5 s of lead could hold, at most
+    [line] = [e for e in logs if e["event"] == "stream_rejected"]
+    assert (line["error_kind"], line["close_code"]) == ("media_ahead_of_clock", 4425)
+    assert server.outcomes[0].reason == "media_ahead_of_clock"
+
+
+async def test_audio_sent_faster_than_real_time_is_bounded_by_the_lead(settings: Settings) -> None:
+    """65 KB L16 messages at full speed wrote 6,000 s of audio in 1.3 s."""
+    messages = MiniVoiceMessages(stream_id="str_fast", call_id="call_fast")
+    big = b"\x01\x00" * 24_000  # 1.5 s of 16 kHz L16 per message (64 KB of JSON)
+    async with ReceiverServer(settings) as server:
+        async with connect(f"ws://127.0.0.1:{server.port}/mv", max_size=None) as ws:
+            await ws.send(messages.connected())
+            await ws.send(messages.start(tracks=("inbound",), encoding="audio/L16", sample_rate=16_000))
+            with contextlib.suppress(ConnectionClosed):
+                for n in range(100):
+                    await ws.send(messages.media("inbound", n + 1, n * 1500, big))
+            code, _ = await closed(ws)
+        await wait_streams_done(server)
+
+    assert code == 4425
+    assert server.outcomes[0].duration_seconds < 10  # not 150 s
+
+
+async def test_one_stream_may_record_at_most_max_recording_bytes(settings: Settings) -> None:
+    messages = MiniVoiceMessages(stream_id="str_big", call_id="call_big")
+    with capture_logs() as logs:
+        async with ReceiverServer(settings.replace(max_recording_bytes=20_000)) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/mv") as ws:
+                await ws.send(messages.connected())
+                await ws.send(messages.start())
+                for chunk in range(1, 101):  # 2 s: 64 KB of files, three times the budget
+                    for track in ("inbound", "outbound"):
+                        await ws.send(messages.media(track, chunk, 20 * (chunk - 1), b"\xff" * 160))
+                await ws.send(messages.stop())
+                assert (await closed(ws))[0] == 1000  # the stream goes on; its recording stopped
+            await wait_streams_done(server)
+
+    assert recorded_bytes(Path(settings.recordings_dir)) <= 20_000
+    for path in server.outcomes[0].files:
+        with wave.open(path) as w:  # finalised: every file is whole and readable
+            assert w.getnframes() > 0
+    [line] = [e for e in logs if e["event"] == "sink_stopped"]
+    assert (line["sink"], line["reason"], line["log_level"]) == ("wav", "recording_limit", "warning")
+
+
+async def test_below_min_free_disk_new_streams_get_503_and_live_recordings_are_finalised(settings: Settings) -> None:
+    messages = MiniVoiceMessages(stream_id="str_live", call_id="call_live")
+    with capture_logs() as logs:
+        async with ReceiverServer(settings) as server:
+            assert server.disk is not None
+            async with connect(f"ws://127.0.0.1:{server.port}/mv") as ws:
+                await ws.send(messages.connected())
+                await ws.send(messages.start())
+                for chunk in range(1, 26):
+                    await ws.send(messages.media("inbound", chunk, 20 * (chunk - 1), b"\xff" * 160))
+                # The disk fills up (a floor above what is free stands in for it) ...
+                server.disk.min_free_bytes = 1 << 62
+                await asyncio.to_thread(server.disk.refresh)
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(f"ws://127.0.0.1:{server.port}/mv"):
+                        pass
+                # ... and the live stream goes on, its recording finalised at the next write.
+                for chunk in range(26, 76):
+                    await ws.send(messages.media("inbound", chunk, 20 * (chunk - 1), b"\xff" * 160))
+                await ws.send(messages.stop())
+                assert (await closed(ws))[0] == 1000
+            await wait_streams_done(server)
+
+    assert refused.value.response.status_code == 503
+    assert b"disk_low" in refused.value.response.body
+    assert [e["reason"] for e in logs if e["event"] == "stream_refused"] == ["disk_low"]
+    assert [e["reason"] for e in logs if e["event"] == "sink_stopped"] == ["disk_low"]
+    assert server.outcomes[0].samples == 75 * 160  # every frame reached the other sinks

@@ -251,6 +251,9 @@ async def test_read_only_recordings_dir_disables_the_wav_sink_with_one_error(
 
 
 async def test_full_disk_disables_the_wav_sink_with_one_error(settings: Settings) -> None:
+    # The disk really fills: no free-space floor (it would refuse the stream at once), and the
+    # 6 s are sent at once (faster than real time, which max_media_lead_seconds would close).
+    settings = settings.replace(min_free_disk_bytes=0, max_media_lead_seconds=0)
     recordings = Path(settings.recordings_dir)
     frames = 300  # 6 s: 96 KB a track file, more than the 64 KB disk
     with _mounted(recordings, "-t", "tmpfs", "-o", "size=64k", "tmpfs") as mounted:

@@ -254,3 +254,54 @@ def test_any_placements_leave_every_track_the_same_length(ops: list[tuple[Track,
     heads = {s.buffer.head for s in clock._states.values()}
     assert heads == {clock.head}
     assert clock.committed == clock.head
+
+
+class WallClock:
+    """An allowance driven by hand: how far the newest audio may reach, in samples."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.asked = 0
+
+    def __call__(self) -> int:
+        self.asked += 1
+        return self.limit
+
+
+def test_a_frame_beyond_the_allowance_is_refused_and_nothing_is_filled_in_front_of_it() -> None:
+    wall = WallClock(10 * FRAME)
+    buffers = {t: TrackBuffer(10 * RATE) for t in (IN, OUT)}
+    clock = MediaClock(buffers, sample_rate=RATE, window=WINDOW, max_gap=30 * RATE, frame_samples=FRAME, allowance=wall)
+
+    for k in range(10):
+        assert clock.place(IN, 20 * k, None, frame(IN, k)) is Placement.PLACED
+    jump = clock.place(OUT, 29_000, None, frame(OUT, 0))  # just under max_gap: silence, before the bound
+    late = clock.place(IN, 200, None, frame(IN, 10))  # in order, but one frame past the allowance
+
+    assert (jump, late) == (Placement.AHEAD, Placement.AHEAD)
+    assert clock.head == 10 * FRAME and clock.ahead == 2 and clock.offset == 0
+    # Time passes: the allowance grows, and the stream goes on where it was.
+    wall.limit = 11 * FRAME
+    assert clock.place(IN, 200, None, frame(IN, 10)) is Placement.PLACED
+
+
+def test_the_allowance_is_asked_only_when_a_frame_passes_its_last_answer() -> None:
+    wall = WallClock(100 * FRAME)
+    buffers = {IN: TrackBuffer(10 * RATE)}
+    clock = MediaClock(buffers, sample_rate=RATE, window=WINDOW, max_gap=30 * RATE, frame_samples=FRAME, allowance=wall)
+
+    for k in range(100):
+        clock.place(IN, 20 * k, None, frame(IN, k))
+
+    assert wall.asked == 1  # at construction; 100 frames in order cost a comparison each
+
+
+def test_a_refused_jump_past_max_gap_does_not_move_the_clock() -> None:
+    wall = WallClock(2 * FRAME)
+    buffers = {IN: TrackBuffer(10 * RATE)}
+    clock = MediaClock(buffers, sample_rate=RATE, window=WINDOW, max_gap=RATE, frame_samples=FRAME, allowance=wall)
+    clock.place(IN, 0, None, frame(IN, 0))
+    clock.place(IN, 20, None, frame(IN, 1))
+
+    assert clock.place(IN, 3_600_000, None, frame(IN, 2)) is Placement.AHEAD  # re-based, it would end past the bound
+    assert (clock.offset, clock.discontinuities) == (0, 0)

@@ -85,10 +85,10 @@ class Guard:
     ) -> HandshakeResult | Refusal:
         """Decide on a stream's upgrade request (``pending``: streams live or being opened)."""
         if draining:
-            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
+            return self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
         if pending >= self.max_streams:
             self.count(Limit.CAPACITY)
-            return self._refuse(
+            return self.refuse(
                 HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
             )
         now = time.time()
@@ -98,17 +98,17 @@ class Guard:
             extra: tuple[tuple[str, str], ...] = ()
             if exc.status is HTTPStatus.UNAUTHORIZED:
                 extra = (("WWW-Authenticate", 'Bearer realm="receiver"'),)
-            return self._refuse(exc.status, exc.reason, path, peer, headers=extra)
+            return self.refuse(exc.status, exc.reason, path, peer, headers=extra)
         if result.method == "url_token":
             token = self.policy.query_token(path)
             assert token is not None
             if not self.tokens.claim(token, now):
-                return self._refuse(
+                return self.refuse(
                     HTTPStatus.FORBIDDEN, "token_used_up", path, peer, max_streams=self.tokens.max_streams
                 )
         return result
 
-    def _refuse(
+    def refuse(
         self,
         status: HTTPStatus,
         reason: str,

@@ -36,8 +36,10 @@ from typing import Any, Final
 
 import numpy as np
 
+from receiver.errors import SinkStopped
 from receiver.events import Track
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.sinks.disk import STREAM_LIMIT, DiskSpace
 
 HEADER_SIZE: Final = 44
 HEADER_REFRESH_SECONDS: Final = 1.0
@@ -213,12 +215,15 @@ class WavSink:
     name = "wav"
     interval = 0.5  # seconds of audio gathered per write
 
-    def __init__(self, recordings_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, recordings_dir: str | os.PathLike[str], disk: DiskSpace | None = None) -> None:
         # Paths stay strings: pathlib interns every part of a path, and a part per stream
         # (ids are unique) churns the interpreter's table of interned strings.
         self._root = os.fspath(recordings_dir)
         self._files: dict[Track, _WavFile] = {}
         self._stereo: _WavFile | None = None
+        self._disk = disk
+        self._bytes = 0  # written to this stream's files
+        self._frame_bytes = 0  # bytes one media-clock sample adds to them all
         self._written = 0  # media-clock samples written to every file
         self._last_refresh = 0.0
         self.paths: list[str] = []
@@ -234,6 +239,12 @@ class WavSink:
         await _WRITER.run(self._close, pause_comment(outcome))
 
     def _open(self, stream: StreamInfo) -> None:
+        disk = self._disk
+        if disk is not None:
+            disk.refresh(at_most_every=1.0)
+            reason = disk.refusal()
+            if reason is not None:
+                raise SinkStopped(reason, f"no recording started: {reason.replace('_', ' ')}")
         directory = os.path.join(self._root, safe_name(stream.call_id))
         os.makedirs(directory, exist_ok=True)
         base = safe_name(stream.stream_id)
@@ -241,6 +252,8 @@ class WavSink:
             stem = base if segment == 1 else f"{base}.{segment}"
             if self._claim(os.path.join(directory, stem), stream):
                 self.segment = segment
+                self._frame_bytes = 2 * (len(stream.tracks) + (2 if self._stereo is not None else 0))
+                self._bytes = HEADER_SIZE * len(self._all())
                 self._last_refresh = time.monotonic()
                 return
         raise FileExistsError(f"{MAX_SEGMENTS} recordings of this call and stream id exist already")
@@ -272,6 +285,38 @@ class WavSink:
         return True
 
     def _write(self, block: AudioBlock) -> None:
+        disk = self._disk
+        if disk is None:
+            self._append(block)
+            return
+        disk.refresh(at_most_every=1.0)
+        reason = disk.refusal()
+        if reason is None and disk.max_stream_bytes:
+            room = (disk.max_stream_bytes - self._bytes) // self._frame_bytes  # media-clock samples that fit
+            if block.end - self._written > room:
+                reason = STREAM_LIMIT
+                keep = max(0, room - max(0, block.start - self._written))
+                if room > 0:  # what fits of it, then no more
+                    self._account(disk, room)
+                    part = {track: samples[:keep] for track, samples in block.channels.items()}
+                    self._append(AudioBlock(block.start, block.sample_rate, part), end=self._written + room)
+        if reason is not None:
+            self._close()  # finalised: every file ends with the audio written so far
+            raise SinkStopped(reason, f"recording finalised at {self._bytes} bytes: {reason.replace('_', ' ')}")
+        self._account(disk, block.end - self._written)
+        self._append(block)
+
+    def _account(self, disk: DiskSpace, samples: int) -> None:
+        size = samples * self._frame_bytes
+        self._bytes += size
+        disk.wrote(size)
+
+    def _append(self, block: AudioBlock, end: int | None = None) -> None:
+        """Write ``block`` (silence first for what this sink lost), up to media-clock sample ``end``."""
+        if end is not None and end <= block.start:
+            self._append_silence(end - self._written)
+            self._written = end
+            return
         if block.start > self._written:
             # Audio this sink lost while behind: keep the files on the media clock.
             self._append_silence(block.start - self._written)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from receiver.errors import SinkStopped
 from receiver.events import Track
 from receiver.logging import Logger
 from receiver.ringbuffer import TrackBuffer
@@ -260,7 +261,10 @@ class Fanout:
             raise
         except Exception as exc:
             runner.disabled = True
-            self._log.error("sink_failed", sink=sink, phase=phase, error=repr(exc)[:200])
+            if isinstance(exc, SinkStopped):
+                self._log.warning("sink_stopped", sink=sink, reason=exc.reason, detail=str(exc)[:200])
+            else:
+                self._log.error("sink_failed", sink=sink, phase=phase, error=repr(exc)[:200])
             if phase == "write":
                 # Give it a chance to release what it holds; its failure is already logged.
                 with contextlib.suppress(Exception):

@@ -8,11 +8,12 @@ touches a socket and never logs per frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from receiver.codecs import L16ByteOrderProbe, decoder_for
-from receiver.errors import MalformedMessage
+from receiver.errors import MalformedMessage, MediaAheadOfClock
 from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted
 from receiver.logging import Logger
 from receiver.mediaclock import MediaClock, Placement
@@ -32,6 +33,7 @@ class MediaSettings:
     max_gap_ms: int = 30_000
     buffer_seconds: float = 10.0
     sink_close_timeout: float = 10.0
+    max_media_lead_seconds: float = 5.0  # how far media time may run ahead of wall time (0: no bound)
 
 
 class StreamPipeline:
@@ -62,12 +64,14 @@ class StreamPipeline:
         self._decode = self._probe.decode if self._probe is not None else decoder_for(fmt)
         capacity = max(int(settings.buffer_seconds * rate), 2 * rate * settings.reorder_window_ms // 1000)
         self.buffers = {track: TrackBuffer(capacity) for track in started.tracks}
+        window = rate * settings.reorder_window_ms // 1000
         self.clock = MediaClock(
             self.buffers,
             sample_rate=rate,
-            window=rate * settings.reorder_window_ms // 1000,
+            window=window,
             max_gap=rate * settings.max_gap_ms // 1000,
             frame_samples=rate * FRAME_MS // 1000,
+            allowance=_allowance(rate, settings.max_media_lead_seconds, window),
         )
         sinks = []
         for factory in sink_factories:
@@ -91,8 +95,14 @@ class StreamPipeline:
         placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
         if placement is _UNDECLARED:
             self.undeclared += 1
+        elif placement is Placement.AHEAD:
+            self._ahead()
         self.fanout.notify()
         return placement
+
+    def _ahead(self) -> None:
+        lead = self._settings.max_media_lead_seconds
+        raise MediaAheadOfClock(f"media time ran more than {lead:g} s ahead of the wall clock")
 
     def media_interleaved(self, event: InterleavedMediaReceived) -> Placement:
         """Decode one frame carrying every track, place each channel on its track.
@@ -110,6 +120,8 @@ class StreamPipeline:
             placement = place(track, None, None, samples[j::width])
             if placement is Placement.UNDECLARED_TRACK:
                 self.undeclared += 1
+            elif placement is Placement.AHEAD:
+                self._ahead()
             result = max(result, placement)
         self.fanout.notify()
         return result
@@ -159,3 +171,12 @@ class StreamPipeline:
             files=self.fanout.files,
             **self.fanout.pause_summary(samples),
         )
+
+
+def _allowance(rate: int, lead: float, window: int) -> Callable[[], int] | None:
+    """How far a stream's newest audio may reach now: the wall time since it started, plus
+    ``lead`` seconds and the reorder window (None when ``lead`` is 0: no bound)."""
+    if lead <= 0:
+        return None
+    started = time.monotonic()
+    return lambda: int((time.monotonic() - started + lead) * rate) + window

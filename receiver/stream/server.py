@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any, Final, Self
 
@@ -125,10 +125,17 @@ class StreamServer:
         settings: The configuration.
         sinks: Sink factories for every stream.
         observers: Told when each stream starts and ends (``observers.StreamObserver``).
+        gates: Each returns why no stream may start now (refused with HTTP 503 and that
+            reason: ``disk_low``, ...), or None.
     """
 
     def __init__(
-        self, settings: Settings, sinks: Sequence[SinkFactory] = (), observers: Sequence[StreamObserver] = ()
+        self,
+        settings: Settings,
+        sinks: Sequence[SinkFactory] = (),
+        observers: Sequence[StreamObserver] = (),
+        *,
+        gates: Sequence[Callable[[], str | None]] = (),
     ) -> None:
         self.settings = settings
         # Read the certificate now: a bad one is a ConfigError before any port opens.
@@ -137,11 +144,13 @@ class StreamServer:
             if settings.tls_certfile
             else None
         )
+        self._gates = list(gates)  # each says why no stream may start now (HTTP 503), or None
         self._sinks = list(sinks)
         self._observers = list(observers)
         self._media = MediaSettings(
             reorder_window_ms=settings.reorder_window_ms,
             max_gap_ms=settings.max_gap_ms,
+            max_media_lead_seconds=settings.max_media_lead_seconds,
             buffer_seconds=settings.buffer_seconds,
             sink_close_timeout=settings.sink_close_timeout,
         )
@@ -267,6 +276,13 @@ class StreamServer:
         if path not in RESERVED_PATHS:
             # A stream: authenticate and admit it before the upgrade.
             remote = connection.remote_address
+            for gate in self._gates:
+                closed = gate()
+                if closed is not None and not self.draining:
+                    refusal = self.guard.refuse(
+                        HTTPStatus.SERVICE_UNAVAILABLE, closed, request.path, str(remote[0]) if remote else None
+                    )
+                    return _json_response(connection, refusal.status, refusal.body)
             decision = self.guard.check_request(
                 path=request.path,
                 headers=request.headers.raw_items(),
@@ -326,6 +342,7 @@ class StreamServer:
                 close_code = ws.close_code
         except StreamProtocolError as exc:
             reason, close_code, error = exc.kind, int(exc.close_code), str(exc)
+            self.guard.counts[f"rejected_{exc.kind}"] += 1
             stream.log.warning("stream_rejected", error_kind=exc.kind, detail=str(exc)[:200], close_code=close_code)
             await _close(ws, exc.close_code, exc.close_reason)
         except ConnectionClosed as exc:
