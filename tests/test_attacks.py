@@ -489,3 +489,42 @@ async def test_below_min_free_disk_new_streams_get_503_and_live_recordings_are_f
     assert [e["reason"] for e in logs if e["event"] == "stream_refused"] == ["disk_low"]
     assert [e["reason"] for e in logs if e["event"] == "sink_stopped"] == ["disk_low"]
     assert server.outcomes[0].samples == 75 * 160  # every frame reached the other sinks
+
+
+# -- 10: ring buffers go back to the OS when their stream ends ------------------------------------
+
+
+def mapped(address: int) -> bool:
+    """Whether ``address`` is inside a mapping of this process."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            start, _, end = line.split()[0].partition("-")
+            if int(start, 16) <= address < int(end, 16):
+                return True
+    return False
+
+
+async def test_a_streams_ring_buffers_are_unmapped_when_it_ends_without_a_gc_pass(settings: Settings) -> None:
+    import gc
+
+    messages, started = MiniVoiceMessages(), Started()
+    gc.collect()
+    gc.disable()  # what a stream's end frees must not wait for the collector
+    try:
+        async with ReceiverServer(settings.replace(wav=False), sinks=[], observers=[started]) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/mv") as ws:
+                await ws.send(messages.connected())
+                await ws.send(messages.start())
+                await ws.send(messages.media("inbound", 1, 0, b"\xff" * 160))
+                await started.wait(1)
+                pipeline = next(iter(server._streams.values())).pipeline
+                assert pipeline is not None
+                addresses = [b._buf.ctypes.data for b in pipeline.buffers.values()]
+                del pipeline
+                assert all(mapped(a) for a in addresses)
+                await ws.send(messages.stop())
+                await closed(ws)
+            await wait_streams_done(server)
+            assert not any(mapped(a) for a in addresses)
+    finally:
+        gc.enable()

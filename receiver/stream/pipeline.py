@@ -142,6 +142,10 @@ class StreamPipeline:
         outcome = self.outcome(reason=reason, close_code=close_code, session=session, error=error)
         self.fanout.notify()
         await self.fanout.close(outcome, grace=self._settings.sink_close_timeout)
+        # Every sink has read what it will (or was cancelled): the memory goes back now, not at
+        # the next garbage-collection pass.
+        for buffer in self.buffers.values():
+            buffer.release()
         return self.outcome(reason=reason, close_code=close_code, session=session, error=error)
 
     def outcome(
