@@ -85,6 +85,7 @@ class StreamControlRecord:
     at: datetime
     action: str  # paused, resumed, stop_requested
     detail: Mapping[str, Any]  # media_seconds, behavior, by
+    connection_id: str = ""  # which of the streams with these ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +422,12 @@ def apply_stream_control(conn: Connection, change: StreamControlRecord) -> None:
     at = format_timestamp(change.at)
     kind = f"stream.{change.action}"
     detail = {"stream_id": change.stream_id, **change.detail}
-    key = f"control:{change.call_id}:{change.stream_id}:{change.action}:{detail.get('media_seconds')}"
+    key = (
+        "control:"
+        + orjson.dumps(
+            [change.call_id, change.stream_id, change.connection_id, change.action, detail.get("media_seconds")]
+        ).decode()
+    )
 
     def work() -> None:
         if _insert_event(

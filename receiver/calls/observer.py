@@ -72,6 +72,6 @@ class CallRecordObserver:
     def stream_controlled(self, info: StreamInfo, change: ControlChange) -> None:
         if info.call_id:
             record = StreamControlRecord(
-                info.call_id, info.stream_id, datetime.now(UTC), change.action, change.as_dict()
+                info.call_id, info.stream_id, datetime.now(UTC), change.action, change.as_dict(), info.connection_id
             )
             self.store.stream_controlled(record)
