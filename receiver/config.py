@@ -157,7 +157,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
 
     # Connection limits (0 switches a time or rate limit off)
-    max_streams: int = 1000  # concurrent streams: 503 at the handshake, 1013 when over after it
+    max_streams: int = 1000  # concurrent authenticated streams: 503 at the handshake, 1013 when over after it
+    max_unauthenticated: int = 128  # upgrades without a credential, waiting for a start token: then 503
+    max_unauthenticated_per_client: int = 16  # the same, per client address
+    max_handshakes: int = 256  # TCP connections still in their HTTP upgrade: more are dropped at once
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0  # no message for this long: close 4408
     start_timeout: float = 10.0  # no start message this long after the upgrade: close 4408
@@ -511,6 +514,9 @@ def _check_security(settings: Settings) -> None:
         raise ConfigError("auth_token_max_streams must not be negative")
     if settings.max_streams < 1:
         raise ConfigError("max_streams must be at least 1")
+    for name in ("max_unauthenticated", "max_unauthenticated_per_client", "max_handshakes"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
     if settings.handshake_timeout <= 0:
         raise ConfigError("handshake_timeout must be positive")
     for name in (

@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -528,3 +529,101 @@ async def test_a_streams_ring_buffers_are_unmapped_when_it_ends_without_a_gc_pas
             assert not any(mapped(a) for a in addresses)
     finally:
         gc.enable()
+
+
+# -- 11: pings and pongs count in the rate limit ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_a_ping_flood_is_closed_by_the_rate_limit(settings: Settings, fast_path: bool) -> None:
+    messages, started = MiniVoiceMessages(), Started()
+    limited = settings.replace(max_messages_per_second=100, rate_window=1.0, fast_path=fast_path)
+    with capture_logs() as logs:
+        async with ReceiverServer(limited, observers=[started]) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/mv") as ws:
+                await ws.send(messages.connected())
+                await ws.send(messages.start())
+                await started.wait(1)
+                with contextlib.suppress(ConnectionClosed):
+                    for n in range(1000):  # ten times the budget of a window
+                        await ws.ping(n.to_bytes(4, "big"))
+                    await ws.send(messages.stop())
+                code, reason = await closed(ws)
+            await wait_streams_done(server)
+
+    assert (code, reason) == (4429, "rate")
+    assert [(e["limit"], e["close_code"]) for e in logs if e["event"] == "limit_hit"] == [("rate", 4429)]
+    assert server.outcomes[0].reason == "rate"
+
+
+# -- 3: connections without credentials cannot starve authenticated streams ------------------------
+
+
+async def test_a_pre_auth_flood_never_takes_the_places_of_signed_streams(settings: Settings) -> None:
+    from .test_security_server import signed
+
+    with capture_logs() as logs:
+        async with running(settings, auth_secrets=(SECRET,), max_streams=5) as (server, sinks):
+            async with contextlib.AsyncExitStack() as held:
+                refused = 0
+                for _ in range(20):  # no credential, no start: waiting for a start token
+                    try:
+                        await held.enter_async_context(connect(url(server)))
+                    except InvalidStatus as exc:
+                        assert exc.response.status_code == 503
+                        refused += 1
+                # A signed stream still gets in, and streams.
+                async with connect(signed(server)) as ws:
+                    messages = MiniVoiceMessages()
+                    await ws.send(messages.connected())
+                    await ws.send(messages.start())
+                    await ws.send(messages.stop())
+                    assert (await closed(ws))[0] == 1000
+            await no_streams(server)
+
+    assert refused == 20 - settings.max_unauthenticated_per_client
+    lines = [e for e in logs if e["event"] == "stream_refused"]
+    assert [e["reason"] for e in lines] == ["too_many_unauthenticated_from_client"]  # one line a second, at most
+    assert lines[0]["suppressed"] == 0
+    assert server.guard.counts["refused_too_many_unauthenticated_from_client"] == refused
+    assert len(sinks.made) == 1 and server.guard.unauthenticated == 0  # every place given back
+
+
+async def test_a_stream_authenticated_by_its_start_token_moves_to_max_streams(settings: Settings) -> None:
+    async with running(settings, auth_secrets=(SECRET,), max_streams=1) as (server, sinks):
+        token = stream_token(call_id="call_test", secret=SECRET, expires_at=int(time.time()) + 60)
+        async with connect(url(server)) as first, connect(url(server)) as second:
+            for ws in (first, second):
+                messages = MiniVoiceMessages()
+                await ws.send(messages.connected())
+                await ws.send(messages.start(custom_parameters={"token": token}))
+            for ws in (first, second):
+                with contextlib.suppress(ConnectionClosed):  # one of them was closed at start
+                    await ws.send(MiniVoiceMessages().stop())
+            first_code, second_code = (await closed(first))[0], (await closed(second))[0]
+        await no_streams(server)
+
+    assert sorted([first_code, second_code]) == [1000, 1013]  # the second over max_streams at start
+    assert server.guard.unauthenticated == 0
+
+
+async def test_slow_upgrades_beyond_max_handshakes_are_dropped_at_once(settings: Settings) -> None:
+    async with running(settings, max_handshakes=10, handshake_timeout=2.0) as (server, _):
+
+        async def slowloris() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /mv HTTP/1.1\r\nHost: x\r\nUpgrade: websock")
+            try:
+                return await reader.read()
+            except ConnectionResetError:
+                return b""
+            finally:
+                writer.close()
+
+        await asyncio.gather(*(slowloris() for _ in range(30)))
+        # Gone: the stream port works again.
+        async with connect(url(server)) as ws:
+            await ws.send(MiniVoiceMessages().connected())
+
+    assert server.guard.counts["refused_too_many_handshakes"] == 20
+    assert server.guard.counts["limit_handshake_timeout"] == 10

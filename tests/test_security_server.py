@@ -301,7 +301,10 @@ async def test_over_max_streams_after_the_handshake_closes_1013(settings: Settin
 
 async def test_message_rate_limit_closes_4429(settings: Settings) -> None:
     with capture_logs() as logs:
-        async with running(settings, max_messages_per_second=10, rate_window=100.0) as (server, sinks):
+        async with running(settings, max_messages_per_second=10, rate_window=100.0, max_media_lead_seconds=0) as (
+            server,
+            sinks,
+        ):
             async with connect(url(server)) as ws:
                 messages = MiniVoiceMessages()
                 with contextlib.suppress(ConnectionClosed):  # sends may outrun the close

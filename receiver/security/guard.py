@@ -59,6 +59,12 @@ class Guard:
         )
         self.max_streams = settings.max_streams
         self.tokens = TokenBudget(settings.auth_token_max_streams)
+        # Upgrades without a credential, waiting for a start token: a budget of their own.
+        self.max_unauthenticated = settings.max_unauthenticated
+        self.max_unauthenticated_per_client = settings.max_unauthenticated_per_client
+        self.unauthenticated = 0
+        self.unauthenticated_by_client: Counter[str] = Counter()
+        self._flood: dict[str, tuple[float, int]] = {}
         self.counts: Counter[str] = Counter()  # refusals and limits hit, by name
 
     def log_startup(self) -> None:
@@ -83,14 +89,14 @@ class Guard:
         pending: int,
         draining: bool,
     ) -> HandshakeResult | Refusal:
-        """Decide on a stream's upgrade request (``pending``: streams live or being opened)."""
+        """Decide on a stream's upgrade request (``pending``: authenticated streams live).
+
+        An upgrade without a credential that may still authenticate with a start
+        token is held in the unauthenticated budget (``release_unauthenticated``
+        gives its place back): it never takes one of ``max_streams``.
+        """
         if draining:
             return self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "draining", path, peer)
-        if pending >= self.max_streams:
-            self.count(Limit.CAPACITY)
-            return self.refuse(
-                HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
-            )
         now = time.time()
         try:
             result = self.policy.check_handshake(path=path, headers=headers_from(headers), peer=peer, now=now)
@@ -99,6 +105,13 @@ class Guard:
             if exc.status is HTTPStatus.UNAUTHORIZED:
                 extra = (("WWW-Authenticate", 'Bearer realm="receiver"'),)
             return self.refuse(exc.status, exc.reason, path, peer, headers=extra)
+        if result.pending_start:
+            return self._hold_unauthenticated(result, path, peer)
+        if pending >= self.max_streams:
+            self.count(Limit.CAPACITY)
+            return self.refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", path, peer, max_streams=self.max_streams
+            )
         if result.method == "url_token":
             token = self.policy.query_token(path)
             assert token is not None
@@ -107,6 +120,48 @@ class Guard:
                     HTTPStatus.FORBIDDEN, "token_used_up", path, peer, max_streams=self.tokens.max_streams
                 )
         return result
+
+    def _hold_unauthenticated(self, result: HandshakeResult, path: str, peer: str | None) -> HandshakeResult | Refusal:
+        client = result.client or ""
+        if self.unauthenticated >= self.max_unauthenticated:
+            reason = "too_many_unauthenticated"
+        elif self.unauthenticated_by_client[client] >= self.max_unauthenticated_per_client:
+            reason = "too_many_unauthenticated_from_client"
+        else:
+            self.unauthenticated += 1
+            self.unauthenticated_by_client[client] += 1
+            return result
+        self.counts[f"refused_{reason}"] += 1
+        self.flood(
+            reason,
+            status=HTTPStatus.SERVICE_UNAVAILABLE.value,
+            remote=peer,
+            path=strip_token(path, self.policy.token_param),
+            max_unauthenticated=self.max_unauthenticated,
+            max_unauthenticated_per_client=self.max_unauthenticated_per_client,
+        )
+        return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "unavailable", "reason": reason})
+
+    def release_unauthenticated(self, client: str | None) -> None:
+        """An upgrade held in the unauthenticated budget authenticated, or its connection ended."""
+        key = client or ""
+        self.unauthenticated -= 1
+        left = self.unauthenticated_by_client[key] - 1
+        if left > 0:
+            self.unauthenticated_by_client[key] = left
+        else:
+            del self.unauthenticated_by_client[key]
+
+    def flood(self, reason: str, **fields: Any) -> None:
+        """Log a refusal that can come by the thousand: at most one line a second per reason,
+        with how many were not logged since the last one (``suppressed``); counting is the caller's."""
+        now = time.monotonic()
+        logged_at, suppressed = self._flood.get(reason, (-1.0, 0))
+        if now - logged_at < 1.0:
+            self._flood[reason] = (logged_at, suppressed + 1)
+            return
+        self._flood[reason] = (now, 0)
+        security_log.warning("stream_refused", reason=reason, suppressed=suppressed, **fields)
 
     def refuse(
         self,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
@@ -69,6 +71,14 @@ from receiver.stream.observers import StreamObserver, notify_ended, notify_start
 from receiver.stream.pipeline import MediaSettings, StreamPipeline
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+_CONTROL_OPCODES = frozenset({Opcode.PING, Opcode.PONG})
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING: Final = _Missing.MISSING
 
 stream_log = get_logger(STREAM)
 media_log = get_logger(MEDIA)
@@ -84,6 +94,8 @@ class _Stream:
     __slots__ = (
         "closed_by",
         "connected_at",
+        "counted",
+        "unauthenticated",
         "ended",
         "first_media",
         "handshake",
@@ -114,6 +126,8 @@ class _Stream:
         self.first_media = True
         self.received = 0  # messages, counted before parsing (the rate limit)
         self.ended = asyncio.Event()  # set once the stream's sinks are closed
+        self.counted = False  # takes one of max_streams (authenticated, or no auth configured)
+        self.unauthenticated: str | None | _Missing = MISSING  # its client, while it holds an unauthenticated place
 
 
 class StreamServer:
@@ -160,6 +174,9 @@ class StreamServer:
         self._summary_task: asyncio.Task[None] | None = None
         self.guard = Guard(settings)
         self._handshakes: weakref.WeakKeyDictionary[ServerConnection, HandshakeResult] = weakref.WeakKeyDictionary()
+        self._unauthenticated: dict[ServerConnection, str | None] = {}  # upgraded without a credential: their client
+        self._authenticated = 0  # streams that take one of max_streams
+        self._upgrading = 0  # connections still in their HTTP upgrade (max_handshakes)
         self._limits_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.draining = False
@@ -187,7 +204,7 @@ class StreamServer:
                 reuse_port=settings.workers > 1,
                 open_timeout=settings.handshake_timeout,
                 ssl=tls,
-                create_connection=_counting_connection(self.guard, fast=settings.fast_path),
+                create_connection=_counting_connection(self, fast=settings.fast_path),
                 select_subprotocol=_select_subprotocol,
             )
         except OSError as exc:
@@ -287,7 +304,7 @@ class StreamServer:
                 path=request.path,
                 headers=request.headers.raw_items(),
                 peer=str(remote[0]) if remote else None,
-                pending=len(self._streams),
+                pending=self._authenticated,
                 draining=self.draining,
             )
             if isinstance(decision, Refusal):
@@ -296,6 +313,8 @@ class StreamServer:
                     response.headers[name] = value
                 return response
             self._handshakes[connection] = decision
+            if decision.pending_start:  # held in the unauthenticated budget until start, or until it ends
+                self._unauthenticated[connection] = decision.client
             return None  # go on with the WebSocket handshake
         if path == "/healthz":
             return _json_response(connection, HTTPStatus.OK, {"status": "ok"})
@@ -310,15 +329,25 @@ class StreamServer:
             remote=f"{remote[0]}:{remote[1]}" if remote else None,
             path=self.guard.redact(ws.request.path if ws.request else None),
         )
-        if len(self._streams) >= self.settings.max_streams:
+        handshake = self._handshakes.pop(ws, None)
+        unauthenticated = self._unauthenticated.pop(ws, MISSING)
+        if handshake is not None and handshake.pending_start:
+            pass  # its place in the unauthenticated budget is held; max_streams applies at start
+        elif self._authenticated >= self.settings.max_streams:
             # Admitted at the handshake, but others got in first.
             self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
             await _close(ws, *Limit.CAPACITY.close)
             return
         route = route_for(self._routes, ws.request.path if ws.request else None)
-        stream = _Stream(ws, log, self.guard.new_limits(), self._handshakes.pop(ws, None), route)
+        stream = _Stream(ws, log, self.guard.new_limits(), handshake, route)
+        stream.unauthenticated = unauthenticated
+        if not (handshake is not None and handshake.pending_start):
+            stream.counted = True
+            self._authenticated += 1
         self._streams[ws] = stream
         self.streams_total += 1
+        if hasattr(ws, "on_control"):
+            ws.on_control = lambda: self._on_control(ws, stream)
         preset = stream.session.readings.get("format")
         log.info("stream_connected", **({"format": stream.session.platform, "by": preset} if preset else {}))
         reason, close_code, error = "disconnected", None, None
@@ -376,7 +405,10 @@ class StreamServer:
         sampled = 0.0 if received & SAMPLE_MASK else time.perf_counter()
         limits = stream.limits
         if received >= limits.rate_check_at and limits.check_rate(time.monotonic(), received) is not None:
-            self.guard.limit_hit(stream.log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
+            if stream.closed_by is None:  # (pings may have hit it first: logged then)
+                self.guard.limit_hit(
+                    stream.log, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second
+                )
             raise LimitExceeded(Limit.RATE)
         session = stream.session
         event = session.receive_text(message) if isinstance(message, str) else session.receive_binary(message)
@@ -443,6 +475,13 @@ class StreamServer:
             )
             event = self.guard.admit_start(stream.handshake, stream.limits, event, log)
             stream.handshake = None
+            if not stream.counted:  # authenticated just now: from the unauthenticated budget to max_streams
+                self._release_unauthenticated(stream)
+                if self._authenticated >= self.settings.max_streams:
+                    self.guard.limit_hit(log, Limit.CAPACITY, max_streams=self.settings.max_streams)
+                    raise LimitExceeded(Limit.CAPACITY)
+                stream.counted = True
+                self._authenticated += 1
             pipeline = stream.pipeline = StreamPipeline(event, self._media, self._sinks, log)
             pipeline.start()
             notify_started(self._observers, pipeline.info, log)
@@ -501,6 +540,12 @@ class StreamServer:
             )
         finally:
             self._streams.pop(ws, None)
+            self._release_unauthenticated(stream)
+            if stream.counted:
+                stream.counted = False
+                self._authenticated -= 1
+            if hasattr(ws, "on_control"):
+                ws.on_control = None  # it refers to the stream: no cycle left behind
             self.streams_ended += 1
             self.stream_ended.set()
             stream.ended.set()
@@ -604,19 +649,43 @@ class StreamServer:
             await asyncio.sleep(interval)
             self._sweep_limits(time.monotonic())
 
+    def _release_unauthenticated(self, stream: _Stream) -> None:
+        client = stream.unauthenticated
+        if client is not MISSING:
+            stream.unauthenticated = MISSING
+            self.guard.release_unauthenticated(client)
+
+    def _connection_lost(self, connection: ServerConnection) -> None:
+        """A connection is gone: one that never reached ``_handle`` gives back its unauthenticated place."""
+        client = self._unauthenticated.pop(connection, MISSING)
+        if client is not MISSING:
+            self.guard.release_unauthenticated(client)
+
+    def _on_control(self, ws: ServerConnection, stream: _Stream) -> None:
+        """A ping or pong arrived: it counts in the rate limit like a message (websockets answered it)."""
+        received = stream.received = stream.received + 1
+        limits = stream.limits
+        if received < limits.rate_check_at or limits.check_rate(time.monotonic(), received) is None:
+            return
+        if stream.closed_by is None:
+            self._close_for(ws, stream, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
+
+    def _close_for(self, ws: ServerConnection, stream: _Stream, limit: Limit, **fields: Any) -> None:
+        """Close a stream over ``limit`` from outside its receive loop (one log line, counted)."""
+        code, close_reason = limit.close
+        stream.closed_by = (limit.value, int(code))
+        self.guard.limit_hit(stream.log, limit, **fields)
+        task = asyncio.get_running_loop().create_task(ws.close(code, close_reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _sweep_limits(self, now: float) -> None:
         for ws, stream in list(self._streams.items()):
             if stream.closed_by is not None:
                 continue
             limit = stream.limits.sweep(now, stream.session.stats.messages)
-            if limit is None:
-                continue
-            code, close_reason = limit.close
-            stream.closed_by = (limit.value, int(code))
-            self.guard.limit_hit(stream.log, limit, seconds=self.guard.limit_value(limit))
-            task = asyncio.get_running_loop().create_task(ws.close(code, close_reason))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            if limit is not None:
+                self._close_for(ws, stream, limit, seconds=self.guard.limit_value(limit))
 
     async def _summaries(self) -> None:
         """Every ``media_summary_seconds``, one line of media statistics per live stream."""
@@ -654,14 +723,44 @@ async def _close(ws: ServerConnection, code: CloseCode, reason: str) -> None:
     await closing
 
 
-def _counting_connection(guard: Guard, *, fast: bool) -> type[ServerConnection]:
-    """A connection class that counts (and logs once) an opening handshake that timed out.
+def _counting_connection(server: StreamServer, *, fast: bool) -> type[ServerConnection]:
+    """The server's connection class: at most ``max_handshakes`` connections in their HTTP
+    upgrade at once (more are dropped at once, counted and logged at most once a second),
+    an opening handshake that timed out counted and logged, pings and pongs handed to the
+    stream's rate limit, and the server told when a connection is gone.
 
     With ``fast``, it is also a ``FastServerConnection`` (receiver/stream/fastpath.py).
     """
     base: type[ServerConnection] = FastServerConnection if fast else ServerConnection
+    guard, cap = server.guard, server.settings.max_handshakes
 
     class _Connection(base):  # type: ignore[valid-type,misc]
+        # Told of every ping and pong (the server counts them in the stream's rate limit).
+        on_control: Callable[[], None] | None = None
+        _upgrading = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if server._upgrading >= cap:
+                # Slow or idle upgrades would otherwise hold a descriptor each for handshake_timeout.
+                guard.counts["refused_too_many_handshakes"] += 1
+                peer = transport.get_extra_info("peername")
+                guard.flood("too_many_handshakes", remote=str(peer[0]) if peer else None, max_handshakes=cap)
+                self.transport.abort()
+                return
+            server._upgrading += 1
+            self._upgrading = True
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            self._upgrade_over()
+            server._connection_lost(self)
+
+        def process_event(self, event: Any) -> None:
+            super().process_event(event)
+            if isinstance(event, Frame) and event.opcode in _CONTROL_OPCODES and self.on_control is not None:
+                self.on_control()
+
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             try:
                 await super().handshake(*args, **kwargs)
@@ -669,6 +768,13 @@ def _counting_connection(guard: Guard, *, fast: bool) -> type[ServerConnection]:
                 remote = self.remote_address
                 guard.limit_hit(server_log, Limit.HANDSHAKE_TIMEOUT, remote=str(remote[0]) if remote else None)
                 raise
+            finally:
+                self._upgrade_over()
+
+        def _upgrade_over(self) -> None:
+            if self._upgrading:
+                self._upgrading = False
+                server._upgrading -= 1
 
     return _Connection
 
