@@ -6,12 +6,25 @@ receiver, with random faults, then a check that nothing leaked.
 Faults: abrupt disconnects (TCP abort mid-stream), garbage and binary
 messages, media before start, oversize messages, unknown events, stalled
 clients that never send (after the upgrade, after start, or before the HTTP
-request: the server's start, idle and handshake timeouts must reap them).
+request: the server's start, idle and handshake timeouts must reap them),
+and the attacks of issue #13: streams that reuse another's call and stream
+ids (at once, and ids the file names used to fold together), floods of
+upgrades without a credential (the unauthenticated budget refuses the
+overflow with 503; signed streams keep coming in), timestamps that jump just
+under ``max_gap_ms`` (closed 4425), and ping floods (closed 4429). The server
+requires stream tokens: most streams carry a signed URL.
 Afterwards the server's open file descriptors and asyncio tasks must be back
-where they started, traced Python memory within a small margin, and the
-process's RSS within 64 MiB of where it started (300 s with 40 clients:
-about +32 MiB; before ring buffers had mappings of their own, glibc's heap
-fragmentation took it +200 MiB).
+where they started, every budget (unauthenticated places, upgrades in
+progress, authenticated streams) empty, traced Python memory within a small
+margin, and the process's RSS within 64 MiB of where it started (300 s with
+40 clients: about +32 MiB; before ring buffers had mappings of their own,
+glibc's heap fragmentation took it +200 MiB).
+
+With ``--cycles N`` (default 3), N rounds of ``--cycle-streams`` (200) streams
+that fill their ring buffers (10 s of audio each, sent on the real-time
+clock) then all close, follow; RSS after each round is reported and may not
+grow more than 16 MiB from the first round to the last (before buffers were
+released when their stream ended: 255 → 316 → 408 MB).
 
     python scripts/soak.py --seconds 300 --clients 40      # make soak
     python scripts/soak.py --seconds 10 --json              # figures as JSON
@@ -44,10 +57,11 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus  # noqa: E402
 
 from receiver.app import ReceiverServer  # noqa: E402
 from receiver.config import Settings  # noqa: E402
+from receiver.security.auth import sign_stream_url  # noqa: E402
 from receiver.testing import MiniVoiceMessages  # noqa: E402
 
 SCENARIOS = {
@@ -63,7 +77,14 @@ SCENARIOS = {
     "stall_after_start": 5,
     "stall_before_request": 4,
     "partial_request": 3,
+    "id_collision": 5,
+    "pre_auth_flood": 2,
+    "timestamp_jump": 4,
+    "ping_flood": 2,
 }
+SECRET = "soak-secret"
+_PING = b"\x89\x80\x00\x00\x00\x00"  # a masked ping frame with no payload (a zero mask key)
+FLOOD = 20  # upgrades without a credential per pre_auth_flood (over the per-client budget of 16)
 FRAME = b"\x55" * 160
 
 
@@ -86,6 +107,8 @@ class Report:
     traced_kib_after: float = 0.0
     rss_kib_before: int = 0
     rss_kib_after: int = 0
+    cycle_rss_kib: list[int] = field(default_factory=list)  # after each round of full streams
+    budgets_after: dict[str, int] = field(default_factory=dict)
     top_growth: list[str] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
 
@@ -141,6 +164,12 @@ class Soak:
         self.serial += 1
         return MiniVoiceMessages(stream_id=f"soak_{self.serial}", call_id=f"call_{self.serial % 50}")
 
+    def _signed(self, messages: MiniVoiceMessages) -> str:
+        """A stream URL with a token for the stream's call (each its own: a token opens few streams)."""
+        self.serial += 1
+        expires = int(time.time()) + 600 + self.serial
+        return sign_stream_url(self.url + "/mv", call_id=messages.call_id, secret=SECRET, expires_at=expires)
+
     async def worker(self, deadline: float) -> None:
         names, weights = list(SCENARIOS), list(SCENARIOS.values())
         loop = asyncio.get_running_loop()
@@ -168,9 +197,9 @@ class Soak:
                 pass
         self.codes[str(ws.close_code)] += 1
 
-    async def normal(self) -> None:
-        messages = self._messages()
-        async with connect(self.url + "/mv") as ws:
+    async def normal(self, messages: MiniVoiceMessages | None = None) -> None:
+        messages = messages or self._messages()
+        async with connect(self._signed(messages)) as ws:
             await self._start(ws, messages, self.rng.randint(5, 150))
             await ws.send(messages.dtmf("1", 100))
             await ws.send(messages.stop())
@@ -178,14 +207,14 @@ class Soak:
 
     async def abrupt_disconnect(self) -> None:
         messages = self._messages()
-        async with connect(self.url + "/mv") as ws:
+        async with connect(self._signed(messages)) as ws:
             await self._start(ws, messages, self.rng.randint(0, 100))
             ws.transport.abort()
             self.codes["abort"] += 1
 
     async def garbage(self) -> None:
         messages = self._messages()
-        async with connect(self.url + "/mv") as ws:
+        async with connect(self._signed(messages)) as ws:
             await self._start(ws, messages, self.rng.randint(0, 50))
             junk = self.rng.choice(
                 ['{"event": "media"', "null", "[1,2]", '{"event":"media","media":{}}', "\x00\xff", ""]
@@ -194,21 +223,22 @@ class Soak:
             await self._closed(ws)
 
     async def binary_frame(self) -> None:
-        async with connect(self.url + "/mv") as ws:
-            await self._start(ws, self._messages(), self.rng.randint(0, 20))
+        messages = self._messages()
+        async with connect(self._signed(messages)) as ws:
+            await self._start(ws, messages, self.rng.randint(0, 20))
             await ws.send(os.urandom(self.rng.randint(1, 400)))
             await self._closed(ws)
 
     async def media_before_start(self) -> None:
         messages = self._messages()
-        async with connect(self.url + "/mv") as ws:
+        async with connect(self._signed(messages)) as ws:
             await ws.send(messages.connected())
             await ws.send(messages.media("inbound", 1, 0, FRAME))
             await self._closed(ws)
 
     async def unknown_events(self) -> None:
         messages = self._messages()
-        async with connect(self.url + "/mv") as ws:
+        async with connect(self._signed(messages)) as ws:
             await self._start(ws, messages, 10)
             for _ in range(self.rng.randint(1, 20)):
                 await ws.send(json.dumps({"event": "surprise", "sequence_number": 0, "stream_id": messages.stream_id}))
@@ -216,19 +246,80 @@ class Soak:
             await self._closed(ws)
 
     async def oversize(self) -> None:
-        async with connect(self.url + "/mv", max_size=None) as ws:
-            await self._start(ws, self._messages(), 5)
+        messages = self._messages()
+        async with connect(self._signed(messages), max_size=None) as ws:
+            await self._start(ws, messages, 5)
             await ws.send("x" * (self.server.settings.max_message_bytes + 1))
             await self._closed(ws)
 
     async def stall_after_upgrade(self) -> None:
-        async with connect(self.url + "/mv") as ws:
-            await self._closed(ws)  # the server's start timeout ends it
+        try:  # no credential: a place in the unauthenticated budget, if one is free
+            async with connect(self.url + "/mv") as ws:
+                await self._closed(ws)  # the server's start timeout ends it
+        except InvalidStatus as exc:
+            self.codes[f"http_{exc.response.status_code}"] += 1
 
     async def stall_after_start(self) -> None:
-        async with connect(self.url + "/mv") as ws:
-            await self._start(ws, self._messages(), self.rng.randint(0, 20))
+        messages = self._messages()
+        async with connect(self._signed(messages)) as ws:
+            await self._start(ws, messages, self.rng.randint(0, 20))
             await self._closed(ws)  # the idle timeout ends it
+
+    async def id_collision(self) -> None:
+        """Two streams with the same ids at once, or two ids the file names used to fold together."""
+        self.serial += 1
+        if self.rng.random() < 0.5:
+            ids = [(f"call_dup_{self.serial}", "str_dup")] * 2
+        else:
+            ids = [(f"victim/call_{self.serial}", "s"), (f"victim_call_{self.serial}", "s")]
+        await asyncio.gather(*(self.normal(MiniVoiceMessages(stream_id=s, call_id=c)) for c, s in ids))
+
+    async def pre_auth_flood(self) -> None:
+        """Upgrades without a credential that never start: the overflow gets 503, the rest 4408."""
+
+        async def one() -> None:
+            try:
+                async with connect(self.url + "/mv") as ws:
+                    await self._closed(ws)
+            except InvalidStatus as exc:
+                self.codes[f"http_{exc.response.status_code}"] += 1
+
+        await asyncio.gather(*(one() for _ in range(FLOOD)))
+
+    async def timestamp_jump(self) -> None:
+        messages = self._messages()
+        async with connect(self._signed(messages)) as ws:
+            await self._start(ws, messages, self.rng.randint(1, 20))
+            with contextlib.suppress(ConnectionClosed):
+                for n in range(1, 31):  # jumps of 29.9 s: closed 4425 at the first
+                    await ws.send(messages.media("inbound", 1000 + n, n * 29_900, FRAME))
+            await self._closed(ws)
+
+    async def ping_flood(self) -> None:
+        messages = self._messages()
+        async with connect(self._signed(messages)) as ws:
+            await self._start(ws, messages, 5)
+            budget = int(self.server.settings.max_messages_per_second * self.server.settings.rate_window)
+            # Masked, empty pings written straight to the socket, as a flood would: closed 4429
+            # once over the budget. (The server's pongs are unsolicited to the client: ignored.)
+            ws.transport.write(_PING * (budget + 100))
+            await self._closed(ws)
+
+    async def full_stream(self, seconds: float) -> None:
+        """Fill the ring buffers: ``seconds`` of both tracks on the real-time clock, then stop."""
+        messages = self._messages()
+        async with connect(self._signed(messages)) as ws:
+            await ws.send(messages.connected())
+            await ws.send(messages.start())
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            for chunk in range(1, int(seconds * 50) + 1):
+                await ws.send(messages.media("inbound", chunk, 20 * (chunk - 1), FRAME))
+                await ws.send(messages.media("outbound", chunk, 20 * (chunk - 1), FRAME))
+                if chunk % 25 == 0:  # half a second at a time
+                    await asyncio.sleep(max(0.0, began + chunk * 0.02 - loop.time()))
+            await ws.send(messages.stop())
+            await self._closed(ws)
 
     async def stall_before_request(self) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
@@ -288,12 +379,16 @@ async def soak(
     directory: Path | None = None,
     timeouts: float = 1.0,
     warmup_streams: int = 120,
+    cycles: int = 0,
+    cycle_streams: int = 200,
 ) -> Report:
     """Run the soak; return its figures (``report.ok``: nothing leaked).
 
     ``timeouts``: the server's handshake, start and idle timeouts (stalled clients
     wait that long). ``warmup_streams``: streams run before the baseline is taken
-    (the server keeps the last 100 outcomes: fill that first).
+    (the server keeps the last 100 outcomes: fill that first). ``cycles``: rounds
+    of ``cycle_streams`` streams that fill their ring buffers, then close, after
+    the faults; RSS is taken after each.
     """
     report = Report(seconds=seconds, clients=clients)
     workdir = Path(tempfile.mkdtemp(prefix="receiver-soak-")) if directory is None else directory
@@ -304,7 +399,12 @@ async def soak(
         handshake_timeout=timeouts,
         start_timeout=timeouts,
         idle_timeout=timeouts,
-        max_streams=clients * 2,
+        max_streams=max(clients * 2, cycle_streams if cycles else 0),
+        auth_secrets=(SECRET,),
+        # A ping flood is closed after 2,000 pings within 10 s; a stream here sends at most about
+        # 300 messages at once, or 100 a second on the real-time clock.
+        max_messages_per_second=200,
+        rate_window=10.0,
         sink_close_timeout=10.0,
         media_summary_seconds=1.0,
         log_format="json",
@@ -344,6 +444,23 @@ async def soak(
             report.streams = sum(run.scenarios.values()) - warm
             report.scenarios = dict(run.scenarios)
             report.faults = sum(n for name, n in run.scenarios.items() if name != "normal")
+            report.budgets_after = {
+                "unauthenticated": server.guard.unauthenticated,
+                "unauthenticated_clients": len(server.guard.unauthenticated_by_client),
+                "upgrading": server._upgrading,
+                "authenticated": server._authenticated,
+            }
+            stop = asyncio.Event()
+            janitor = asyncio.create_task(_janitor(Path(settings.recordings_dir), stop))
+            for _ in range(cycles):
+                seconds_of_audio = settings.buffer_seconds
+                await asyncio.gather(
+                    *(run.full_stream(seconds_of_audio) for _ in range(cycle_streams)), return_exceptions=True
+                )
+                await _settle(server)
+                report.cycle_rss_kib.append(_rss_kib())
+            stop.set()
+            await janitor
             report.client_close_codes = dict(run.codes)
             report.client_errors = dict(run.errors)
             report.server_counts = dict(server.guard.counts)
@@ -368,6 +485,10 @@ async def soak(
         report.leaked.append(f"RSS grew {rss_growth / 1024:.0f} MiB")
     if report.server_log_errors:
         report.leaked.append(f"server logged errors {report.server_log_errors}")
+    if any(report.budgets_after.values()):
+        report.leaked.append(f"budgets not given back {report.budgets_after}")
+    if len(report.cycle_rss_kib) > 1 and report.cycle_rss_kib[-1] - report.cycle_rss_kib[0] > 16 * 1024:
+        report.leaked.append(f"RSS grew over the cycles of full streams {report.cycle_rss_kib} KiB")
     return report
 
 
@@ -377,9 +498,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=40, help="concurrent client loops")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeouts", type=float, default=1.0, help="the server's handshake, start and idle timeouts")
+    parser.add_argument("--cycles", type=int, default=3, help="rounds of streams that fill their ring buffers")
+    parser.add_argument("--cycle-streams", type=int, default=200, help="streams per round")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    report = asyncio.run(soak(args.seconds, args.clients, args.seed, timeouts=args.timeouts))
+    report = asyncio.run(
+        soak(
+            args.seconds,
+            args.clients,
+            args.seed,
+            timeouts=args.timeouts,
+            cycles=args.cycles,
+            cycle_streams=args.cycle_streams,
+        )
+    )
     if args.json:
         print(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
     else:
