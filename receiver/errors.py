@@ -29,6 +29,7 @@ closes). Where a class lives, when not here, is in brackets::
      ├── WebhookRejected              [calls.webhooks] a request on the webhook port is
      │    │                           refused: an HTTP status and a JSON error body
      │    ├── MalformedJSON           400
+     │    ├── TooDeeplyNested         400: JSON nested deeper than the store can write back
      │    ├── InvalidQuery            400
      │    ├── Unauthorized            401
      │    ├── NotFound                404

@@ -347,7 +347,7 @@ class StreamServer:
         self._streams[ws] = stream
         self.streams_total += 1
         if hasattr(ws, "on_control"):
-            ws.on_control = lambda: self._on_control(ws, stream)
+            ws.on_control = lambda: self._on_ping(ws, stream)
         preset = stream.session.readings.get("format")
         log.info("stream_connected", **({"format": stream.session.platform, "by": preset} if preset else {}))
         reason, close_code, error = "disconnected", None, None
@@ -661,7 +661,7 @@ class StreamServer:
         if client is not MISSING:
             self.guard.release_unauthenticated(client)
 
-    def _on_control(self, ws: ServerConnection, stream: _Stream) -> None:
+    def _on_ping(self, ws: ServerConnection, stream: _Stream) -> None:
         """A ping or pong arrived: it counts in the rate limit like a message (websockets answered it)."""
         received = stream.received = stream.received + 1
         limits = stream.limits
