@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 import wave
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from receiver.simulator.plan import (
     plan_call,
 )
 from receiver.simulator.wire import StreamIdentity
+from receiver.sinks.wav import safe_name
 
 if TYPE_CHECKING:
     from receiver.simulator.api import LiveCalls
@@ -525,33 +525,23 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
 def write_expected(sp: StreamPlan, root: Path, delivered: int | None) -> list[str]:
     """Write what a correct receiver must decode: ``{call_id}/{stream_id}.{track}.wav`` (+ ``.stereo.wav``)."""
     expected = sp.expected(delivered)
-    directory = root / _file_name(sp.ident.call_id)
+    # The receiver's WAV sink's own file names (safe_name), so both sides give the same paths.
+    directory = root / safe_name(sp.ident.call_id)
     directory.mkdir(parents=True, exist_ok=True)
     rate = sp.ident.sample_rate
     paths = []
     for name, samples in expected.items():
-        path = directory / f"{_file_name(sp.ident.stream_id)}.{name}.wav"
+        path = directory / f"{safe_name(sp.ident.stream_id)}.{name}.wav"
         _write_wav(path, rate, 1, samples.astype("<i2").tobytes())
         paths.append(str(path))
     if len(expected) == 2:
         import numpy as np
 
         stereo = np.stack([expected["inbound"], expected["outbound"]], axis=1).astype("<i2")
-        path = directory / f"{_file_name(sp.ident.stream_id)}.stereo.wav"
+        path = directory / f"{safe_name(sp.ident.stream_id)}.stereo.wav"
         _write_wav(path, rate, 2, stereo.tobytes())
         paths.append(str(path))
     return paths
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _file_name(value: str) -> str:
-    """An id as one path component, by the rule the receiver's WAV sink names files by
-    (characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``), so
-    ids such as Asterisk's channel names give the same paths on both sides."""
-    name = _UNSAFE.sub("_", value)[:128]
-    return name if name.strip(".") else "_" + name
 
 
 def _write_wav(path: Path, rate: int, channels: int, data: bytes) -> None:

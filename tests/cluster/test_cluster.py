@@ -228,8 +228,13 @@ def test_calls_through_haproxy_survive_a_killed_worker_and_a_draining_receiver(c
     victim = next(w for w in pool if w.found("bus_stream_taken"))
     survivor = next(w for w in pool if w is not victim)
     first = victim.found("bus_stream_taken")[0]
-    audio_key = f"{PREFIX}:audio:{first['stream_id']}"
-    wait_until(lambda: _acknowledged(bus, audio_key) >= 5, 30, "the first second acknowledged")
+    # The audio key carries the stream's connection id before its stream id (receiver.bus.BusKeys).
+    pattern = f"{PREFIX}:audio:*:{first['stream_id']}"
+    wait_until(
+        lambda: any(_acknowledged(bus, key.decode()) >= 5 for key in bus.scan_iter(pattern)),
+        30,
+        "the first second acknowledged",
+    )
     killed_at = time.time()
     victim.proc.send_signal(signal.SIGKILL)
     victim.wait(10)

@@ -44,6 +44,7 @@ async def receiver(tmp_path: Path) -> AsyncIterator[ReceiverServer]:
         log_format="json",
         # audio_fork names neither its rate nor its layout: the route does.
         routes=(Route("/fork", Platform.AUDIOFORK, 16000, Mix.STEREO),),
+        max_media_lead_seconds=0,  # the simulator sends faster than real time (--fast)
     )
     async with ReceiverServer(settings) as server:
         yield server
