@@ -32,6 +32,8 @@ from receiver.simulator.compare import compare_recordings
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "receiver:docker-test"
+# The image's webhook port listens on 0.0.0.0, so it starts only with credentials (docs/security.md).
+WEBHOOK_SECRET = "docker-test-webhook-secret"
 PLUGIN_IMAGE = "receiver-loudness:docker-test"
 
 
@@ -88,7 +90,12 @@ class Container:
     ) -> None:
         self.name = f"receiver-test-{uuid.uuid4().hex[:8]}"
         self.port, self.webhook_port = free_port(), free_port()
-        env = {"RECEIVER_PORT": str(self.port), "RECEIVER_WEBHOOK_PORT": str(self.webhook_port), **(env or {})}
+        env = {
+            "RECEIVER_PORT": str(self.port),
+            "RECEIVER_WEBHOOK_PORT": str(self.webhook_port),
+            "RECEIVER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            **(env or {}),
+        }
         flags = [f"--env={k}={v}" for k, v in env.items()]
         docker("run", "-d", "--network", "host", "--name", self.name, *flags, *args, image, *command)
 
@@ -155,6 +162,7 @@ def simulate(container: Container, tmp_path: Path, *args: str, seconds: float = 
         **{k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")},
         "RECEIVER_PORT": str(container.port),
         "RECEIVER_WEBHOOK_PORT": str(container.webhook_port),
+        "RECEIVER_WEBHOOK_SECRET": WEBHOOK_SECRET,  # the default --webhook-url carries it
     }
     return subprocess.Popen(
         [sys.executable, "-m", "receiver", "simulate", str(flow(tmp_path, seconds)), "--allow-insecure", "--json",
@@ -187,6 +195,17 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 """
 
 
+def test_without_webhook_credentials_the_image_refuses_to_start_and_says_why(
+    image: str, containers: list[Container]
+) -> None:
+    c = Container(image, env={"RECEIVER_WEBHOOK_SECRET": ""})
+    containers.append(c)
+
+    wait_until("exited", lambda: c.state(".State.Status") == "exited")
+    assert c.state(".State.ExitCode") != "0"
+    assert "--insecure-webhooks" in docker("logs", c.name).stderr
+
+
 def test_healthy_on_a_non_default_port_and_runs_as_its_own_user(image: str, containers: list[Container]) -> None:
     # The image's own HEALTHCHECK command, checked every second instead of every 10.
     c = Container(image, "--health-interval=1s", "--health-start-period=30s")
@@ -215,7 +234,7 @@ def test_a_simulated_call_records_into_named_volumes_and_its_webhooks_reach_the_
     assert code == 0, (summary.get("failures"), err[-2000:])
     (call,) = summary["calls"]
     call_id = call["call_id"]
-    record = get_json(f"http://127.0.0.1:{c.webhook_port}/calls/{call_id}")
+    record = get_json(f"http://127.0.0.1:{c.webhook_port}/calls/{call_id}?token={WEBHOOK_SECRET}")
     assert record["status"] == "completed"  # call.completed reached the record
     assert [r["status"] for r in record["recordings"]] == ["completed"]
     (stream,) = record["streams"]
