@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -117,7 +118,7 @@ async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "receiver", "serve", "--workers", "2", "--port", str(port), "--webhook-port", str(webhook_port),
         "--database", str(tmp_path / "calls.db"), "--recordings-dir", str(tmp_path / "rec"), "--log-format", "json",
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path, start_new_session=True,
     )  # fmt: skip
     assert proc.stderr is not None
     try:
@@ -142,7 +143,7 @@ async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp
                     m.stop(),
                 ]:
                     await ws.send(text)
-                await ws.wait_closed()
+                await asyncio.wait_for(ws.wait_closed(), 30)
         body = b'{"event": "call.completed", "created_at": "2026-05-29T12:10:00Z", "call": {"id": "call_w0", "status": "completed"}, "variables": {}, "data": {}}'
         for _ in range(4):  # the platform's retries, which may land on any worker
             reader, writer = await asyncio.open_connection("127.0.0.1", webhook_port)
@@ -150,15 +151,17 @@ async def test_workers_share_the_stream_and_webhook_ports_and_one_call_store(tmp
                 b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                 % (len(body), body)
             )
-            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 200")
             writer.close()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-        await drain
+        await asyncio.wait_for(drain, 30)  # EOF once every worker has gone too
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        # The workers are in the receiver's process group: none may outlive a failed test
+        # (an orphan keeps the log pipe open and the next test's ports busy).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
 
     for m in calls:
         with wave.open(str(tmp_path / "rec" / m.call_id / f"{m.stream_id}.stereo.wav")) as w:
