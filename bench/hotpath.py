@@ -9,7 +9,7 @@ a shared machine: use it for before/after of a change to that path.
 
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \\
         --callgrind-out-file=/tmp/hot.out .venv/bin/python -m bench.hotpath --format twilio
-    # instructions per message = "Collected" / (2 x streams x ticks)
+    # instructions per message = "Collected" / (tracks x streams x ticks): 2 x 50 x 10, Vonage 1 x 50 x 10
 
 Without valgrind it prints the CPU time per message (noisy on a shared machine).
 """
@@ -35,11 +35,12 @@ from receiver.stream.server import _Stream
 from .messages import Call
 
 
-def unmask(frame: bytes) -> str:
-    """The text of one masked client frame (as the fast path hands it on)."""
+def unmask(frame: bytes) -> str | bytes:
+    """One masked client frame's message as the fast path hands it on (text as str, binary as bytes)."""
     n = frame[1] & 0x7F
     i = 4 if n == 126 else 2
-    return apply_mask(frame[i + 4 :], frame[i : i + 4]).decode()
+    payload = apply_mask(frame[i + 4 :], frame[i : i + 4])
+    return payload.decode() if frame[0] & 0x0F == 0x1 else payload
 
 
 async def run(fmt: str, streams: int, ticks: int) -> float:
@@ -49,8 +50,9 @@ async def run(fmt: str, streams: int, ticks: int) -> float:
     for call in calls:
         ws: Any = SimpleNamespace(subprotocol=None, request=None, remote_address=None)
         stream = _Stream(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
-        server._on_message(stream, unmask(call.connected()))
-        server._on_message(stream, unmask(call.start()))
+        for opening in (call.connected(), call.start()):
+            if opening:
+                server._on_message(stream, unmask(opening))
         live.append(stream)
     for _ in range(3):  # first media, first writes
         for stream, call in zip(live, calls, strict=True):
@@ -62,28 +64,29 @@ async def run(fmt: str, streams: int, ticks: int) -> float:
     ]
     on_message = server._on_message
 
-    def tick(_: object, batch: list[tuple[Any, str]]) -> None:
+    def tick(_: object, batch: list[tuple[Any, str | bytes]]) -> None:
         for stream, text in batch:
             on_message(stream, text)
 
     cpu = time.process_time()
     functools.reduce(tick, batches, None)
     cpu = time.process_time() - cpu
-    if any(s.session.stats.media_messages != 2 * (ticks + 3) for s in live):
+    tracks = len(calls[0].pair())
+    if any(s.session.stats.media_messages != tracks * (ticks + 3) for s in live):
         raise RuntimeError("not every media message was taken")
     return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", choices=["minivoice", "twilio"], default="minivoice")
+    parser.add_argument("--format", choices=["minivoice", "twilio", "vonage"], default="minivoice")
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--ticks", type=int, default=10, help="20 ms frames per track per stream")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     cpu = asyncio.run(run(args.format, args.streams, args.ticks))
-    messages = 2 * args.streams * args.ticks
+    messages = (1 if args.format == "vonage" else 2) * args.streams * args.ticks
     print(f"{args.format}: {messages} media messages, {cpu / messages * 1e6:.2f} µs CPU each", file=sys.stderr)
     return 0
 
