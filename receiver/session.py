@@ -196,7 +196,7 @@ class StreamSession:
             parse_text = fmt.parse_text if fmt is not None else None
             if parse_text is not None:
                 first = self.state is SessionState.NEW
-                return self._accept(self._first_fits(lambda: parse_text(raw, first)))
+                return self._accept(self._first_fits(parse_text, raw, first))
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -210,11 +210,11 @@ class StreamSession:
         parser = self._parser
         if parser is None:
             if self._format is not None:  # a text format (Asterisk, audio_fork) given JSON: read it as text
-                return self._accept(self._first_fits(lambda: self._parse_as_text(message)))
+                return self._accept(self._first_fits(self._parse_as_text, message))
             parser = self._use(detect(message)).parse
             assert parser is not None
         if self._preset and self.state is SessionState.NEW:
-            event = self._first_fits(lambda: parser(message))
+            event = self._first_fits(parser, message)
         else:
             try:
                 event = parser(message)
@@ -274,12 +274,16 @@ class StreamSession:
 
     # -- internals -------------------------------------------------------------
 
-    def _first_fits(self, parse: Callable[[], Event | None]) -> Event | None:
-        """Parse; on a stream whose format a route or subprotocol fixed, a first message
-        that does not parse as that format is a format mismatch."""
+    def _first_fits(self, parse: Callable[..., Event | None], *args: Any) -> Event | None:
+        """``parse(*args)``; on a stream whose format a route or subprotocol fixed, a first
+        message that does not parse as that format is a format mismatch.
+
+        Takes the parser and its arguments rather than a closure: a closure would make
+        its variables cells in the caller, allocated on every call of the hot path.
+        """
         if not (self._preset and self.state is SessionState.NEW):
             try:
-                return parse()
+                return parse(*args)
             except UnknownEvent:
                 self.stats.unknown_events += 1
                 return None
@@ -287,7 +291,7 @@ class StreamSession:
         assert platform is not None
         expected = f"a {platform.value} stream ({self.readings.get('format', 'preset')})"
         try:
-            return parse()
+            return parse(*args)
         except FormatMismatch as exc:
             raise FormatMismatch(expected, str(exc)) from None
         except (MalformedMessage, UnknownEvent) as exc:
