@@ -1,12 +1,12 @@
 """
 The built-in offline engine: pocketsphinx, with its US English model from the package.
 
-Each track goes through the VAD (``vad.Segmenter``); every utterance is then
-decoded whole (batch cepstral normalisation, which is much more accurate on
-short telephone utterances than pocketsphinx's live mode) in a pool of worker
-processes: pocketsphinx holds the GIL while it decodes, so a thread would
-stall the event loop, and processes use every core. Results are published in
-order per track, with start and end on the stream's media clock:
+Each track goes through the VAD; every utterance is then decoded whole (batch
+cepstral normalisation, which is much more accurate on short telephone
+utterances than pocketsphinx's live mode) in the engine's worker processes
+(``engine.TrackDecoder``: pocketsphinx holds the GIL while it decodes).
+Results are published in order per track, with start and end on the stream's
+media clock:
 
 - no ``keywords`` and no ``grammar``: one ``transcript`` event per utterance
   (the language model shipped in the package);
@@ -17,23 +17,16 @@ order per track, with start and end on the stream's media clock:
   accuracy for speed, e.g. ``{ maxhmmpf = 3000, maxwpf = 10, pl_window = 5 }``).
 
 A track whose decoding falls behind by more than ``max_pending`` utterances
-drops the newest (counted), so memory stays bounded. ``transcribe`` runs the
-same segmentation and decoding on a whole signal, offline.
+drops the newest (counted). ``transcribe`` runs the same segmentation and
+decoding on a whole signal, offline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import concurrent.futures
-import contextlib
 import functools
-import multiprocessing
 import os
-import signal
-import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,8 +35,10 @@ import numpy as np
 import numpy.typing as npt
 
 from receiver.errors import InvalidValue
+from receiver.events import Track
 from receiver.logging import Logger, get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.transcription.engine import EngineSettings, Job, TrackDecoder, log_summary, on_clock
 from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
@@ -143,17 +138,6 @@ class SphinxOptions:
 
 # -- in the worker process -------------------------------------------------------
 
-
-def _worker_init() -> None:
-    """Die with the receiver: a killed receiver must not leave decoders behind (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 _decoders: dict[DecoderKey, Any] = {}
 
 
@@ -202,34 +186,10 @@ def decode(key: DecoderKey, pcm: bytes) -> list[Result]:
 
 # -- in the receiver -------------------------------------------------------------
 
-_pool: concurrent.futures.ProcessPoolExecutor | None = None
-
-
-def decoder_pool(workers: int = 0) -> concurrent.futures.ProcessPoolExecutor:
-    """The process-wide pool of decoder processes (started on first use; a broken one is replaced)."""
-    global _pool
-    if _pool is None or getattr(_pool, "_broken", False):
-        count = workers or os.cpu_count() or 1
-        # spawn: never fork a process that runs an event loop and threads.
-        _pool = concurrent.futures.ProcessPoolExecutor(
-            count, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-        )
-        atexit.register(shutdown_decoders)
-    return _pool
-
-
-def shutdown_decoders() -> None:
-    """Stop the decoder processes (at exit; the next use starts new ones)."""
-    global _pool
-    pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
 
 def results_for(utterance: Utterance, results: list[Result]) -> list[Result]:
     """Put an utterance's results on the track's clock."""
-    base = utterance.start_seconds
-    return [(base + start, min(base + end, utterance.end_seconds), text, kind) for start, end, text, kind in results]
+    return [(*on_clock(utterance, start, end), text, kind) for start, end, text, kind in results]
 
 
 def transcribe(samples: npt.NDArray[np.int16], options: SphinxOptions | None = None) -> list[Result]:
@@ -240,19 +200,6 @@ def transcribe(samples: npt.NDArray[np.int16], options: SphinxOptions | None = N
     for utterance in [*segmenter.push(samples), *segmenter.flush()]:
         out.extend(results_for(utterance, decode(options.key, utterance.samples.tobytes())))
     return out
-
-
-class _Track:
-    __slots__ = ("decoded", "dropped", "failed", "queue", "segmenter", "task", "track")
-
-    def __init__(self, track: Any, options: SphinxOptions) -> None:
-        self.track = track
-        self.segmenter = Segmenter(RATE, options.vad)
-        self.queue: asyncio.Queue[Utterance | None] = asyncio.Queue(options.max_pending)
-        self.task: asyncio.Task[None] | None = None
-        self.decoded = 0
-        self.dropped = 0
-        self.failed = 0
 
 
 class PocketsphinxSink:
@@ -266,70 +213,43 @@ class PocketsphinxSink:
     def __init__(self, **options: Any) -> None:
         self.options = SphinxOptions.parse(**options)
         self.transcripts: Transcripts | None = None
-        self._tracks: list[_Track] = []
-        self._decode_seconds = 0.0
+        self._tracks: list[TrackDecoder] = []
         self._log: Logger = log
 
     async def open(self, stream: StreamInfo) -> None:
         engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
         self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=engine)
-        self._tracks = [_Track(track, self.options) for track in stream.tracks]
-        loop = asyncio.get_running_loop()
-        for state in self._tracks:
-            state.task = loop.create_task(
-                self._decode_track(state), name=f"pocketsphinx:{stream.stream_id}:{state.track}"
+        settings = EngineSettings("pocketsphinx", self.options.workers, self.options.max_pending, self.options.vad)
+        key = self.options.key
+        self._tracks = [
+            TrackDecoder(
+                track,
+                RATE,
+                settings,
+                call=lambda job: (decode, (key, job.utterance.samples.tobytes())),
+                publish=functools.partial(self._publish, track),
+                log=self._log,
             )
+            for track in stream.tracks
+        ]
 
     async def write(self, block: AudioBlock) -> None:
         for state in self._tracks:
-            self._queue(state, state.segmenter.push(block.channels[state.track]))
+            state.push(block.channels[state.track])
+
+    async def wait_ready(self) -> None:
+        for state in self._tracks:
+            await state.wait_ready()
 
     async def close(self, outcome: StreamOutcome) -> None:
-        for state in self._tracks:
-            self._queue(state, state.segmenter.flush())
-            await state.queue.put(None)
         try:
-            await asyncio.gather(*(s.task for s in self._tracks if s.task is not None))
+            await asyncio.gather(*(s.finish() for s in self._tracks))
         finally:
             for state in self._tracks:
-                if state.task is not None and not state.task.done():
-                    state.task.cancel()
-        self._log.info(
-            "engine_summary",
-            utterances={str(s.track): s.decoded for s in self._tracks},
-            dropped={str(s.track): s.dropped for s in self._tracks},
-            failed={str(s.track): s.failed for s in self._tracks},
-            decode_seconds=round(self._decode_seconds, 3),
-        )
+                state.cancel()
+        log_summary(self._log, self._tracks)
 
-    def _queue(self, state: _Track, utterances: list[Utterance]) -> None:
-        for utterance in utterances:
-            try:
-                state.queue.put_nowait(utterance)
-            except asyncio.QueueFull:
-                state.dropped += 1
-                if state.dropped == 1:
-                    self._log.warning("engine_behind", track=str(state.track), max_pending=self.options.max_pending)
-
-    async def _decode_track(self, state: _Track) -> None:
-        loop = asyncio.get_running_loop()
-        key = self.options.key
-        while (utterance := await state.queue.get()) is not None:
-            started = time.monotonic()
-            pcm = utterance.samples.tobytes()
-            try:
-                results = await loop.run_in_executor(decoder_pool(self.options.workers), decode, key, pcm)
-            except concurrent.futures.BrokenExecutor:
-                # A worker died (killed, out of memory): a new pool serves the next utterance.
-                self._log.error("engine_worker_died", track=str(state.track))
-                continue
-            except Exception as exc:  # the decoder failed on this utterance: count it, go on with the next
-                state.failed += 1
-                if state.failed == 1:
-                    self._log.error("engine_decode_failed", track=str(state.track), error=repr(exc)[:200])
-                continue
-            self._decode_seconds += time.monotonic() - started
-            state.decoded += 1
-            if self.transcripts is not None:
-                for start, end, text, kind in results_for(utterance, results):
-                    self.transcripts.publish(state.track, start, end, text, kind=kind)
+    def _publish(self, track: Track, job: Job, results: list[Result]) -> None:
+        if self.transcripts is not None:
+            for start, end, text, kind in results_for(job.utterance, results):
+                self.transcripts.publish(track, start, end, text, kind=kind)

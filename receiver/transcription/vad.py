@@ -106,6 +106,10 @@ class Segmenter:
         self._pending = data[n * self._frame :].copy()
         return out
 
+    def current(self) -> Utterance | None:
+        """The utterance being spoken so far (None in silence): what a partial result decodes."""
+        return self._utterance(self._speech) if self._speech else None
+
     def flush(self) -> list[Utterance]:
         """End of the track: the utterance in progress, if any."""
         out: list[Utterance] = []
@@ -141,7 +145,10 @@ class Segmenter:
 
     def _emit(self, frames: list[tuple[int, npt.NDArray[np.int16], bool]], out: list[Utterance]) -> None:
         if frames:
-            out.append(Utterance(frames[0][0] * self._frame, np.concatenate([f for _i, f, _v in frames]), self.rate))
+            out.append(self._utterance(frames))
+
+    def _utterance(self, frames: list[tuple[int, npt.NDArray[np.int16], bool]]) -> Utterance:
+        return Utterance(frames[0][0] * self._frame, np.concatenate([f for _i, f, _v in frames]), self.rate)
 
 
 class VadSink:
