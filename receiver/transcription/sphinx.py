@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -45,11 +46,12 @@ from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 RATE: Final = 16000
 FRAME_SECONDS: Final = 0.01  # pocketsphinx's frame rate: 100 frames a second
 DEFAULT_KWS_THRESHOLD: Final = 1e-20
+MAX_SPELLINGS: Final = 16  # pronunciation combinations searched per keyword phrase
 
 log = get_logger(TRANSCRIPTS)
 
-# (mode, keywords ((phrase, threshold), ...), grammar path, extra decoder settings)
-DecoderKey = tuple[str, tuple[tuple[str, float], ...], str | None, tuple[tuple[str, Any], ...]]
+# (mode, keyword searches ((spelling, threshold, phrase), ...), grammar path, extra decoder settings)
+DecoderKey = tuple[str, tuple[tuple[str, float, str], ...], str | None, tuple[tuple[str, Any], ...]]
 # Settings the plugin owns: a decoder option may not change them.
 _RESERVED: Final = frozenset({"samprate", "kws", "keyphrase", "jsgf", "fsg", "lm", "hmm", "dict", "loglevel"})
 # (start seconds, end seconds, text, kind), relative to the utterance
@@ -57,20 +59,35 @@ Result = tuple[float, float, str, str]
 
 
 @functools.cache
-def _dictionary() -> frozenset[str]:
+def _dictionary() -> dict[str, tuple[str, ...]]:
+    """Every word of the model's dictionary with the names of its pronunciations (``refund``, ``refund(2)``)."""
     from pocketsphinx import get_model_path
 
-    words = set()
+    words: dict[str, list[str]] = {}
     with open(os.path.join(get_model_path(), "en-us", "cmudict-en-us.dict"), encoding="utf-8") as f:
         for line in f:
-            word = line.split(" ", 1)[0]
-            words.add(word.split("(", 1)[0])
-    return frozenset(words)
+            name = line.split(" ", 1)[0]
+            words.setdefault(name.split("(", 1)[0], []).append(name)
+    return {word: tuple(names) for word, names in words.items()}
+
+
+def _spellings(words: Sequence[str], variants: bool) -> list[str]:
+    """A phrase as the spotter's search must be given it: once per combination of its words' pronunciations.
+
+    The keyword search follows one pronunciation per word, the first unless
+    told otherwise: "refund" is R IH F AH N D (the verb, re-FUND), so the noun
+    everyone says (REE-fund, ``refund(2)``) was never found.
+    """
+    if not variants:
+        return [" ".join(words)]
+    dictionary = _dictionary()
+    return [" ".join(c) for c in itertools.islice(itertools.product(*(dictionary[w] for w in words)), MAX_SPELLINGS)]
 
 
 @dataclass(frozen=True, slots=True)
 class SphinxOptions:
     keywords: tuple[tuple[str, float], ...] = ()
+    variants: bool = True  # search every pronunciation of a keyword's words, not only the first
     grammar: str | None = None
     workers: int = 0  # decoder processes (0: one per CPU)
     max_pending: int = 20
@@ -88,6 +105,7 @@ class SphinxOptions:
         max_pending: int = 20,
         vad: Mapping[str, Any] | None = None,
         decoder: Mapping[str, Any] | None = None,
+        variants: bool = True,
     ) -> SphinxOptions:
         if isinstance(keywords, str):
             raise InvalidValue("keywords must be a list of phrases (or a table phrase = threshold)")
@@ -110,6 +128,8 @@ class SphinxOptions:
             raise InvalidValue(f"grammar file {grammar!r} not found")
         if workers < 0 or max_pending < 1:
             raise InvalidValue("workers must be >= 0 and max_pending >= 1")
+        if not isinstance(variants, bool):
+            raise InvalidValue("variants must be true or false")
         extra = tuple(sorted((decoder or {}).items()))
         if extra:
             from pocketsphinx import Config
@@ -123,6 +143,7 @@ class SphinxOptions:
                 raise InvalidValue(f"decoder: {exc}") from None
         return cls(
             tuple(checked),
+            variants,
             os.path.abspath(grammar) if grammar else None,
             workers,
             max_pending,
@@ -133,7 +154,12 @@ class SphinxOptions:
     @property
     def key(self) -> DecoderKey:
         mode = "kws" if self.keywords else "jsgf" if self.grammar else "lm"
-        return (mode, self.keywords, self.grammar, self.decoder)
+        searches = tuple(
+            (spelling, threshold, phrase)
+            for phrase, threshold in self.keywords
+            for spelling in _spellings(phrase.split(), self.variants)
+        )
+        return (mode, searches, self.grammar, self.decoder)
 
 
 # -- in the worker process -------------------------------------------------------
@@ -150,7 +176,7 @@ def _decoder(key: DecoderKey) -> Any:
         settings = dict(extra, samprate=RATE, loglevel="FATAL")
         if mode == "kws":
             with tempfile.NamedTemporaryFile("w", suffix=".kws", delete=False) as f:
-                f.writelines(f"{phrase} /{threshold:g}/\n" for phrase, threshold in keywords)
+                f.writelines(f"{spelling} /{threshold:g}/\n" for spelling, threshold, _phrase in keywords)
             try:
                 decoder = Decoder(kws=f.name, **settings)
             finally:
@@ -171,9 +197,18 @@ def decode(key: DecoderKey, pcm: bytes) -> list[Result]:
     decoder.end_utt()
     segments = [(s.word.strip(), s.start_frame, s.end_frame) for s in (decoder.seg() or [])]
     if key[0] == "kws":
-        return [
-            (start * FRAME_SECONDS, (end + 1) * FRAME_SECONDS, word, "keyword") for word, start, end in segments if word
-        ]
+        phrases = {spelling: phrase for spelling, _threshold, phrase in key[1]}
+        found: list[Result] = []
+        for spelling, start, end in sorted(segments, key=lambda s: s[1]):
+            phrase = phrases.get(spelling)
+            if phrase is None:
+                continue
+            if any(
+                p == phrase and start * FRAME_SECONDS <= e for _s, e, p, _k in found
+            ):  # one occurrence, two spellings
+                continue
+            found.append((start * FRAME_SECONDS, (end + 1) * FRAME_SECONDS, phrase, "keyword"))
+        return found
     hyp = decoder.hyp()
     text = hyp.hypstr.strip() if hyp is not None else ""
     if not text:

@@ -48,3 +48,18 @@ def test_keywords_are_timed_on_the_track_clock() -> None:
 
 def test_silence_gives_no_transcript() -> None:
     assert transcribe(np.zeros(16000 * 2, dtype=np.int16)) == []
+
+
+def test_a_keyword_is_spotted_in_every_pronunciation_of_its_words() -> None:
+    """ "a refund" is REE-fund, the dictionary's second pronunciation (refund(2)); the first is re-FUND.
+
+    The spotter used to search the first only, and missed the word said twice here at any threshold.
+    """
+    audio = _phone("I want a refund. Yes, a refund, please.")
+
+    every = transcribe(audio, SphinxOptions.parse(keywords=["refund"]))
+    first_only = transcribe(audio, SphinxOptions.parse(keywords=["refund"], variants=False))
+
+    assert [(text, kind) for _s, _e, text, kind in every] == [("refund", "keyword")] * 2
+    assert 0.9 < every[0][0] < 1.6 < every[1][0] < 3.0  # once per occurrence, not once per pronunciation
+    assert first_only == []
