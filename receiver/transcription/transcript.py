@@ -72,9 +72,15 @@ class Transcript:
     final: bool = True
     engine: str = ""
     kind: str = "transcript"  # transcript, keyword, or speech (a VAD segment without text)
+    words: tuple[
+        tuple[float, float, str], ...
+    ] = ()  # (start, end, word) on the media clock, where the engine gives them
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.words:
+            del data["words"]  # engines without word times write what they always wrote
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
@@ -88,6 +94,7 @@ class Transcript:
             final=bool(data.get("final", True)),
             engine=str(data.get("engine", "")),
             kind=str(data.get("kind", "transcript")),
+            words=tuple((float(s), float(e), str(w)) for s, e, w in data.get("words", ())),
         )
 
 
@@ -145,7 +152,15 @@ class Transcripts:
         self.engine = engine
 
     def publish(
-        self, track: Track | str, start: float, end: float, text: str, *, final: bool = True, kind: str = "transcript"
+        self,
+        track: Track | str,
+        start: float,
+        end: float,
+        text: str,
+        *,
+        final: bool = True,
+        kind: str = "transcript",
+        words: Iterable[tuple[float, float, str]] = (),
     ) -> Transcript:
         info = self._output.info
         event = Transcript(
@@ -158,6 +173,7 @@ class Transcripts:
             final=final,
             engine=self.engine,
             kind=kind,
+            words=tuple((round(float(ws), 3), round(float(we), 3), w) for ws, we, w in words),
         )
         self._output.put(event)
         return event
