@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import re
 import sys
 import tarfile
 import tempfile
@@ -67,6 +66,7 @@ from receiver.transcription.transcript import read_transcript, transcript_path  
 from tests.conftest import wait_streams_done  # noqa: E402
 from tests.transcription.helpers import speak, stream_call, telephone  # noqa: E402
 from tests.transcription.models import BECKETT_TEXT, beckett, sha256, whisper_base  # noqa: E402
+from tests.transcription.scoring import edits, normalise  # noqa: E402
 
 SENTENCES = [
     "Hello, I would like to cancel my order. I want a refund.",
@@ -104,67 +104,6 @@ POCKETSPHINX_SDIST = "pocketsphinx-5.1.1.tar.gz"
 
 
 # -- text -------------------------------------------------------------------------------------------
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SPELLED = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
-
-
-def _number(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _number(n % 100))
-    if n < 1_000_000:
-        return _number(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + _number(n % 1000))
-    return " ".join(_ONES[int(d)] for d in str(n))
-
-
-def normalise(text: str) -> list[str]:
-    """Words as WER compares them (both sides): lower case, no punctuation, numbers spelled out."""
-    text = text.lower().replace("-", " ")
-    words = []
-    for token in re.findall(r"[a-z0-9']+", text):
-        token = token.strip("'")
-        if token.isdigit():
-            words.extend(_number(int(token)).split())
-        elif token:
-            words.append(_SPELLED.get(token, token))
-    return words
-
-
-def edits(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Word-level Levenshtein distance."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, start=1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = current
-    return previous[-1]
 
 
 def occurrences(phrase: str, text: str) -> int:

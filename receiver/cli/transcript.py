@@ -1,5 +1,5 @@
 """
-``receiver transcript``: a call's transcript as a dialogue.
+``receiver transcript``: a call's transcript as a dialogue, JSON lines, or captions (SRT, WebVTT).
 
 From the call's ``transcript.jsonl`` next to its recordings when that file is
 here, else from the call store (where every receiver and worker of a
@@ -20,13 +20,14 @@ EXAMPLES = """\
 examples:
   receiver transcript call_1f2e3d4c5b6a
   receiver transcript call_1f2e3d4c5b6a --partial --recordings-dir /data/recordings
+  receiver transcript call_1f2e3d4c5b6a --format srt --engine whisper > call.srt
 """
 
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "transcript",
-        help="print a call's transcript as a dialogue",
+        help="print a call's transcript as a dialogue, JSON lines or captions",
         description=describe(
             "Print what the transcription plugins heard on a call, caller and agent interleaved in "
             "media-clock order (from {recordings_dir}/{call_id}/transcript.jsonl). Says so while the call's "
@@ -39,12 +40,20 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--recordings-dir", help="where recordings and transcripts are (default: from settings)")
     parser.add_argument("--database", help="read the call store (a SQLite file or postgresql:// URL) instead")
     parser.add_argument("--config", help=CONFIG_HELP)
-    parser.add_argument("--partial", action="store_true", help="show partial results too")
+    parser.add_argument("--partial", action="store_true", help="show partial results too (text, jsonl)")
+    parser.add_argument(
+        "--format",
+        choices=["text", "jsonl", "srt", "vtt"],
+        default="text",
+        help="text: the dialogue (default); jsonl: the events; srt, vtt: captions for a player",
+    )
+    parser.add_argument("--engine", help="only this engine's events (the sink's name in config.toml)")
     parser.set_defaults(run=transcript)
 
 
 def transcript(args: argparse.Namespace) -> int:
-    from receiver.transcription.transcript import format_dialogue, read_transcript, still_decoding, transcript_path
+    from receiver.transcription.formats import engines, formatter
+    from receiver.transcription.transcript import read_transcript, still_decoding, transcript_path
 
     settings = Settings.load(args.config)
     if args.recordings_dir:
@@ -53,29 +62,43 @@ def transcript(args: argparse.Namespace) -> int:
         directory, source = settings.recordings_dir, where_from(settings, "recordings_dir")
     path = transcript_path(directory, args.call_id)
     decoding = still_decoding(path) if path.parent.is_dir() else []
-    if args.database is None and (path.is_file() or decoding):
-        text = format_dialogue(read_transcript(path), partial=args.partial) if path.is_file() else ""
-        if text:
-            print(text)
-        if decoding and not text:
-            print(f"receiver: call {args.call_id!r} is still being decoded; nothing transcribed yet ({path})")
-        elif decoding:
-            print(f"(still being decoded: stream {', '.join(decoding)}; run again for the rest)")
-        elif not text:
-            print("(transcript complete: nothing was said)")
-        return 0
-    database = args.database or settings.database
-    events = _from_store(database, args.call_id)
-    if events is None:
-        return 1
-    if not events:
+    from_file = args.database is None and (path.is_file() or bool(decoding))
+    if from_file:
+        events = read_transcript(path) if path.is_file() else []
+    else:
+        database = args.database or settings.database
+        stored = _from_store(database, args.call_id)
+        if stored is None:
+            return 1
+        if not stored:
+            print(
+                f"receiver: no transcript for call {args.call_id!r}: not at {Path(path).resolve()} ({source}), "
+                f"nor in the call store ({'PostgreSQL' if '://' in database else Path(database).resolve()})",
+                file=sys.stderr,
+            )
+            return 1
+        events = stored
+    if args.engine:
+        events = [e for e in events if e.engine == args.engine]
+    elif args.format in ("srt", "vtt") and len(engines(events)) > 1:
+        # Captions from two engines would show every line twice.
         print(
-            f"receiver: no transcript for call {args.call_id!r}: not at {Path(path).resolve()} ({source}), "
-            f"nor in the call store ({'PostgreSQL' if '://' in database else Path(database).resolve()})",
+            f"receiver: call {args.call_id!r} has transcripts from {', '.join(engines(events))}: choose one with --engine",
             file=sys.stderr,
         )
-        return 1
-    print(format_dialogue(events, partial=args.partial))
+        return 2
+    text = formatter(args.format, partial=args.partial)(events)
+    if text:
+        print(text, end="" if text.endswith("\n") else "\n")
+    notes = sys.stdout if args.format == "text" else sys.stderr  # the other formats stay machine-readable
+    if not from_file:
+        return 0
+    if decoding and not text:
+        print(f"receiver: call {args.call_id!r} is still being decoded; nothing transcribed yet ({path})", file=notes)
+    elif decoding:
+        print(f"(still being decoded: stream {', '.join(decoding)}; run again for the rest)", file=notes)
+    elif not text:
+        print("(transcript complete: nothing was said)", file=notes)
     return 0
 
 

@@ -184,6 +184,12 @@ class TrackDecoder:
             self._progress.clear()
             await self._progress.wait()
 
+    async def idle(self) -> None:
+        """Return once nothing is waiting or being decoded."""
+        while self.pending:
+            self._progress.clear()
+            await self._progress.wait()
+
     def _maybe_partial(self) -> None:
         every = self.settings.partial_seconds
         if not every or self.pending:
