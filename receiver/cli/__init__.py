@@ -13,12 +13,25 @@ import sys
 from collections.abc import Sequence
 
 from receiver import __version__
-from receiver.cli import calls, check_actions, db, health, plot, repair, serve, simulate, transcript, webhooks, worker
+from receiver.cli import (
+    calls,
+    check_actions,
+    db,
+    health,
+    plot,
+    repair,
+    serve,
+    simulate,
+    transcribe,
+    transcript,
+    webhooks,
+    worker,
+)
 from receiver.errors import ConfigError, ListenError
 from receiver.logging import SERVER, get_logger
 
 # In the order ``receiver --help`` lists them.
-COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, transcript, plot, db, health)
+COMMANDS = (serve, worker, repair, check_actions, simulate, webhooks, calls, transcript, transcribe, plot, db, health)
 
 
 DESCRIPTION = """\
@@ -35,6 +48,7 @@ examples:
   receiver simulate --allow-insecure examples/flow.json
   receiver calls                                  # the calls recorded so far
   receiver transcript CALL_ID
+  receiver transcribe CALL_ID --plugin whisper    # a call's recordings through another engine
   receiver COMMAND --help                         # each command's options and examples
 
 settings: config.toml (./config.toml, or --config / $RECEIVER_CONFIG), overridden by

@@ -53,6 +53,7 @@ class _Process:
         self.buffer: deque[bytes] = deque()
         self.buffered = 0
         self.wake = asyncio.Event()
+        self.drained = asyncio.Event()  # set whenever the buffer shrank (a batch run waits on it)
         self.closing = False
         self.eof_sent = False
         self.signalled = False
@@ -157,6 +158,13 @@ class PipeSink:
                 p.fed = block.start * (p.bytes_per_second // block.sample_rate)
             p.offer(block.channels[track].astype(dtype, copy=False).tobytes())
 
+    async def wait_ready(self) -> None:
+        """Return once every command's buffer is at most half full (a batch run never outpaces a command)."""
+        for p in self.processes.values():
+            while p.buffered > p.max_bytes // 2 and not p.exited.is_set():
+                p.drained.clear()
+                await p.drained.wait()
+
     async def close(self, outcome: StreamOutcome) -> None:
         await asyncio.gather(*(self._stop(p) for p in self.processes.values()))
 
@@ -208,6 +216,7 @@ class PipeSink:
                 stdin.write(data)
                 await stdin.drain()
                 p.written += len(data)
+                p.drained.set()
             stdin.write_eof()
             p.eof_sent = True
             await stdin.drain()
@@ -216,6 +225,7 @@ class PipeSink:
             p.dropped += p.buffered
             p.buffer.clear()
             p.buffered = 0
+            p.drained.set()
 
     async def _read(self, p: _Process) -> None:
         assert p.proc is not None and p.proc.stdout is not None
@@ -259,6 +269,7 @@ class PipeSink:
         code = await p.proc.wait()
         p.returncode = code
         p.exited.set()
+        p.drained.set()
         if not p.signalled and (code != 0 or not p.eof_sent):
             # It crashed, or quit before its input ended: never restarted (a broken command would loop).
             if p.stderr_task is not None:  # let stderr reach its end so the tail is complete

@@ -192,6 +192,9 @@ def _decoder(key: DecoderKey) -> Any:
 def decode(key: DecoderKey, pcm: bytes) -> list[Result]:
     """Decode one utterance (16 kHz int16 bytes) whole; times are seconds into the utterance."""
     decoder = _decoder(key)
+    # The feature extraction keeps state from the last utterance (with batch CMN too): without a reset the
+    # result depended on what this worker happened to decode before.
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
