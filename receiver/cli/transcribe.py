@@ -60,7 +60,8 @@ class ProgressBar:
         part = seconds / total if total else 1.0
         speed = seconds / max(time.monotonic() - self.started, 1e-6)
         bar = "#" * int(part * width) + "." * (width - int(part * width))
-        self.out.write(f"\r[{bar}] {part:4.0%} {seconds:7.1f}/{total:.1f} s of audio  {speed:5.1f}x real time")
+        done = f"{seconds:{len(f'{total:.1f}')}.1f}/{total:.1f}"  # a fixed width: the line redraws in place
+        self.out.write(f"\r[{bar}] {part:4.0%} {done} s of audio  {speed:6.1f}x real time")
         self.out.flush()
 
     def finish(self) -> None:

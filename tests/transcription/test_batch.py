@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 from receiver import cli
 from receiver.app import ReceiverServer
@@ -36,6 +38,14 @@ options = { keywords = ["refund"] }
 [[sinks]]
 plugin = "vad"
 """
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> Iterator[None]:
+    """The command configures logging for the process (to the stderr pytest captures): put it back after."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
@@ -106,6 +116,6 @@ def test_the_progress_bar_redraws_one_line_on_a_terminal() -> None:
 
     lines = out.getvalue().split("\r")[1:]
     assert len(lines) == 3
-    assert " 50%    5.0/10.0 s of audio" in lines[1]
+    assert "]  50%  5.0/10.0 s of audio" in lines[1]
     assert lines[2].startswith("[" + "#" * (lines[2].index("]") - 1) + "] 100%")
     assert out.getvalue().endswith("\n")
