@@ -29,11 +29,12 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from receiver.config import SinkSpec
 from receiver.errors import ConfigError
 from receiver.events import Encoding, MediaFormat, Platform, Track
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.sinks.wav import safe_name
-from receiver.transcription.plugins import PluginSink, SinkSpec, TranscriptOutputs, build_plugin, load_plugin
+from receiver.transcription.plugins import PluginSink, TranscriptOutputs, build_plugin, load_plugin
 from receiver.transcription.transcript import Transcript, read_transcript, sort_events, transcript_path
 
 BLOCK_SECONDS: Final = 0.5

@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from receiver.errors import InvalidValue
 from receiver.events import Track
+from receiver.logging import Logger
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
 # A decode call for the pool: the function (importable, so a worker can run it) and its arguments.
@@ -108,9 +110,9 @@ class EngineSettings:
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.max_pending < 1:
-            raise ValueError("workers must be >= 0 and max_pending >= 1")
+            raise InvalidValue("workers must be >= 0 and max_pending >= 1")
         if self.partial_seconds < 0:
-            raise ValueError("partial_seconds must not be negative")
+            raise InvalidValue("partial_seconds must not be negative")
 
 
 class TrackDecoder:
@@ -128,7 +130,7 @@ class TrackDecoder:
         *,
         call: Callable[[Job], DecodeCall],
         publish: Callable[[Job, Any], None],
-        log: Any,
+        log: Logger,
     ) -> None:
         self.track = track
         self.settings = settings
@@ -148,6 +150,11 @@ class TrackDecoder:
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._run(), name=f"{settings.engine}:{track}"
         )
+
+    @property
+    def running(self) -> bool:
+        """Whether the track's decoding task is still going (``finish`` waits until it is not)."""
+        return self._task is not None and not self._task.done()
 
     @property
     def pending(self) -> int:
@@ -236,7 +243,7 @@ class TrackDecoder:
             self._publish(job, result)
 
 
-def log_summary(log: Any, tracks: list[TrackDecoder]) -> None:
+def log_summary(log: Logger, tracks: list[TrackDecoder]) -> None:
     """The engine's one line at stream end."""
     log.info(
         "engine_summary",

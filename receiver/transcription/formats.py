@@ -18,6 +18,7 @@ from typing import Final
 
 import orjson
 
+from receiver.errors import InvalidValue
 from receiver.transcription.transcript import SPEAKERS, Transcript, format_dialogue
 
 FORMATS: Final = ("text", "jsonl", "srt", "vtt")
@@ -106,4 +107,4 @@ def formatter(name: str, *, partial: bool = False) -> Callable[[Sequence[Transcr
             return format_srt
         case "vtt":
             return format_vtt
-    raise ValueError(f"unknown transcript format {name!r} (one of {', '.join(FORMATS)})")
+    raise InvalidValue(f"unknown transcript format {name!r} (one of {', '.join(FORMATS)})")

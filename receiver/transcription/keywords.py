@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final, TypeAlias
 
+from receiver.errors import InvalidValue
+
 # (start seconds, end seconds, word)
 Word: TypeAlias = tuple[float, float, str]
 
@@ -29,17 +31,17 @@ def parse_phrases(keywords: Iterable[str]) -> tuple[tuple[str, ...], ...]:
     """Keyword phrases as word tuples.
 
     Raises:
-        ValueError: A phrase has no words, or ``keywords`` is a single string.
+        InvalidValue: A phrase has no words, or ``keywords`` is a single string.
     """
     if isinstance(keywords, str):
-        raise ValueError("keywords must be a list of phrases")
+        raise InvalidValue("keywords must be a list of phrases")
     phrases = []
     for phrase in keywords:
         if not isinstance(phrase, str):
-            raise ValueError(f"keyword {phrase!r} is not a string")
+            raise InvalidValue(f"keyword {phrase!r} is not a string")
         words = tuple(w for w in (normalise(p) for p in phrase.split()) if w)
         if not words:
-            raise ValueError(f"keyword {phrase!r} has no words")
+            raise InvalidValue(f"keyword {phrase!r} has no words")
         if words not in phrases:
             phrases.append(words)
     return tuple(phrases)

@@ -38,8 +38,9 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from receiver.errors import InvalidValue
 from receiver.events import Track
-from receiver.logging import get_logger
+from receiver.logging import Logger, get_logger
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 from receiver.transcription import keywords as kw
 from receiver.transcription.engine import EngineSettings, Job, TrackDecoder, log_summary, on_clock, worker_pool
@@ -48,6 +49,8 @@ from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
 RATE: Final = 16000
 ENGINE: Final = "whisper"
+TOKENS_PER_SECOND: Final = 8  # fast speech is 4-5 words a second, a word 1.3 tokens on average
+MAX_TOKENS: Final = 224  # half of Whisper's 448-token window: the other half is for the prompt
 INSTALL_HINT: Final = "the whisper plugin needs faster-whisper: pip install 'receiver[whisper]'"
 
 log = get_logger(TRANSCRIPTS)
@@ -64,7 +67,7 @@ Segment: TypeAlias = tuple[float, float, str, tuple[kw.Word, ...]]
 def _faster_whisper() -> tuple[frozenset[str], frozenset[str]]:
     """The model names faster-whisper knows and the compute types CTranslate2 has on this CPU (imported once)."""
     if importlib.util.find_spec("faster_whisper") is None:
-        raise ValueError(INSTALL_HINT)
+        raise InvalidValue(INSTALL_HINT)
     import ctranslate2
     from faster_whisper.utils import available_models
 
@@ -112,34 +115,34 @@ class WhisperOptions:
         """Check the options as config.toml gives them.
 
         Raises:
-            ValueError: A bad value, a model directory that is not there, or faster-whisper not installed.
+            InvalidValue: A bad value, a model directory that is not there, or faster-whisper not installed.
         """
         names, compute_types = _faster_whisper()
         if not isinstance(model, str) or not model:
-            raise ValueError("model must be a model name (like base or tiny.en) or a model directory")
+            raise InvalidValue("model must be a model name (like base or tiny.en) or a model directory")
         if os.path.isdir(os.path.expanduser(model)):
             model = os.path.abspath(os.path.expanduser(model))
             if not os.path.isfile(os.path.join(model, "model.bin")):
-                raise ValueError(f"model directory {model!r} has no model.bin (a faster-whisper model)")
+                raise InvalidValue(f"model directory {model!r} has no model.bin (a faster-whisper model)")
         elif model not in names and not _is_hub_id(model):
-            raise ValueError(
+            raise InvalidValue(
                 f"model {model!r}: not a directory, nor one of the names {', '.join(sorted(names))}, "
                 "nor an owner/name of the model hub"
             )
         if compute_type not in compute_types:
-            raise ValueError(f"compute_type {compute_type!r}: this CPU has {', '.join(sorted(compute_types))}")
+            raise InvalidValue(f"compute_type {compute_type!r}: this CPU has {', '.join(sorted(compute_types))}")
         if language in ("", "auto"):
             language = None
         if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 3):
-            raise ValueError("language must be a language code like en, or auto")
+            raise InvalidValue("language must be a language code like en, or auto")
         if not isinstance(beam_size, int) or not 1 <= beam_size <= 20:
-            raise ValueError("beam_size must be 1-20")
+            raise InvalidValue("beam_size must be 1-20")
         if not isinstance(cpu_threads, int) or not 1 <= cpu_threads <= 64:
-            raise ValueError("cpu_threads must be 1-64")
+            raise InvalidValue("cpu_threads must be 1-64")
         if not isinstance(partials, bool):
-            raise ValueError("partials must be true or false")
+            raise InvalidValue("partials must be true or false")
         if not isinstance(partial_seconds, int | float) or not 0.2 <= partial_seconds <= 30:
-            raise ValueError("partial_seconds must be 0.2-30")
+            raise InvalidValue("partial_seconds must be 0.2-30")
         if hotwords is not None and not isinstance(hotwords, str):
             hotwords = " ".join(str(h) for h in hotwords)
         return cls(
@@ -204,8 +207,16 @@ def decode(key: DecodeKey, pcm: bytes, final: bool = True) -> list[Segment]:
     if not final:
         settings["beam_size"] = 1
     audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / np.float32(32768.0)
+    # No more tokens than speech that long can hold: on noise or a tone the decoder can repeat itself
+    # ("hmm hmm hmm ...") up to its limit at every fallback temperature, a minute of CPU for a second of audio.
+    tokens = min(MAX_TOKENS, int(len(audio) / RATE * TOKENS_PER_SECOND) + 8)
     segments, _info = model.transcribe(
-        audio, vad_filter=False, condition_on_previous_text=False, word_timestamps=final, **settings
+        audio,
+        vad_filter=False,
+        condition_on_previous_text=False,
+        word_timestamps=final,
+        max_new_tokens=tokens,
+        **settings,
     )
     out: list[Segment] = []
     for segment in segments:
@@ -268,7 +279,7 @@ class WhisperSink:
         self.options = WhisperOptions.parse(**options)
         self.transcripts: Transcripts | None = None
         self._tracks: list[TrackDecoder] = []
-        self._log: Any = log
+        self._log: Logger = log
 
     async def open(self, stream: StreamInfo) -> None:
         engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
@@ -329,7 +340,7 @@ class WhisperSink:
             self.transcripts.publish(track, start, end, phrase, kind="keyword")
 
 
-def _loaded(log: Any, key: ModelKey, future: concurrent.futures.Future[None]) -> None:
+def _loaded(log: Logger, key: ModelKey, future: concurrent.futures.Future[None]) -> None:
     if future.cancelled():
         return
     exc = future.exception()

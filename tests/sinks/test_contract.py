@@ -139,9 +139,9 @@ def _pipe_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
             assert np.array_equal(np.frombuffer(data, dtype="<i2"), audio[track])
 
 
-def _sphinx_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
+def _engine_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
     _transcripts_finalised(sink, root, audio)
-    assert all(t.task is not None and t.task.done() for t in sink.plugin._tracks)  # type: ignore[attr-defined]
+    assert not any(t.running for t in sink.plugin._tracks)  # type: ignore[attr-defined]
 
 
 def _recording_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
@@ -156,7 +156,7 @@ CASES = {
     "pipe": Case(_pipe, _pipe_finalised),
     "vad": Case(_plugin("vad"), _vad_finalised),
     # Keyword spotting: the cheapest search, as the contract is about the sink, not the engine.
-    "pocketsphinx": Case(_plugin("pocketsphinx", keywords=["cancel my order"]), _sphinx_finalised),
+    "pocketsphinx": Case(_plugin("pocketsphinx", keywords=["cancel my order"]), _engine_finalised),
     "recording": Case(lambda root: RecordingSink(), _recording_finalised),
 }
 
