@@ -17,7 +17,9 @@ COPY pyproject.toml README.md ./
 COPY receiver ./receiver
 # The same pip install CI runs (make install), without the editable flag and test extras.
 # With the extras a cluster needs (deploy/compose.yaml): PostgreSQL store, Redis bus and workers.
-RUN pip install --no-cache-dir '.[postgres,redis]' && rm -rf /app
+# More extras, comma-separated (docs/docker.md): docker build --build-arg EXTRAS=whisper -t receiver-whisper .
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".[postgres,redis${EXTRAS:+,$EXTRAS}]" && rm -rf /app
 WORKDIR /
 COPY config.toml /etc/receiver/config.toml
 COPY docker/entrypoint.sh /usr/local/bin/receiver-entrypoint
@@ -32,7 +34,11 @@ ENV RECEIVER_CONFIG=/etc/receiver/config.toml \
     RECEIVER_DATABASE=/data/calls/receiver.db \
     RECEIVER_LOG_FORMAT=json \
     RECEIVER_DRAIN_TIMEOUT=8
-RUN mkdir -p /data/recordings /data/calls && chown receiver:receiver /data/recordings /data/calls
+# Models a plugin downloads by name (the whisper plugin's model = "base": faster-whisper fetches it
+# from its hub on first use) are cached here; mount a volume to keep them (-v models:/data/models).
+ENV HF_HOME=/data/models
+RUN mkdir -p /data/recordings /data/calls /data/models \
+    && chown receiver:receiver /data/recordings /data/calls /data/models
 VOLUME ["/data/recordings", "/data/calls"]
 EXPOSE 8080 8081
 # SIGTERM drains: live streams get RECEIVER_DRAIN_TIMEOUT seconds, then close 1012 and
