@@ -3,7 +3,8 @@ How many tracks the built-in engine keeps up with in real time, and what the pip
 
     .venv/bin/python scripts/bench_transcription.py engine --tracks 2 4 6 8 --seconds 60
     .venv/bin/python scripts/bench_transcription.py pipe --tracks 2 10 20 --seconds 30
-    .venv/bin/python scripts/bench_transcription.py cpu --seconds 60
+    .venv/bin/python scripts/bench_transcription.py cpu --seconds 60 [--whisper base=DIR tiny.en=DIR]
+    .venv/bin/python scripts/bench_transcription.py engine --tracks 2 4 --whisper base=DIR
 
 ``engine``: N tracks (N/2 two-track calls) of espeak-ng speech (about 70% of the
 time talking) are streamed to a local receiver at real-time pace, with the
@@ -13,7 +14,11 @@ keeps up when the lag stays flat (second half no worse than the first) and no
 utterance was dropped.
 
 ``cpu``: the engine's CPU time per second of such a track (decoded offline in
-this process), which does not depend on what else runs on the machine.
+this process), which does not depend on what else runs on the machine; with
+``--whisper LABEL=MODEL_DIR`` (the whisper plugin's int8 decoding, one thread,
+as each of its worker processes runs it) next to pocketsphinx's, in one run.
+With ``--whisper`` the ``engine`` run streams to the whisper plugin (the first
+model given) instead of pocketsphinx.
 
 ``pipe``: the same pacing with the ``pipe`` plugin running ``cat > /dev/null``
 on every track, against the same streams with no sink; the difference in the
@@ -152,13 +157,24 @@ def _run(coro: Any) -> dict[str, Any]:
         return runner.run(coro)  # type: ignore[no-any-return]
 
 
+def _report(label: str, cpu: float, seconds: float) -> None:
+    cores = os.cpu_count() or 1
+    print(
+        f"{label}: {cpu:.1f} CPU s for {seconds:.0f} s of track: {cpu / seconds:.3f} CPU s per second of audio, "
+        f"{cores} cores keep up with about {int(cores * seconds / cpu)} tracks",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["engine", "pipe", "cpu"])
     parser.add_argument("--tracks", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--keywords", action="store_true", help="keyword spotting instead of the language model")
+    parser.add_argument("--whisper", nargs="+", default=[], metavar="LABEL=DIR", help="whisper models to measure")
     args = parser.parse_args()
+    whispers = dict(w.split("=", 1) for w in args.whisper)
     configure(fmt="json", level="warning")
     audio = [conversation(args.seconds, seed) for seed in range(8)]
     print(f"cpus={os.cpu_count()} seconds={args.seconds}", flush=True)
@@ -175,13 +191,21 @@ def main() -> None:
             cpu = time.process_time()
             transcribe(track, options)
             cpu = time.process_time() - cpu
-            print(
-                f"{label}: {cpu:.1f} CPU s for {args.seconds:.0f} s of track: {cpu / args.seconds:.3f} CPU s per second of audio, {os.cpu_count() or 1} cores keep up with about {int((os.cpu_count() or 1) * args.seconds / cpu)} tracks",
-                flush=True,
-            )
+            _report(label, cpu, args.seconds)
+        for label, model in whispers.items():
+            from receiver.transcription import whisper
+
+            whisper_options = whisper.WhisperOptions.parse(model=model)
+            whisper.transcribe(track[: 16000 * 3], whisper_options)  # load the model first
+            cpu = time.process_time()
+            whisper.transcribe(track, whisper_options)
+            _report(f"whisper {label} int8", time.process_time() - cpu, args.seconds)
         return
     for n in args.tracks:
-        if args.what == "engine":
+        if args.what == "engine" and whispers:
+            model = next(iter(whispers.values()))
+            result = _run(run(n, args.seconds, ({"plugin": "whisper", "options": {"model": model}},), audio))
+        elif args.what == "engine":
             options = {"keywords": ["cancel my order", "refund"]} if args.keywords else {}
             result = _run(run(n, args.seconds, ({"plugin": "pocketsphinx", "options": options},), audio))
         else:
