@@ -186,8 +186,8 @@ class TrackDecoder:
             self._task.cancel()
 
     async def wait_ready(self) -> None:
-        """Return once half the queue is free (a batch run feeds no faster than the engine decodes)."""
-        while self._queue.qsize() > self.settings.max_pending // 2:
+        """Return once nothing waits to be decoded (a batch run feeds no faster than the engine decodes)."""
+        while self._queue.qsize():
             self._progress.clear()
             await self._progress.wait()
 

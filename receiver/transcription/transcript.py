@@ -377,5 +377,6 @@ def format_dialogue(events: Iterable[Transcript], *, partial: bool = False) -> s
         if e.kind == "keyword":
             text = f"<keyword> {text}"
         speaker = SPEAKERS.get(e.track, e.track)
-        lines.append(f"[{e.start:8.2f} - {e.end:8.2f}] {speaker:>6}: {text}  ({e.engine})")
+        engine = e.engine if e.final else f"{e.engine}, partial"
+        lines.append(f"[{e.start:8.2f} - {e.end:8.2f}] {speaker:>6}: {text}  ({engine})")
     return "\n".join(lines)
