@@ -50,6 +50,7 @@ closes). Where a class lives, when not here, is in brackets::
      ├── ReplyMissing                 [simulator.runner] the receiver did not answer what its
      │                                format requires (AudioHook's opened, closed)
      ├── ConfigError                  the configuration is invalid
+     │    └── NoRecordings            [transcription.batch] a call to transcribe has no recordings
      ├── ListenError                  a listening socket could not be opened
      └── InvalidValue                 an argument out of range (also a ``ValueError``)
 
