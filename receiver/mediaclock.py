@@ -59,6 +59,9 @@ class Placement(enum.IntEnum):
 # enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
 _PLACED = Placement.PLACED
 _UNDECLARED = Placement.UNDECLARED_TRACK
+_AHEAD = Placement.AHEAD
+# No allowance: a limit no stream reaches (an int: comparing an int to float("inf") costs more).
+_NO_LIMIT = 1 << 62
 
 
 @dataclass(slots=True)
@@ -137,7 +140,7 @@ class MediaClock:
         self.discontinuities = 0
         self.ahead = 0  # frames refused as too far ahead of wall time
         self._allowance = allowance
-        self._limit: float = allowance() if allowance is not None else float("inf")
+        self._limit = allowance() if allowance is not None else _NO_LIMIT
 
     @property
     def committed(self) -> int:
@@ -169,7 +172,7 @@ class MediaClock:
             # In order: the common case, written at once.
             end = pos + n
             if end > self._limit and self._too_far(end):
-                return Placement.AHEAD
+                return _AHEAD
             state.buffer.write(samples)
             state.committed = end
             state.seen_audio = True
@@ -206,7 +209,7 @@ class MediaClock:
             if result is Placement.DISCONTINUITY:  # the frame is refused: so is its re-basing
                 self.offset -= shift
                 self.discontinuities -= 1
-            return Placement.AHEAD
+            return _AHEAD
         state.pending[pos] = samples
         state.stats.frames += 1
         state.stats.samples_received += n

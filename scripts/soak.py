@@ -108,6 +108,7 @@ class Report:
     rss_kib_before: int = 0
     rss_kib_after: int = 0
     cycle_rss_kib: list[int] = field(default_factory=list)  # after each round of full streams
+    cycle_streams_done: list[int] = field(default_factory=list)  # streams of each round that ran to the end (1000)
     budgets_after: dict[str, int] = field(default_factory=dict)
     top_growth: list[str] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
@@ -305,9 +306,20 @@ class Soak:
             ws.transport.write(_PING * (budget + 100))
             await self._closed(ws)
 
-    async def full_stream(self, seconds: float) -> None:
-        """Fill the ring buffers: ``seconds`` of both tracks on the real-time clock, then stop."""
+    async def full_stream(self, seconds: float, k: int = 0) -> None:
+        """Fill the ring buffers: ``seconds`` of both tracks on the real-time clock, then stop.
+
+        ``k``: its place in the round; connections open 10 ms apart (200 upgrades at
+        once would outrun the short handshake timeout on a busy machine).
+        """
+        await asyncio.sleep(0.01 * k)
         messages = self._messages()
+        try:
+            await self._full_stream(messages, seconds)
+        except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
+            self.errors[f"full_stream:{type(exc).__name__}"] += 1
+
+    async def _full_stream(self, messages: MiniVoiceMessages, seconds: float) -> None:
         async with connect(self._signed(messages)) as ws:
             await ws.send(messages.connected())
             await ws.send(messages.start())
@@ -453,12 +465,11 @@ async def soak(
             stop = asyncio.Event()
             janitor = asyncio.create_task(_janitor(Path(settings.recordings_dir), stop))
             for _ in range(cycles):
-                seconds_of_audio = settings.buffer_seconds
-                await asyncio.gather(
-                    *(run.full_stream(seconds_of_audio) for _ in range(cycle_streams)), return_exceptions=True
-                )
+                before_codes = run.codes["1000"]
+                await asyncio.gather(*(run.full_stream(settings.buffer_seconds, k) for k in range(cycle_streams)))
                 await _settle(server)
                 report.cycle_rss_kib.append(_rss_kib())
+                report.cycle_streams_done.append(run.codes["1000"] - before_codes)
             stop.set()
             await janitor
             report.client_close_codes = dict(run.codes)
@@ -489,6 +500,8 @@ async def soak(
         report.leaked.append(f"budgets not given back {report.budgets_after}")
     if len(report.cycle_rss_kib) > 1 and report.cycle_rss_kib[-1] - report.cycle_rss_kib[0] > 16 * 1024:
         report.leaked.append(f"RSS grew over the cycles of full streams {report.cycle_rss_kib} KiB")
+    if any(done < cycle_streams * 9 // 10 for done in report.cycle_streams_done):
+        report.leaked.append(f"rounds of full streams did not run (streams done {report.cycle_streams_done})")
     return report
 
 

@@ -25,6 +25,7 @@ from receiver.stream.fanout import Fanout
 # On the per-frame path, enum members are read from module constants: a lookup on the
 # enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
 _UNDECLARED = Placement.UNDECLARED_TRACK
+_AHEAD = Placement.AHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ class StreamPipeline:
         placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
         if placement is _UNDECLARED:
             self.undeclared += 1
-        elif placement is Placement.AHEAD:
+        elif placement is _AHEAD:
             self._ahead()
         self.fanout.notify()
         return placement
@@ -118,9 +119,9 @@ class StreamPipeline:
         place = self.clock.place
         for j, track in enumerate(tracks):
             placement = place(track, None, None, samples[j::width])
-            if placement is Placement.UNDECLARED_TRACK:
+            if placement is _UNDECLARED:
                 self.undeclared += 1
-            elif placement is Placement.AHEAD:
+            elif placement is _AHEAD:
                 self._ahead()
             result = max(result, placement)
         self.fanout.notify()
