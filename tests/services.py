@@ -27,11 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from .prereq import IN_CI
+
 
 def missing(what: str) -> None:
-    """Skip (or, in CI, fail) a test whose prerequisite is not installed."""
+    """Skip (or, in CI, fail) a test whose prerequisite is not installed (as ``prereq.needs_program``)."""
     message = f"{what} is not installed (scripts/system-packages.txt)"
-    if os.environ.get("RECEIVER_CI"):
+    if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
 

@@ -6,7 +6,8 @@ every track at a time, from its own task, so the receive loop never sees
 Redis. The sink only appends entries to the process's ``BusPublisher``, which
 sends them in batches (one pipelined round trip) on its own task.
 
-Bounded, never blocking: audio entries waiting for Redis are capped at
+Bounded, never blocking: entries are at most ``bus_block_ms`` long (a longer
+block is split), and audio entries waiting for Redis are capped at
 ``bus_queue``; past that a new audio entry is dropped and counted (a worker
 sees the gap on the media clock, and its plugins get silence for it, as the
 in-process fan-out does for a sink that fell behind). Lifecycle entries
@@ -36,6 +37,8 @@ from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 BUS_LOGGER: Final = "receiver.bus"
 BATCH: Final = 256  # entries per pipelined round trip
 BACKOFF_MAX: Final = 2.0
+SEND_TIMEOUT: Final = 5.0  # seconds a batch may take before Redis counts as unreachable
+_EXPIRY_EVERY: Final = 30.0  # seconds between EXPIREs of one stream's audio key
 
 log = get_logger(BUS_LOGGER)
 
@@ -83,6 +86,7 @@ class BusPublisher:
         self.dropped = 0  # audio entries refused because the queue was full
         self.failed = 0  # entries lost in a batch Redis did not take
         self._down_since: float | None = None
+        self._expiry_set: dict[str, float] = {}  # audio key → when its expiry was last moved on
 
     # -- what the sinks call (on the loop, never waiting) ------------------------------
 
@@ -116,7 +120,9 @@ class BusPublisher:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # One deadline for a whole batch (in _send), not one per reply: a timer per reply costs
+        # more than reading it.
+        self._redis = client(self.url, socket_connect_timeout=SEND_TIMEOUT)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bus-publisher")
         log.info("bus_publisher_started", url=redact_url(self.url), prefix=self.keys.prefix, maxlen=self.maxlen)
 
@@ -167,7 +173,7 @@ class BusPublisher:
             self._audio_pending -= sum(1 for op in batch if op[4])
             try:
                 await self._send(batch)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 self.failed += len(batch)
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -188,19 +194,64 @@ class BusPublisher:
 
     async def _send(self, batch: list[_Op]) -> None:
         assert self._redis is not None
+        now = time.monotonic()
         minid = f"{int((time.time() - self.retention) * 1000)}-0"
         expire = max(1, int(self.retention))
         touched: set[str] = set()
         pipe: Any = self._redis.pipeline(transaction=False)
-        for key, fields, maxlen, by_age, _audio in batch:
+        for key, fields, maxlen, by_age, audio in batch:
             if by_age:
                 pipe.xadd(key, fields, minid=minid, approximate=True)
-            else:
-                pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+                continue
+            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+            # The expiry moves on with the stream, but once in a while is enough: it only has to
+            # outlive a stream whose end never comes (its receiver died).
+            if not audio or now - self._expiry_set.get(key, -_EXPIRY_EVERY) >= _EXPIRY_EVERY:
                 touched.add(key)
         for key in touched:
             pipe.expire(key, expire)
-        await pipe.execute()
+            self._expiry_set[key] = now
+        for key, fields, _maxlen, _by_age, audio in batch:
+            if not audio and fields.get(b"t") == b"end":
+                self._expiry_set.pop(key, None)  # the stream ended: forget its key
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await pipe.execute()
+
+
+def client(url: str, **options: Any) -> aioredis.Redis:
+    """A redis-py asyncio client for ``url``; on ``redis://`` with hiredis installed, commands are packed in C.
+
+    redis-py's sync client packs commands with hiredis when it is installed, its
+    asyncio client always in Python: there, packing an XADD of a block costs
+    more than everything else the receiver does for it (profiled: about half
+    of the bus's cost). This connection class packs as the sync client does,
+    with redis-py's own serializer.
+    """
+    if _HiredisPacking is not None and url.startswith("redis://"):
+        pool = aioredis.ConnectionPool.from_url(url, connection_class=_HiredisPacking, **options)
+        return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+    return aioredis.from_url(url, **options)
+
+
+def _hiredis_packing() -> type[aioredis.Connection] | None:
+    try:
+        from redis.connection import HiredisRespSerializer
+        from redis.utils import HIREDIS_AVAILABLE
+    except ImportError:  # another redis-py layout: the Python packer
+        return None
+    if not HIREDIS_AVAILABLE:
+        return None
+
+    class HiredisPacking(aioredis.Connection):
+        _packer = HiredisRespSerializer()
+
+        def pack_command(self, *args: Any) -> list[bytes]:
+            return self._packer.pack(*args)  # type: ignore[no-any-return]
+
+    return HiredisPacking
+
+
+_HiredisPacking = _hiredis_packing()
 
 
 class BusSink:
@@ -220,9 +271,19 @@ class BusSink:
 
     async def write(self, block: AudioBlock) -> None:
         assert self._info is not None
-        if not self.publisher.audio(self._info, block):
-            self.dropped += 1
+        # The fan-out hands over what gathered since the last write: after a burst (or a stall)
+        # that can be seconds. Entries stay one interval long, so the queue's bound is a bound in bytes.
+        step = max(1, round(self.interval * block.sample_rate))
+        for start in range(0, len(block), step):
+            piece = block if len(block) <= step else _slice(block, start, start + step)
+            if not self.publisher.audio(self._info, piece):
+                self.dropped += 1
 
     async def close(self, outcome: StreamOutcome) -> None:
         assert self._info is not None
         self.publisher.stream_ended(self._info, outcome)
+
+
+def _slice(block: AudioBlock, start: int, end: int) -> AudioBlock:
+    """``block[start:end]`` (offsets into the block), every track alike."""
+    return AudioBlock(block.start + start, block.sample_rate, {t: s[start:end] for t, s in block.channels.items()})

@@ -5,7 +5,8 @@ Every worker is a consumer in the group ``workers`` of ``{prefix}:streams``.
 ``XREADGROUP`` hands each new stream to one worker, which owns it while the
 work-queue entry is pending under its name; it reads the stream's audio key
 through the same group, feeds every block to its ``[[sinks]]`` plugins and
-acknowledges the block (``XACK``) once they took it. At the ``end`` entry it
+acknowledges the block (``XACK``) once they took it, trimming the key up to
+it (``XTRIM MINID``): the bus keeps a stream's unread backlog, not its past. At the ``end`` entry it
 closes the plugins with the receiver's outcome, acknowledges and deletes the
 work-queue entry, and deletes the audio key.
 
@@ -424,7 +425,12 @@ class BusWorker:
                         )
                     await self.redis.xack(audio_key, GROUP, entry_id)
                     return outcome
-                await self.redis.xack(audio_key, GROUP, entry_id)
+                # Acknowledged, and what came before it is no longer needed by anyone: the bus holds
+                # each stream's unread backlog only, not its whole (bus_max_seconds) window.
+                pipe: Any = self.redis.pipeline(transaction=False)
+                pipe.xack(audio_key, GROUP, entry_id)
+                pipe.xtrim(audio_key, minid=entry_id, approximate=False)
+                await pipe.execute()
 
     async def _write(self, owned: _Owned, block: AudioBlock, slog: Logger) -> None:
         if owned.first_sample is None:
