@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -48,11 +48,9 @@ from receiver.calls.webhooks import (
     StoreUnavailable,
     WebhookAuth,
     WebhookRejected,
+    call_query,
     check_content_type,
     check_size,
-    format_timestamp,
-    parse_limit,
-    parse_since,
     parse_webhook,
 )
 from receiver.config import Settings
@@ -341,7 +339,7 @@ class WebhookServer:
     # -- the read API ----------------------------------------------------------------
 
     async def _calls(self, request: web.Request) -> web.Response:
-        calls = await list_calls(self.store, request.query)
+        calls = await self.store.list_calls(**call_query(request.query))
         return json_response({"calls": calls, "count": len(calls)})
 
     async def _call(self, request: web.Request) -> web.Response:
@@ -373,29 +371,6 @@ class WebhookServer:
             self._before_scrape()  # this worker's live streams, up to now
         body = await asyncio.to_thread(exposition)  # multiprocess mode reads every worker's files
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
-def list_calls(store: CallStore, query: Mapping[str, str]) -> Awaitable[list[dict[str, Any]]]:
-    """The calls a list query asks for (``status``, ``since``, ``until``, ``q``, ``limit``).
-
-    ``until`` given as a date means through the end of that day.
-
-    Raises:
-        InvalidQuery: A filter is not valid.
-    """
-    since = parse_since(query["since"]) if query.get("since") else None
-    until = None
-    if query.get("until"):
-        until = parse_since(query["until"])
-        if len(query["until"].strip()) == len("2026-01-01"):
-            until = format_timestamp(datetime.fromisoformat(until) + timedelta(days=1))
-    return store.list_calls(
-        status=query.get("status") or None,
-        since=since,
-        until=until,
-        search=query.get("q", "").strip() or None,
-        limit=parse_limit(query.get("limit")),
-    )
 
 
 def _route(request: web.Request) -> str:

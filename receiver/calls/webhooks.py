@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypedDict
 
 import orjson
 
@@ -432,3 +432,36 @@ def parse_limit(value: str | None, *, default: int = 50, maximum: int = 1000) ->
     if not 1 <= limit <= maximum:
         raise InvalidQuery(f"limit must be 1-{maximum}")
     return limit
+
+
+class CallFilter(TypedDict):
+    """The filters of ``CallStore.list_calls``, as keyword arguments."""
+
+    status: str | None
+    since: str | None
+    until: str | None
+    search: str | None
+    limit: int
+
+
+def call_query(query: Mapping[str, str]) -> CallFilter:
+    """The ``CallStore.list_calls`` arguments a list query asks for (``status``, ``since``, ``until``, ``q``, ``limit``).
+
+    ``until`` given as a date means through the end of that day.
+
+    Raises:
+        InvalidQuery: A filter is not valid.
+    """
+    since = parse_since(query["since"]) if query.get("since") else None
+    until = None
+    if query.get("until"):
+        until = parse_since(query["until"])
+        if len(query["until"].strip()) == len("2026-01-01"):
+            until = format_timestamp(datetime.fromisoformat(until) + timedelta(days=1))
+    return CallFilter(
+        status=query.get("status") or None,
+        since=since,
+        until=until,
+        search=query.get("q", "").strip() or None,
+        limit=parse_limit(query.get("limit")),
+    )

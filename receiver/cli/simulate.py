@@ -306,7 +306,8 @@ def simulate(args: argparse.Namespace) -> int:
         )
         if api is None:
             return await running
-        async with CompatApi(api, settings.live or LiveCalls(media, faults, api.project)) as served:
+        live = settings.live if isinstance(settings.live, LiveCalls) else LiveCalls(media, faults, api.project)
+        async with CompatApi(api, live) as served:
             print(f"REST API: {served.url}/api/laml/2010-04-01/Accounts/{api.project}", file=sys.stderr, flush=True)
             return await running
 

@@ -55,7 +55,7 @@ from receiver.calls.media import (
     waveform,
 )
 from receiver.calls.store import CallStore
-from receiver.calls.webhooks import InvalidQuery, NotFound, WebhookRejected
+from receiver.calls.webhooks import InvalidQuery, NotFound, WebhookRejected, call_query
 from receiver.config import Settings
 from receiver.console.live import LEVEL_SECONDS, LiveFeed, levels
 from receiver.metrics import LiveStream
@@ -165,12 +165,10 @@ class Console:
         return web.Response(status=HTTPStatus.FOUND, headers={"Location": location})
 
     async def _calls_page(self, request: web.Request) -> web.Response:
-        from receiver.calls.listener import list_calls
-
         query = request.query
         error = None
         try:
-            calls = await list_calls(self.store, query)
+            calls = await self.store.list_calls(**call_query(query))
         except InvalidQuery as exc:
             calls, error = [], exc.message
         filters = {name: query.get(name, "") for name in ("q", "status", "since", "until")}

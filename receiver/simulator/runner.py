@@ -22,7 +22,7 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -49,13 +49,37 @@ from receiver.simulator.plan import (
 from receiver.simulator.wire import StreamIdentity
 from receiver.sinks.wav import safe_name
 
-if TYPE_CHECKING:
-    from receiver.simulator.api import LiveCalls
-
 log = get_logger("receiver.simulator")
 
 # A send later than one frame counts as late.
 FRAME_SECONDS = FRAME_MS / 1000
+
+
+class LiveCall(Protocol):
+    """A call the REST API can act on while it is up (``api.LiveCall``)."""
+
+    hung_up_early: bool
+    reports: list[StreamReport]
+
+    def flow_stream(self, sp: StreamPlan) -> StopSignal: ...
+
+    async def sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None: ...
+
+    def hang_up(self, early: bool = False) -> None: ...
+
+    async def join(self) -> None: ...
+
+
+class LiveCalls(Protocol):
+    """The run's calls while they are up, as the REST API keeps them (``api.LiveCalls``)."""
+
+    project: str
+
+    def call_started(
+        self, plan: CallPlan, t0: float, settings: RunSettings, stats: Stats, ticker: Ticker | None
+    ) -> LiveCall: ...
+
+    def call_ended(self, call_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
