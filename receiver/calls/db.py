@@ -467,10 +467,10 @@ def apply_transcript(conn: Connection, t: Transcript) -> Outcome:
     """Store one transcript event; ``duplicate`` when its identity was stored before."""
     cur = conn.execute(
         """INSERT INTO transcripts (call_id, stream_id, track, start_s, end_s, text, final, engine, kind,
-               stored_at, dedupe_key)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dedupe_key) DO NOTHING""",
-        (t.call_id, t.stream_id, t.track, t.start, t.end, t.text, int(t.final), t.engine, t.kind, _now(),
-         transcript_key(t)),
+               words, stored_at, dedupe_key)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dedupe_key) DO NOTHING""",
+        (t.call_id, t.stream_id, t.track, t.start, t.end, t.text, int(t.final), t.engine, t.kind,
+         _dumps(t.words), _now(), transcript_key(t)),
     )  # fmt: skip
     return "stored" if cur.rowcount == 1 else "duplicate"
 
@@ -491,6 +491,7 @@ def read_transcripts(conn: Connection, call_id: str) -> list[Transcript]:
             final=bool(r["final"]),
             engine=r["engine"],
             kind=r["kind"],
+            words=tuple((float(s), float(e), str(w)) for s, e, w in orjson.loads(r["words"])),
         )
         for r in rows
     ]

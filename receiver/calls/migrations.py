@@ -175,10 +175,15 @@ _V3_POSTGRESQL = (
     "ALTER TABLE streams ADD PRIMARY KEY (call_id, stream_id, connection_id)",
 )
 
+# 4: a transcript event's word times (JSON [[start, end, word], ...]), which captions split
+# long lines by: without them a stored event read back was not the event published.
+_V4 = ("ALTER TABLE transcripts ADD COLUMN words TEXT NOT NULL DEFAULT '[]'",)
+
 MIGRATIONS: Final = (
     Migration(1, "calls, events, streams, recordings", _spelled(_V1, _SQLITE), _spelled(_V1, _POSTGRESQL)),
     Migration(2, "transcripts", _spelled(_V2, _SQLITE), _spelled(_V2, _POSTGRESQL)),
     Migration(3, "a stream row per connection; call metadata source", _V3_SQLITE, _V3_POSTGRESQL),
+    Migration(4, "transcript word times", _V4, _V4),
 )
 LATEST: Final = MIGRATIONS[-1].version
 
