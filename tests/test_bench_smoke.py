@@ -94,3 +94,38 @@ def test_the_python_generator_speaks_the_other_formats(tmp_path: Path, fmt: str)
     tracks = 1 if fmt == "vonage" else 2
     assert run["media_messages"] == 4 * tracks * 50
     assert run["generator"]["close_codes"] == {"1000": 4}
+
+
+def test_the_matrix_runs_every_cell_it_is_given_and_draws_it(tmp_path: Path) -> None:
+    """``bench.matrix``: one ``bench`` invocation per cell, the table, the JSON and the picture.
+
+    The Node generator's cell runs where ``shared/bench/loadgen.js`` and ``ws``
+    (``tests/js``) are at hand, as beside the development checkout.
+    """
+    from bench.run import loadgen_js
+
+    cells = ["python:twilio:realtime"]
+    node_modules = ROOT / "tests" / "js" / "node_modules"
+    try:
+        loadgen_js()
+        if (node_modules / "ws").is_dir():
+            cells.append("node:minivoice:flood")
+    except RuntimeError:
+        pass
+    out, picture = tmp_path / "matrix.json", tmp_path / "matrix.png"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.matrix", "--smoke", "--cells", ",".join(cells), "--json", str(out),
+         "--chart", str(picture), "--node-modules", str(node_modules)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [f"{c['generator']}:{c['format']}:{c['mode']}" for c in result["cells"]] == cells
+    for cell in result["cells"]:
+        assert set(cell["summary"]) == {"receiver", "baseline"}
+        assert cell["summary"]["receiver"]["ratio_to_baseline"] > 0
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| python", "| node"))]
+    assert len(rows) == len(cells)
+    assert picture.read_bytes().startswith(b"\x89PNG")
