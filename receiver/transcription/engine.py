@@ -25,6 +25,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -39,8 +40,12 @@ import numpy.typing as npt
 
 from receiver.errors import InvalidValue
 from receiver.events import Track
-from receiver.logging import Logger
+from receiver.logging import Logger, get_logger
+from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
+
+_log = get_logger(TRANSCRIPTS)
 
 # A decode call for the pool: the function (importable, so a worker can run it) and its arguments.
 DecodeCall = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -241,6 +246,91 @@ class TrackDecoder:
             else:
                 self.partials += 1
             self._publish(job, result)
+
+
+class StreamDecoders:
+    """A stream's tracks, one ``TrackDecoder`` each: what an engine plugin's ``write``, ``wait_ready`` and ``close`` do.
+
+    Empty until ``open``s, so a plugin never opened writes and closes nothing.
+    """
+
+    __slots__ = ("_log", "tracks")
+
+    def __init__(self, tracks: list[TrackDecoder] | None = None, log: Logger | None = None) -> None:
+        self.tracks = tracks or []
+        self._log = log
+
+    @classmethod
+    def open(
+        cls,
+        stream: StreamInfo,
+        rate: int,
+        settings: EngineSettings,
+        *,
+        call: Callable[[Job], DecodeCall],
+        publish: Callable[[Track, Job, Any], None],
+        log: Logger,
+    ) -> StreamDecoders:
+        """A decoder per track of ``stream``; ``publish`` gets the track with each result."""
+        tracks = [
+            TrackDecoder(track, rate, settings, call=call, publish=functools.partial(publish, track), log=log)
+            for track in stream.tracks
+        ]
+        return cls(tracks, log)
+
+    def push(self, block: AudioBlock) -> None:
+        for decoder in self.tracks:
+            decoder.push(block.channels[decoder.track])
+
+    async def wait_ready(self) -> None:
+        for decoder in self.tracks:
+            await decoder.wait_ready()
+
+    async def close(self) -> None:
+        """Decode what is left of every track, stop, and log the engine's summary line."""
+        try:
+            await asyncio.gather(*(decoder.finish() for decoder in self.tracks))
+        finally:
+            for decoder in self.tracks:
+                decoder.cancel()
+        if self._log is not None:
+            log_summary(self._log, self.tracks)
+
+
+class EngineSink:
+    """An engine plugin's ``Sink`` methods: a ``StreamDecoders`` per stream, fed, waited on and closed.
+
+    A subclass sets ``name`` and ``sample_rate``, sets up ``options`` in its
+    ``__init__`` (calling this one), and says in ``decoders`` how its tracks decode.
+    """
+
+    name: str
+    sample_rate: int
+    interval = 0.2
+    sample_format = "int16"
+
+    def __init__(self) -> None:
+        self.transcripts: Transcripts | None = None
+        self._decoders = StreamDecoders()
+        self._log: Logger = _log
+
+    def decoders(self, stream: StreamInfo) -> StreamDecoders:
+        """The stream's decoders (``StreamDecoders.open``), logging to ``self._log``."""
+        raise NotImplementedError
+
+    async def open(self, stream: StreamInfo) -> None:
+        engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
+        self._log = _log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=engine)
+        self._decoders = self.decoders(stream)
+
+    async def write(self, block: AudioBlock) -> None:
+        self._decoders.push(block)
+
+    async def wait_ready(self) -> None:
+        await self._decoders.wait_ready()
+
+    async def close(self, outcome: StreamOutcome) -> None:
+        await self._decoders.close()
 
 
 def log_summary(log: Logger, tracks: list[TrackDecoder]) -> None:

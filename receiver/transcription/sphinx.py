@@ -23,7 +23,6 @@ decoding on a whole signal, offline.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import os
@@ -37,10 +36,10 @@ import numpy.typing as npt
 
 from receiver.errors import InvalidValue
 from receiver.events import Track
-from receiver.logging import Logger, get_logger
-from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
-from receiver.transcription.engine import EngineSettings, Job, TrackDecoder, log_summary, on_clock
-from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
+from receiver.logging import get_logger
+from receiver.sinks import StreamInfo
+from receiver.transcription.engine import EngineSettings, EngineSink, Job, StreamDecoders, on_clock
+from receiver.transcription.transcript import TRANSCRIPTS
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
 RATE: Final = 16000
@@ -240,52 +239,27 @@ def transcribe(samples: npt.NDArray[np.int16], options: SphinxOptions | None = N
     return out
 
 
-class PocketsphinxSink:
+class PocketsphinxSink(EngineSink):
     """The ``pocketsphinx`` plugin: each track's utterances, transcribed or keyword-spotted."""
 
     name = "pocketsphinx"
-    interval = 0.2
     sample_rate = RATE
-    sample_format = "int16"
 
     def __init__(self, **options: Any) -> None:
         self.options = SphinxOptions.parse(**options)
-        self.transcripts: Transcripts | None = None
-        self._tracks: list[TrackDecoder] = []
-        self._log: Logger = log
+        super().__init__()
 
-    async def open(self, stream: StreamInfo) -> None:
-        engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
-        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=engine)
+    def decoders(self, stream: StreamInfo) -> StreamDecoders:
         settings = EngineSettings("pocketsphinx", self.options.workers, self.options.max_pending, self.options.vad)
         key = self.options.key
-        self._tracks = [
-            TrackDecoder(
-                track,
-                RATE,
-                settings,
-                call=lambda job: (decode, (key, job.utterance.samples.tobytes())),
-                publish=functools.partial(self._publish, track),
-                log=self._log,
-            )
-            for track in stream.tracks
-        ]
-
-    async def write(self, block: AudioBlock) -> None:
-        for state in self._tracks:
-            state.push(block.channels[state.track])
-
-    async def wait_ready(self) -> None:
-        for state in self._tracks:
-            await state.wait_ready()
-
-    async def close(self, outcome: StreamOutcome) -> None:
-        try:
-            await asyncio.gather(*(s.finish() for s in self._tracks))
-        finally:
-            for state in self._tracks:
-                state.cancel()
-        log_summary(self._log, self._tracks)
+        return StreamDecoders.open(
+            stream,
+            RATE,
+            settings,
+            call=lambda job: (decode, (key, job.utterance.samples.tobytes())),
+            publish=self._publish,
+            log=self._log,
+        )
 
     def _publish(self, track: Track, job: Job, results: list[Result]) -> None:
         if self.transcripts is not None:

@@ -26,7 +26,6 @@ so one misheard utterance cannot derail the next. ``initial_prompt`` and
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import importlib.util
@@ -41,10 +40,10 @@ import numpy.typing as npt
 from receiver.errors import InvalidValue
 from receiver.events import Track
 from receiver.logging import Logger, get_logger
-from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.sinks import StreamInfo
 from receiver.transcription import keywords as kw
-from receiver.transcription.engine import EngineSettings, Job, TrackDecoder, log_summary, on_clock, worker_pool
-from receiver.transcription.transcript import TRANSCRIPTS, Transcripts
+from receiver.transcription.engine import EngineSettings, EngineSink, Job, StreamDecoders, on_clock, worker_pool
+from receiver.transcription.transcript import TRANSCRIPTS
 from receiver.transcription.vad import Segmenter, Utterance, VadOptions
 
 RATE: Final = 16000
@@ -267,52 +266,27 @@ def transcribe(
 _warmed: set[ModelKey] = set()
 
 
-class WhisperSink:
+class WhisperSink(EngineSink):
     """The ``whisper`` plugin: each track's utterances transcribed by a Whisper model."""
 
     name = ENGINE
-    interval = 0.2
     sample_rate = RATE
-    sample_format = "int16"
 
     def __init__(self, **options: Any) -> None:
         self.options = WhisperOptions.parse(**options)
-        self.transcripts: Transcripts | None = None
-        self._tracks: list[TrackDecoder] = []
-        self._log: Logger = log
+        super().__init__()
 
-    async def open(self, stream: StreamInfo) -> None:
-        engine = self.transcripts.engine if self.transcripts is not None else self.name  # the name config.toml gave it
-        self._log = log.bind(stream_id=stream.stream_id, call_id=stream.call_id, engine=engine)
+    def decoders(self, stream: StreamInfo) -> StreamDecoders:
         self._warm()
         key = self.options.key
-        self._tracks = [
-            TrackDecoder(
-                track,
-                RATE,
-                self.options.engine,
-                call=lambda job: (decode, (key, job.utterance.samples.tobytes(), job.final)),
-                publish=functools.partial(self._publish, track),
-                log=self._log,
-            )
-            for track in stream.tracks
-        ]
-
-    async def write(self, block: AudioBlock) -> None:
-        for state in self._tracks:
-            state.push(block.channels[state.track])
-
-    async def wait_ready(self) -> None:
-        for state in self._tracks:
-            await state.wait_ready()
-
-    async def close(self, outcome: StreamOutcome) -> None:
-        try:
-            await asyncio.gather(*(s.finish() for s in self._tracks))
-        finally:
-            for state in self._tracks:
-                state.cancel()
-        log_summary(self._log, self._tracks)
+        return StreamDecoders.open(
+            stream,
+            RATE,
+            self.options.engine,
+            call=lambda job: (decode, (key, job.utterance.samples.tobytes(), job.final)),
+            publish=self._publish,
+            log=self._log,
+        )
 
     def _warm(self) -> None:
         """Load the model in every worker once per process; a model that cannot load is logged now, by name."""

@@ -141,7 +141,7 @@ def _pipe_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
 
 def _engine_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
     _transcripts_finalised(sink, root, audio)
-    assert not any(t.running for t in sink.plugin._tracks)  # type: ignore[attr-defined]
+    assert not any(t.running for t in sink.plugin._decoders.tracks)  # type: ignore[attr-defined]
 
 
 def _recording_finalised(sink: Sink, root: Path, audio: Audio | None) -> None:
