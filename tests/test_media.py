@@ -10,6 +10,7 @@ import pytest
 
 from receiver.calls.media import RecordingError, captions, dialogue, envelope, read_wav, stream_media, waveform
 from receiver.sinks.wav import wav_header
+from receiver.transcription.formats import format_vtt
 from receiver.transcription.transcript import Transcript
 
 
@@ -110,14 +111,13 @@ def test_captions_are_webvtt_with_the_speakers_words_escaped() -> None:
     assert vtt.splitlines() == [
         "WEBVTT",
         "",
-        "1",
         "00:00:01.250 --> 00:00:02.500",
-        "<v caller>a &lt;b&gt;bold&lt;/b&gt; &amp; --&gt; claim",
+        "<v caller>a &lt;b&gt;bold&lt;/b&gt; &amp; -&gt; claim",
         "",
-        "2",
-        "00:01:02.000 --> 00:01:02.500",
+        "00:01:02.000 --> 00:01:02.100",
         "<v agent>ok",
     ]
+    assert vtt == format_vtt(events[:3])  # the console's captions are the command's
     assert [(line["speaker"], line["keyword"]) for line in dialogue(events, "s")] == [
         ("caller", False),
         ("agent", False),

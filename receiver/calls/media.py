@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from receiver.errors import ReceiverError
 from receiver.sinks.wav import safe_name
+from receiver.transcription.formats import format_vtt
 from receiver.transcription.transcript import SPEAKERS, Transcript, read_transcript, transcript_path
 
 RECORDINGS: Final = ("stereo", "inbound", "outbound")  # what a stream's WAV files are called, by suffix
@@ -237,21 +238,5 @@ def dialogue(events: Sequence[Transcript], stream_id: str) -> list[dict[str, Any
 
 
 def captions(events: Sequence[Transcript], stream_id: str) -> str:
-    """The stream's dialogue as WebVTT captions (cue text escaped: it is the speakers' words)."""
-    out = ["WEBVTT", ""]
-    for n, line in enumerate(dialogue(events, stream_id), 1):
-        if line["keyword"]:
-            continue
-        end = max(line["end"], line["start"] + 0.5)
-        text = " ".join(str(line["text"]).split())
-        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        out += [str(n), f"{_vtt_time(line['start'])} --> {_vtt_time(end)}", f"<v {line['speaker']}>{text}", ""]
-    return "\n".join(out)
-
-
-def _vtt_time(seconds: float) -> str:
-    ms = round(max(0.0, seconds) * 1000)
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+    """The stream's transcript as WebVTT captions, as ``receiver transcript --format vtt`` writes them."""
+    return format_vtt([e for e in events if e.stream_id == stream_id])

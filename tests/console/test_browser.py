@@ -231,7 +231,7 @@ def test_recordings_come_by_range_through_the_api_with_its_credentials(
         assert response.read() == wav[44:1044]
     with urllib.request.urlopen(url(receiver, base + "/captions.vtt"), timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/vtt")
-        assert f"<v agent>{AGENT}" in response.read().decode()
+        assert f"<v agent>{AGENT}" in response.read().decode().replace("\n", " ")  # a cue's long line wraps
 
     with urllib.request.urlopen(url(receiver, "/ui"), timeout=10) as response:  # redirected, token kept
         assert response.url == url(receiver, "/ui/")

@@ -158,7 +158,8 @@ function setupStream(section) {
           return;
         }
         const voice = /^<v ([^>]*)>/.exec(cue.text);
-        const words = cue.getCueAsHTML().textContent;
+        // A cue wraps long lines for players; the caption line below the player is one line.
+        const words = cue.getCueAsHTML().textContent.replace(/\s+/g, " ").trim();
         caption.textContent = (voice ? voice[1] + ": " : "") + words;
       });
     }
