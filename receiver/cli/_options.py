@@ -7,10 +7,15 @@ from __future__ import annotations
 import argparse
 import os
 import textwrap
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from receiver.config import ENV_PREFIX, Settings
 from receiver.errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncio
 
 CONFIG_HELP = (
     "path to config.toml (default: $RECEIVER_CONFIG, else ./config.toml if there); "
@@ -55,6 +60,32 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loop", choices=LOOPS, default="auto", help="event loop (default auto: uvloop when installed, else asyncio)"
     )
+
+
+def run_until_signalled(args: argparse.Namespace, main: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> int:
+    """A long-running command: its settings, its logging, then ``main`` on ``--loop`` until SIGTERM or SIGINT.
+
+    ``main`` gets the event those signals set, and returns when it has stopped cleanly.
+    """
+    import asyncio
+    import signal
+
+    from receiver.logging import configure
+    from receiver.loop import loop_factory
+
+    settings = settings_from_args(args)
+    configure(fmt=settings.log_format, level=settings.log_level)
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(settings, stop)
+
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(until_signalled())
+    return 0
 
 
 def where_from(settings: Settings, name: str, given: str | None = None) -> str:

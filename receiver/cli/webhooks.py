@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
-from receiver.cli._options import CONFIG_HELP, add_runtime, describe, settings_from_args
+from receiver.cli._options import CONFIG_HELP, add_runtime, describe, run_until_signalled
 from receiver.config import Settings
-from receiver.logging import configure
-from receiver.loop import loop_factory
 
 EXAMPLES = """\
 examples:
@@ -50,19 +47,11 @@ def add_parser(commands: Any) -> None:
 
 
 def run_webhooks(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    configure(fmt=settings.log_format, level=settings.log_level)
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(_serve_webhooks(settings))
-    return 0
+    return run_until_signalled(args, _serve_webhooks)
 
 
-async def _serve_webhooks(settings: Settings) -> None:
+async def _serve_webhooks(settings: Settings, stop: asyncio.Event) -> None:
     from receiver.calls.listener import WebhookService
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     async with WebhookService(settings):
         await stop.wait()
