@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 
@@ -39,6 +39,8 @@ from receiver.calls.migrations import Connection as Connection
 from receiver.calls.migrations import migrate
 from receiver.calls.webhooks import TERMINAL_STATUSES, WebhookEvent, format_timestamp
 from receiver.transcription.transcript import Transcript
+
+T = TypeVar("T")
 
 Outcome = Literal["stored", "duplicate"]
 
@@ -303,8 +305,8 @@ def apply_webhook(conn: Connection, event: WebhookEvent) -> Outcome:
     """Store one webhook in one transaction; a known ``dedupe_key`` changes nothing."""
     at = format_timestamp(event.occurred_at)
     call = event.call
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+
+    def work() -> Outcome:
         if not _insert_event(
             conn,
             call_id=call.id,
@@ -314,7 +316,6 @@ def apply_webhook(conn: Connection, event: WebhookEvent) -> Outcome:
             key=event.dedupe_key,
             detail=dict(event.envelope),
         ):
-            conn.execute("ROLLBACK")
             return "duplicate"
         meta = {name: getattr(call, name) for name in _META}
         _update_call(conn, CallUpdate(call.id, at, event.event, call.status, meta, event.variables))
@@ -331,12 +332,9 @@ def apply_webhook(conn: Connection, event: WebhookEvent) -> Outcome:
                    WHERE excluded.event_at >= recordings.event_at""",
                 (call.id, rec.recording_id, rec.status, rec.duration_seconds, rec.size_bytes, at),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return "stored"
+        return "stored"
+
+    return _in_transaction(conn, work)
 
 
 def apply_stream_start(conn: Connection, start: StreamStart) -> None:
@@ -349,35 +347,16 @@ def apply_stream_start(conn: Connection, start: StreamStart) -> None:
         "encoding": start.encoding,
         "sample_rate": start.sample_rate,
     }
-    key = _stream_key(start.call_id, start.stream_id, start.connection_id, "started")
-    _in_transaction(conn, lambda: _stream_start(conn, start, at, key, detail))
-
-
-def _stream_start(conn: Connection, start: StreamStart, at: str, key: str, detail: dict[str, Any]) -> None:
-    if not _insert_event(
-        conn, call_id=start.call_id, source="stream", kind="stream.started", occurred_at=at, key=key, detail=detail
-    ):
-        return
-    conn.execute(
-        """INSERT INTO streams (call_id, stream_id, connection_id, platform, track, tracks, encoding, sample_rate,
-               started_at)
-           VALUES (?,?,?,?,?,?,?,?,?)
-           ON CONFLICT (call_id, stream_id, connection_id) DO UPDATE SET platform = excluded.platform,
-             track = excluded.track, tracks = excluded.tracks, encoding = excluded.encoding,
-             sample_rate = excluded.sample_rate, started_at = excluded.started_at""",
-        (
-            start.call_id,
-            start.stream_id,
-            start.connection_id,
-            start.platform,
-            start.track,
-            _dumps(list(start.tracks)),
-            start.encoding,
-            start.sample_rate,
-            at,
-        ),
-    )
-    _update_call(conn, CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call), source="stream"))
+    row = {
+        "platform": start.platform,
+        "track": start.track,
+        "tracks": _dumps(list(start.tracks)),
+        "encoding": start.encoding,
+        "sample_rate": start.sample_rate,
+        "started_at": at,
+    }
+    update = CallUpdate(start.call_id, at, "stream.started", meta=dict(start.call), source="stream")
+    _stream_event(conn, start, "started", at, detail, row, update)
 
 
 def apply_stream_end(conn: Connection, end: StreamEnd) -> None:
@@ -389,33 +368,49 @@ def apply_stream_end(conn: Connection, end: StreamEnd) -> None:
         "files": list(end.files),
         "outcome": dict(end.outcome),
     }
-    key = _stream_key(end.call_id, end.stream_id, end.connection_id, "ended")
-    _in_transaction(conn, lambda: _stream_end(conn, end, at, key, detail))
+    row = {
+        "stopped_at": at,
+        "stop_reason": end.reason,
+        "close_code": end.close_code,
+        "outcome": _dumps(dict(end.outcome)),
+        "files": _dumps(list(end.files)),
+    }
+    update = CallUpdate(end.call_id, at, f"stream.ended: {end.reason}", source="stream")
+    _stream_event(conn, end, "ended", at, detail, row, update)
 
 
-def _stream_end(conn: Connection, end: StreamEnd, at: str, key: str, detail: dict[str, Any]) -> None:
-    if not _insert_event(
-        conn, call_id=end.call_id, source="stream", kind="stream.ended", occurred_at=at, key=key, detail=detail
-    ):
-        return
-    conn.execute(
-        """INSERT INTO streams (call_id, stream_id, connection_id, stopped_at, stop_reason, close_code, outcome, files)
-           VALUES (?,?,?,?,?,?,?,?)
-           ON CONFLICT (call_id, stream_id, connection_id) DO UPDATE SET stopped_at = excluded.stopped_at,
-             stop_reason = excluded.stop_reason, close_code = excluded.close_code, outcome = excluded.outcome,
-             files = excluded.files""",
-        (
-            end.call_id,
-            end.stream_id,
-            end.connection_id,
-            at,
-            end.reason,
-            end.close_code,
-            _dumps(dict(end.outcome)),
-            _dumps(list(end.files)),
-        ),
-    )
-    _update_call(conn, CallUpdate(end.call_id, at, f"stream.ended: {end.reason}", source="stream"))
+def _stream_event(
+    conn: Connection,
+    stream: StreamStart | StreamEnd,
+    phase: str,
+    at: str,
+    detail: dict[str, Any],
+    row: dict[str, Any],
+    update: CallUpdate,
+) -> None:
+    """A stream's ``stream.<phase>`` event, its columns of the connection's row, and the call's step: once."""
+    key = _stream_key(stream.call_id, stream.stream_id, stream.connection_id, phase)
+    columns = ", ".join(row)
+    # Column names from the two callers above, never from input.
+    sql = f"""INSERT INTO streams (call_id, stream_id, connection_id, {columns})
+           VALUES (?,?,?{",?" * len(row)})
+           ON CONFLICT (call_id, stream_id, connection_id) DO UPDATE SET
+             {", ".join(f"{name} = excluded.{name}" for name in row)}"""
+
+    def work() -> None:
+        if _insert_event(
+            conn,
+            call_id=stream.call_id,
+            source="stream",
+            kind=f"stream.{phase}",
+            occurred_at=at,
+            key=key,
+            detail=detail,
+        ):
+            conn.execute(sql, (stream.call_id, stream.stream_id, stream.connection_id, *row.values()))
+            _update_call(conn, update)
+
+    _in_transaction(conn, work)
 
 
 def apply_stream_control(conn: Connection, change: StreamControlRecord) -> None:
@@ -497,15 +492,16 @@ def read_transcripts(conn: Connection, call_id: str) -> list[Transcript]:
     ]
 
 
-def _in_transaction(conn: Connection, work: Callable[[], None]) -> None:
+def _in_transaction(conn: Connection, work: Callable[[], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        work()
+        result = work()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return result
 
 
 # -- reads (shared by the read API and ``receiver calls``) -----------------------------------

@@ -63,6 +63,7 @@ BACKLOG_LIMIT: Final = 10_000  # stream lifecycle writes kept while the store is
 log = get_logger(STORE_LOGGER)
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 # -- the interface ----------------------------------------------------------------
 
@@ -377,24 +378,24 @@ class ThreadedCallStore:
         return await self._write(lambda conn: apply_webhook(conn, event))
 
     def stream_started(self, start: StreamStart) -> None:
-        if self._writer is not None:
-            self._writer.enqueue(lambda conn: apply_stream_start(conn, start))
+        self._enqueue(apply_stream_start, start)
 
     def stream_ended(self, end: StreamEnd) -> None:
-        if self._writer is not None:
-            self._writer.enqueue(lambda conn: apply_stream_end(conn, end))
+        self._enqueue(apply_stream_end, end)
 
     def answer_returned(self, answer: AnswerRecord) -> None:
-        if self._writer is not None:
-            self._writer.enqueue(lambda conn: apply_answer(conn, answer))
+        self._enqueue(apply_answer, answer)
 
     def transcript_published(self, transcript: Transcript) -> None:
-        if self._writer is not None:
-            self._writer.enqueue(lambda conn: apply_transcript(conn, transcript))
+        self._enqueue(apply_transcript, transcript)
 
     def stream_controlled(self, change: StreamControlRecord) -> None:
+        self._enqueue(apply_stream_control, change)
+
+    def _enqueue(self, apply: Callable[[Connection, A], object], item: A) -> None:
+        """A lifecycle write for the writer thread, in order; none before ``start`` (nothing to write to)."""
         if self._writer is not None:
-            self._writer.enqueue(lambda conn: apply_stream_control(conn, change))
+            self._writer.enqueue(lambda conn: apply(conn, item))
 
     async def flush(self) -> None:
         assert self._writer is not None, "store not started"
