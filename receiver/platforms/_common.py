@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias
+
+import msgspec
 
 from receiver.errors import MalformedMessage, UnknownEvent, UnsupportedEncoding
-from receiver.events import Encoding, Event, MediaFormat, MediaReceived, Platform, Track
+from receiver.events import Connected, Encoding, Event, MarkReceived, MediaFormat, MediaReceived, Platform, Track
 from receiver.routes import BINARY_L16_RATES
 
 EventParser: TypeAlias = Callable[[Mapping[str, Any], Platform], Event | None]
@@ -40,6 +42,10 @@ _ENCODINGS = {
     "audio/l16": Encoding.L16,
     "audio/x-l16": Encoding.L16,  # SignalWire writes audio/x-L16
 }
+
+# An integer field of a typed media decoder (minivoice.py, twilio.py): orjson, on the general
+# path, reads integers in the 64-bit range only; beyond it the general path decides.
+WireInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 L16_RATES = frozenset({8000, 16000, 24000})
 
@@ -68,6 +74,14 @@ def dispatch(
 def require_mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = obj.get(key)
     if type(value) is not dict and not isinstance(value, Mapping):  # the dict check skips the slow ABC check
+        raise MalformedMessage(f"{key} must be an object")
+    return value
+
+
+def optional_mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """An object a message may leave out (``stop``, ``payload``); when there, an object."""
+    value = obj.get(key)
+    if value is not None and not isinstance(value, Mapping):
         raise MalformedMessage(f"{key} must be an object")
     return value
 
@@ -173,6 +187,16 @@ def media_received(
         b64decode_strict(media.get("payload")),
         optional_int(message, sequence_key, strings=strings),
     )
+
+
+def connected(message: Mapping[str, Any], platform: Platform) -> Connected:
+    """A ``connected`` message: the protocol version it names, if any."""
+    return Connected(platform, str(message.get("version", "")))
+
+
+def mark_received(message: Mapping[str, Any], sequence: int | None) -> MarkReceived:
+    """A ``mark`` message: the echo of a checkpoint the receiver sent, named in ``mark.name``."""
+    return MarkReceived(require_str(require_mapping(message, "mark"), "name"), sequence)
 
 
 def require_dtmf_digit(obj: Mapping[str, Any], key: str = "digit") -> str:

@@ -23,11 +23,9 @@ from typing import Any, Final
 from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
-    Connected,
     DtmfReceived,
     Encoding,
     Event,
-    MarkReceived,
     Platform,
     StreamStarted,
     StreamStopped,
@@ -35,11 +33,14 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     EventParser,
+    connected,
     dispatch,
     first_str,
+    mark_received,
     media_format,
     media_received,
     optional_int,
+    optional_mapping,
     optional_str,
     require_dtmf_digit,
     require_mapping,
@@ -59,10 +60,6 @@ ENCODINGS: Final = {
 
 def _sequence(message: Mapping[str, Any]) -> int | None:
     return optional_int(message, "sequence_number", strings=True)
-
-
-def _connected(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> Event:
-    return Connected(Platform.EXOTEL, str(message.get("version", "")))
 
 
 def _rate_from(encoding: object) -> str | None:
@@ -122,21 +119,18 @@ def _dtmf(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> E
 
 
 def _mark(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> Event:
-    mark = require_mapping(message, "mark")
-    return MarkReceived(require_str(mark, "name"), _sequence(message))
+    return mark_received(message, _sequence(message))
 
 
 def _stop(message: Mapping[str, Any], platform: Platform = Platform.EXOTEL) -> Event:
-    stop = message.get("stop")
-    if stop is not None and not isinstance(stop, Mapping):
-        raise MalformedMessage("stop must be an object")
+    stop = optional_mapping(message, "stop")
     reason = stop.get("reason") if stop is not None else None
     return StreamStopped(reason if isinstance(reason, str) and reason else "stop", _sequence(message))
 
 
 HANDLERS: Final[Mapping[str, EventParser]] = {
     "media": _media,
-    "connected": _connected,
+    "connected": connected,
     "start": _start,
     "dtmf": _dtmf,
     "mark": _mark,

@@ -8,14 +8,13 @@ integers; L16 is little-endian at 8, 16 or 24 kHz.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
-    Connected,
     DtmfReceived,
     Event,
     MediaReceived,
@@ -26,6 +25,8 @@ from receiver.events import (
 from receiver.platforms._common import (
     TRACKS,
     EventParser,
+    WireInt,
+    connected,
     dispatch,
     media_format,
     media_received,
@@ -56,10 +57,6 @@ def parse(message: Mapping[str, Any]) -> Event | None:
 
 def _media(message: Mapping[str, Any], platform: Platform) -> MediaReceived:
     return media_received(message, strings=False, sequence_key="sequence_number")
-
-
-def _connected(message: Mapping[str, Any], platform: Platform) -> Connected:
-    return Connected(platform, str(message.get("version", "")))
 
 
 def _start(message: Mapping[str, Any], platform: Platform) -> StreamStarted:
@@ -113,7 +110,7 @@ def _sequence(message: Mapping[str, Any]) -> int | None:
 
 EVENTS: Mapping[str, EventParser] = {
     "media": _media,
-    "connected": _connected,
+    "connected": connected,
     "start": _start,
     "dtmf": _dtmf,
     "stop": _stop,
@@ -128,24 +125,20 @@ EVENTS: Mapping[str, EventParser] = {
 # which raises the errors ``parse`` documents.
 
 
-# orjson (the general path) reads integers in the 64-bit range only.
-_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: the general path decides
-
-
 class _Media(msgspec.Struct):
     track: str
     # msgspec reads base64 into bytes itself (padding required, no stray characters):
     # no str object and no binascii call per frame. What it refuses (binascii's strict
     # mode takes e.g. "AAAA====") goes to the general path.
     payload: bytes
-    chunk: _Int | None = None
-    timestamp: _Int | None = None
+    chunk: WireInt | None = None
+    timestamp: WireInt | None = None
 
 
 class _MediaMessage(msgspec.Struct):
     event: str
     media: _Media | None = None
-    sequence_number: _Int | None = None
+    sequence_number: WireInt | None = None
 
 
 _decode_media = msgspec.json.Decoder(_MediaMessage).decode

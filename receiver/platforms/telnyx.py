@@ -28,11 +28,9 @@ from typing import Any, Final
 from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
-    Connected,
     DtmfReceived,
     Encoding,
     Event,
-    MarkReceived,
     Platform,
     StreamStarted,
     StreamStopped,
@@ -40,11 +38,14 @@ from receiver.events import (
 )
 from receiver.platforms._common import (
     EventParser,
+    connected,
     dispatch,
     first_str,
+    mark_received,
     media_format,
     media_received,
     optional_int,
+    optional_mapping,
     optional_str,
     require_dtmf_digit,
     require_mapping,
@@ -65,10 +66,6 @@ _STREAM_TRACKS: Final = {
 
 def _sequence(message: Mapping[str, Any]) -> int | None:
     return optional_int(message, "sequence_number", strings=True)
-
-
-def _connected(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:
-    return Connected(Platform.TELNYX, str(message.get("version", "")))
 
 
 def _start(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:
@@ -125,29 +122,24 @@ def _dtmf(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> E
 
 
 def _mark(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:
-    mark = require_mapping(message, "mark")
-    return MarkReceived(require_str(mark, "name"), _sequence(message))
+    return mark_received(message, _sequence(message))
 
 
 def _error(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event | None:
     # Telnyx reports a problem with what *we* sent (malformed_frame, invalid_media, ...):
     # nothing for the recording. The payload must still be an object.
-    payload = message.get("payload")
-    if payload is not None and not isinstance(payload, Mapping):
-        raise MalformedMessage("payload must be an object")
+    optional_mapping(message, "payload")
     return None
 
 
 def _stop(message: Mapping[str, Any], platform: Platform = Platform.TELNYX) -> Event:
-    stop = message.get("stop")
-    if stop is not None and not isinstance(stop, Mapping):
-        raise MalformedMessage("stop must be an object")
+    optional_mapping(message, "stop")  # checked: nothing in it for us
     return StreamStopped("stop", _sequence(message))
 
 
 HANDLERS: Final[Mapping[str, EventParser]] = {
     "media": _media,
-    "connected": _connected,
+    "connected": connected,
     "start": _start,
     "dtmf": _dtmf,
     "mark": _mark,

@@ -11,7 +11,7 @@ bodyless ``stop``, and ``dtmf`` without a track.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
@@ -30,10 +30,13 @@ from receiver.events import (
 from receiver.platforms._common import (
     TRACKS,
     EventParser,
+    WireInt,
     dispatch,
+    mark_received,
     media_format,
     media_received,
     optional_int,
+    optional_mapping,
     optional_str,
     require_dtmf_digit,
     require_mapping,
@@ -96,14 +99,12 @@ def _dtmf(message: Mapping[str, Any], platform: Platform) -> DtmfReceived:
 
 
 def _mark(message: Mapping[str, Any], platform: Platform) -> MarkReceived:
-    return MarkReceived(require_str(require_mapping(message, "mark"), "name"), _sequence(message))
+    return mark_received(message, _sequence(message))
 
 
 def _stop(message: Mapping[str, Any], platform: Platform) -> StreamStopped:
     # SignalWire's stop is only {"event": "stop", "sequenceNumber": "999"}.
-    stop = message.get("stop")
-    if stop is not None and not isinstance(stop, Mapping):
-        raise MalformedMessage("stop must be an object")
+    optional_mapping(message, "stop")  # checked: nothing in it for us
     return StreamStopped("stop", _sequence(message))
 
 
@@ -128,9 +129,7 @@ EVENTS: Mapping[str, EventParser] = {
 # invalid JSON) parse_media_text returns None and the session parses the message
 # the general way, which raises the errors ``parse`` documents.
 
-# orjson (the general path) reads integers in the 64-bit range only.
-_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: the general path decides
-_Counter = _Int | str | None  # Twilio and SignalWire send counters as strings; integers are accepted too
+_Counter = WireInt | str | None  # Twilio and SignalWire send counters as strings; integers are accepted too
 
 
 class _Media(msgspec.Struct):
