@@ -275,7 +275,7 @@ def startup_summary(settings: Settings, server: StreamServer, hooks: WebhookServ
 
 def _without_password(location: str) -> str:
     """A database path made absolute, or a URL without its password (the summary is logged)."""
-    from receiver.calls.store import redact_url
+    from receiver.security.auth import redact_url
 
     return redact_url(location) if "://" in location else str(Path(location).resolve())
 

@@ -30,8 +30,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from receiver.bus import BusKeys, audio_entry, end_entry, started_entry
-from receiver.calls.store import redact_url
 from receiver.logging import get_logger
+from receiver.security.auth import redact_url
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
 
 BUS_LOGGER: Final = "receiver.bus"

@@ -24,7 +24,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from receiver.calls.migrations import migrate
-from receiver.calls.store import ThreadedCallStore, redact_url
+from receiver.calls.threads import ThreadedCallStore
+from receiver.security.auth import redact_url
 
 APPLICATION_NAME: Final = "receiver"
 

@@ -42,8 +42,9 @@ def add_parser(commands: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> int:
     from receiver.calls.migrations import LATEST, MIGRATIONS, current_version, migrate
-    from receiver.calls.store import connect_database, is_postgres, redact_url
+    from receiver.calls.store import connect_database, is_postgres
     from receiver.calls.webhooks import StoreUnavailable
+    from receiver.security.auth import redact_url
 
     database = args.database or Settings.load(args.config).database
     where = redact_url(database)

@@ -222,6 +222,16 @@ def strip_token(url_or_path: str, param: str = DEFAULT_TOKEN_PARAM) -> str:
     return path + "?" + urlencode(pairs)
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in userinfo else ''}@{host}"
+
+
 def _credential_value(value: str) -> bool:
     """A value holding a stream token, or a ``name=value`` pair with a credential-looking name."""
     if _TOKEN_LIKE.search(value):
