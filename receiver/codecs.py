@@ -49,15 +49,24 @@ _ALAW_TO_INT16.flags.writeable = False
 SILENCE_BYTE: Final = {Encoding.MULAW: 0xFF, Encoding.ALAW: 0xD5}
 
 
+# take() is the same lookup as fancy indexing, with less overhead on 160-byte frames. Its
+# arguments go by position (parsing keywords costs more than the lookup of 160 samples), the
+# dtype as an object (not the type, which numpy converts on every call), and in "clip" mode:
+# a uint8 index is always inside a 256-entry table, so the bounds check (and the buffered
+# copy of ``out`` that "raise" makes) is for nothing.
+UINT8: Final = np.dtype(np.uint8)
+_ULAW_TAKE: Final = _ULAW_TO_INT16.take
+_ALAW_TAKE: Final = _ALAW_TO_INT16.take
+
+
 def decode_ulaw(payload: bytes) -> Samples:
     """Decode G.711 mu-law bytes to int16 samples (one sample per byte)."""
-    # take() is the same lookup as fancy indexing, with less overhead on 160-byte frames.
-    return _ULAW_TO_INT16.take(np.frombuffer(payload, dtype=np.uint8))
+    return _ULAW_TAKE(np.frombuffer(payload, UINT8), None, None, "clip")
 
 
 def decode_alaw(payload: bytes) -> Samples:
     """Decode G.711 A-law bytes to int16 samples (one sample per byte)."""
-    return _ALAW_TO_INT16.take(np.frombuffer(payload, dtype=np.uint8))
+    return _ALAW_TAKE(np.frombuffer(payload, UINT8), None, None, "clip")
 
 
 _LITTLE_ENDIAN_HOST: Final = sys.byteorder == "little"
@@ -88,12 +97,21 @@ def decoder_for(fmt: MediaFormat) -> Callable[[bytes], Samples]:
     return _G711_DECODERS[fmt.encoding]
 
 
+def lookup_table_for(fmt: MediaFormat) -> Samples | None:
+    """The 256-entry table that decodes ``fmt`` one byte per sample (G.711), else None (L16).
+
+    For a ring buffer to look each byte up straight into its place (``TrackBuffer.write_lookup``).
+    """
+    return _G711_TABLES.get(fmt.encoding)
+
+
 def decode(fmt: MediaFormat, payload: bytes) -> Samples:
     """Decode one payload in the given format."""
     return decoder_for(fmt)(payload)
 
 
 _G711_DECODERS: Final = {Encoding.MULAW: decode_ulaw, Encoding.ALAW: decode_alaw}
+_G711_TABLES: Final = {Encoding.MULAW: _ULAW_TO_INT16, Encoding.ALAW: _ALAW_TO_INT16}
 
 
 # -- encoding (simulator, tests) ---------------------------------------------

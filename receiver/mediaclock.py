@@ -220,6 +220,48 @@ class MediaClock:
         self._commit_behind(self.head - self._window)
         return result
 
+    def place_encoded(
+        self,
+        track: Track,
+        timestamp_ms: int | None,
+        chunk: int | None,
+        payload: bytes,
+        decode: Callable[[bytes], Samples],
+        table: Samples,
+    ) -> Placement:
+        """``place`` for a frame of one sample per byte (G.711), still encoded.
+
+        A frame in order is decoded straight into its track's ring buffer by
+        ``table`` (the common case: no array of its own, and its length is the
+        payload's); any other goes through ``place``, decoded by ``decode``.
+        """
+        state = self._states.get(track)
+        if state is None:
+            return _UNDECLARED
+        if timestamp_ms is not None:
+            pos = timestamp_ms * self._spms + self.offset
+        elif chunk is not None:
+            pos = (chunk - 1) * self._frame + self.offset
+        else:
+            pos = -1  # placed after the track's newest audio: ``place`` works it out
+        if pos != state.committed or state.pending:
+            return self.place(track, timestamp_ms, chunk, decode(payload))
+        # In order: as in ``place``, with the decoding inside the write.
+        n = len(payload)
+        end = pos + n
+        if end > self._limit and self._too_far(end):
+            return _AHEAD
+        state.buffer.write_lookup(table, payload)
+        state.committed = end
+        state.seen_audio = True
+        stats = state.stats
+        stats.frames += 1
+        stats.samples_received += n
+        if end > self.head:
+            self.head = end
+            self._commit_behind(end - self._window)
+        return _PLACED
+
     def flush(self) -> None:
         """End of stream: commit everything, every track up to the newest audio."""
         for state in self._states.values():

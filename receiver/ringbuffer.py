@@ -15,6 +15,7 @@ import mmap
 
 import numpy as np
 
+from receiver.codecs import UINT8
 from receiver.errors import InvalidValue
 from receiver.events import Samples
 
@@ -71,6 +72,21 @@ class TrackBuffer:
             self._put(start + n - cap, samples[n - cap :])
         else:
             self._put(start, samples)
+        self.head = start + n
+        return start
+
+    def write_lookup(self, table: Samples, codes: bytes) -> int:
+        """Append ``table[c]`` for every byte ``c`` of ``codes`` (G.711 decoding: ``table`` has
+        256 entries), looked up straight into the ring where the samples fit before its end (no
+        array of their own); return the index of the first."""
+        start = self.head
+        n = len(codes)
+        i = start % self.capacity
+        # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
+        # byte is always inside the table ("raise" would check, and buffer ``out``).
+        if i + n > self.capacity:  # across the end (once per lap): look up, then write in two parts
+            return self.write(table.take(np.frombuffer(codes, UINT8), None, None, "clip"))
+        table.take(np.frombuffer(codes, UINT8), None, self._buf[i : i + n], "clip")
         self.head = start + n
         return start
 

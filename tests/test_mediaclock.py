@@ -9,7 +9,8 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.events import Track
+from receiver.codecs import _ulaw_to_linear, decode_ulaw, decoder_for, lookup_table_for
+from receiver.events import Encoding, MediaFormat, Track
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
 
@@ -305,3 +306,74 @@ def test_a_refused_jump_past_max_gap_does_not_move_the_clock() -> None:
 
     assert clock.place(IN, 3_600_000, None, frame(IN, 2)) is Placement.AHEAD  # re-based, it would end past the bound
     assert (clock.offset, clock.discontinuities) == (0, 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from([IN, OUT]),
+            # each track's next frame: mostly the one after its last (in order), else a
+            # duplicate, a loss, a reordering, a jump, or a frame with no timestamp
+            st.sampled_from([1, 1, 1, 1, 1, 0, 2, -1, -3, 7, 150, None]),
+            st.one_of(st.binary(min_size=FRAME, max_size=FRAME), st.binary(max_size=400)),
+        ),
+        max_size=120,
+    ),
+    capacity=st.sampled_from([1000, 10 * RATE]),
+    allowance=st.one_of(st.none(), st.integers(0, 8000)),
+    encoding=st.sampled_from([Encoding.MULAW, Encoding.ALAW]),
+    tracks=st.sampled_from([(IN, OUT), (IN,)]),  # (IN,): OUT's frames are undeclared
+    by_chunk=st.booleans(),
+)
+def test_g711_decoded_in_place_is_the_same_as_decoded_then_placed(
+    ops: list[tuple[Track, int | None, bytes]],
+    capacity: int,
+    allowance: int | None,
+    encoding: Encoding,
+    tracks: tuple[Track, ...],
+    by_chunk: bool,
+) -> None:
+    """``place_encoded`` (G.711 decoded straight into the ring) against ``place`` of the decoded
+    frame: in order, reordered, lost, duplicated, overlapping, across the ring's end, refused."""
+    fmt = MediaFormat(encoding, RATE)
+    decode, table = decoder_for(fmt), lookup_table_for(fmt)
+    assert table is not None
+
+    def clock() -> MediaClock:
+        buffers = {t: TrackBuffer(capacity) for t in tracks}
+        limit = (lambda: allowance) if allowance is not None else None
+        return MediaClock(
+            buffers, sample_rate=RATE, window=WINDOW, max_gap=2 * RATE, frame_samples=FRAME, allowance=limit
+        )
+
+    decoded, in_place = clock(), clock()
+    k = {IN: -1, OUT: -1}
+    for track, step, payload in ops:
+        ts = chunk = None
+        if step is not None:
+            k[track] = max(0, k[track] + step)
+            if by_chunk:
+                chunk = k[track] + 1
+            else:
+                ts = 20 * k[track]
+        expected = decoded.place(track, ts, chunk, decode(payload))
+        assert in_place.place_encoded(track, ts, chunk, payload, decode, table) is expected
+    decoded.flush()
+    in_place.flush()
+
+    assert (in_place.head, in_place.offset, in_place.ahead) == (decoded.head, decoded.offset, decoded.ahead)
+    assert in_place.stats() == decoded.stats()
+    for track in tracks:
+        assert np.array_equal(contents(in_place, track), contents(decoded, track))
+
+
+def test_a_g711_frame_across_the_rings_end_is_decoded_whole() -> None:
+    payload = bytes(range(FRAME))
+    buf = TrackBuffer(FRAME * 3 // 2)
+    table = lookup_table_for(MediaFormat(Encoding.MULAW, RATE))
+    assert table is not None
+    assert buf.write_lookup(table, payload) == 0
+    assert buf.write_lookup(table, payload) == FRAME  # across the end
+    assert np.array_equal(buf.latest(FRAME), decode_ulaw(payload))
+    assert np.array_equal(decode_ulaw(payload), [_ulaw_to_linear(b) for b in payload])

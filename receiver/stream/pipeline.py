@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from receiver.codecs import L16ByteOrderProbe, decoder_for
+from receiver.codecs import L16ByteOrderProbe, decoder_for, lookup_table_for
 from receiver.errors import MalformedMessage, MediaAheadOfClock
 from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted
 from receiver.logging import Logger
@@ -40,7 +40,7 @@ class MediaSettings:
 class StreamPipeline:
     """Everything that happens to one stream's audio after parsing."""
 
-    __slots__ = ("_decode", "_probe", "_settings", "buffers", "clock", "fanout", "info", "undeclared")
+    __slots__ = ("_decode", "_table", "_probe", "_settings", "buffers", "clock", "fanout", "info", "undeclared")
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class StreamPipeline:
         self._settings = settings
         self._probe = L16ByteOrderProbe() if started.byteorder_unknown else None
         self._decode = self._probe.decode if self._probe is not None else decoder_for(fmt)
+        self._table = lookup_table_for(fmt) if self._probe is None else None
         capacity = max(int(settings.buffer_seconds * rate), 2 * rate * settings.reorder_window_ms // 1000)
         self.buffers = {track: TrackBuffer(capacity) for track in started.tracks}
         window = rate * settings.reorder_window_ms // 1000
@@ -93,7 +94,13 @@ class StreamPipeline:
 
     def media(self, event: MediaReceived) -> Placement:
         """Decode one frame and place it (raises only ``MalformedMessage`` from the codec)."""
-        placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
+        table = self._table
+        if table is not None:  # G.711: decoded straight into the ring buffer when in order
+            placement = self.clock.place_encoded(
+                event.track, event.timestamp_ms, event.chunk, event.payload, self._decode, table
+            )
+        else:
+            placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
         if placement is _UNDECLARED:
             self.undeclared += 1
         elif placement is _AHEAD:
