@@ -179,9 +179,16 @@ class StreamSession:
         if fast is not None and self.state is _STARTED:
             media = fast(text)
             if media is not None:  # the same as receive_message would do with it
-                self.stats.media_messages += 1
-                if media.sequence is not None:
-                    self._count_sequence(media.sequence)
+                stats = self.stats
+                stats.media_messages += 1
+                sequence = media.sequence
+                if sequence is not None:
+                    # _count_sequence's in-order case inline (once per frame): one call fewer
+                    last = self._last_sequence
+                    if sequence == last + 1:
+                        self._last_sequence = sequence
+                    else:
+                        self._count_sequence(sequence)
                 return media
         fmt = self._format
         if fmt is None or fmt.parse_text is not None:
