@@ -55,6 +55,18 @@ class GatedSink(RecordingSink):
         await super().write(block)
 
 
+class SignallingSink(RecordingSink):
+    """Sets ``wrote`` after every block it takes."""
+
+    def __init__(self, name: str, interval: float = 0.0) -> None:
+        super().__init__(name=name, interval=interval)
+        self.wrote = asyncio.Event()
+
+    async def write(self, block: AudioBlock) -> None:
+        await super().write(block)
+        self.wrote.set()
+
+
 class FailingSink(RecordingSink):
     def __init__(self, name: str, fail_in: str) -> None:
         super().__init__(name=name)
@@ -89,6 +101,29 @@ async def test_every_sink_gets_every_sample_in_order() -> None:
         assert np.array_equal(sink.audio(OUT), stream.expected(OUT, 740))
         assert all(not blk.channels[IN].flags.writeable for blk in sink.blocks)
         assert sink.outcome is not None and sink.outcome.sink_losses == {"a": 0, "b": 0}
+
+
+async def test_a_sink_is_woken_again_after_every_read() -> None:
+    """``notify`` skips sinks whose wake-up is set already: a sink that has read and cleared
+    its own is woken by the next frame, so audio reaches it while the stream goes on."""
+    stream = Stream()
+    a, b = SignallingSink(name="a"), SignallingSink(name="b", interval=0.001)
+    fanout = Fanout(INFO, stream.buffers, stream.committed, [a, b], get_logger("test"))
+    fanout.start()
+    for k in range(1, 6):
+        stream.write(40)
+        fanout.notify()
+        fanout.notify()  # a second frame before the sinks ran
+        for sink in (a, b):
+            async with asyncio.timeout(30):  # a hang guard: a sink not woken never sees the frame
+                while len(sink.audio(IN)) < 40 * k:
+                    await sink.wrote.wait()
+                    sink.wrote.clear()
+
+    await fanout.close(OUTCOME, grace=5)
+
+    for sink in (a, b):
+        assert np.array_equal(sink.audio(IN), stream.expected(IN, 200))
 
 
 async def test_a_slow_sink_loses_overwritten_audio_counted_for_it_alone() -> None:

@@ -103,6 +103,10 @@ class Fanout:
         self._runners = [_Runner(sink) for sink in sinks]
         self._log = logger
         self._outcome: StreamOutcome | None = None
+        # Whether a sink's wake-up may be clear (a runner sets it after clearing its own):
+        # ``notify`` runs once per frame, and between two reads of a sink every frame but
+        # the first would call ``Event.set`` on a set event (a Python call for nothing).
+        self.armed = True
         self.pauses: list[Pause] = []
 
     @property
@@ -144,9 +148,14 @@ class Fanout:
             )
 
     def notify(self) -> None:
-        """New audio is committed: wake the sinks (cheap; no await)."""
-        for runner in self._runners:
-            runner.wake.set()
+        """New audio is committed: wake the sinks (cheap; no await).
+
+        The per-frame caller may test ``armed`` first and skip the call: nothing to do without it.
+        """
+        if self.armed:
+            self.armed = False
+            for runner in self._runners:
+                runner.wake.set()
 
     @property
     def losses(self) -> dict[str, int]:
@@ -246,6 +255,7 @@ class Fanout:
                 if not runner.closing:
                     await runner.wake.wait()
                 runner.wake.clear()
+                self.armed = True
                 closing = runner.closing
                 block = self._read(runner, self._committed())
                 if block is not None:

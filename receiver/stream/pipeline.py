@@ -105,7 +105,9 @@ class StreamPipeline:
             self.undeclared += 1
         elif placement is _AHEAD:
             self._ahead()
-        self.fanout.notify()
+        fanout = self.fanout
+        if fanout.armed:  # else every sink's wake-up is set already
+            fanout.notify()
         return placement
 
     def _ahead(self) -> None:
