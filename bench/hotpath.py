@@ -11,6 +11,12 @@ a shared machine: use it for before/after of a change to that path.
         --callgrind-out-file=/tmp/hot.out .venv/bin/python -m bench.hotpath --format twilio
     # instructions per message = "Collected" / (tracks x streams x ticks): 2 x 50 x 10, Vonage 1 x 50 x 10
 
+``--fast-path K`` starts from the masked frames instead, K to a read, through the
+fast path's ``data_received`` (frame cutting, unmasking, UTF-8, the callback):
+1 is real time, 20 a flood's reads. ``--wav`` attaches the WAV sink (its file
+work runs between ticks, outside the count; the count has what a sink costs
+the receive path).
+
 Without valgrind it prints the CPU time per message (noisy on a shared machine).
 """
 
@@ -27,10 +33,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import structlog
+from websockets.protocol import State
 from websockets.speedups import apply_mask
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
+from receiver.stream.fastpath import FastServerConnection
 from receiver.stream.server import _Stream
 
 from .messages import Call
@@ -44,7 +52,19 @@ def unmask(frame: bytes) -> str | bytes:
     return payload.decode() if frame[0] & 0x0F == 0x1 else payload
 
 
-async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None) -> float:
+def _fast_connection(server: ReceiverServer, stream: Any) -> FastServerConnection:
+    """A fast-path connection without a socket, attached to ``stream`` as the server does."""
+    conn = FastServerConnection.__new__(FastServerConnection)
+    conn.protocol = SimpleNamespace(state=State.OPEN, max_message_size=2**20)  # type: ignore[assignment]
+    conn._buf = bytearray()
+    conn._fast = True
+    conn._dispatching = True
+    conn._done = None
+    conn._on_text = server.message_handler(stream)
+    return conn
+
+
+async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None, per_read: int = 0) -> float:
     settings = Settings(
         wav=recordings is not None, recordings_dir=recordings or "recordings", max_messages_per_second=0
     )
@@ -62,18 +82,33 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None)
         for stream, call in zip(live, calls, strict=True):
             for message in call.pair():
                 server._on_message(stream, unmask(message))
-    batches = [
-        [(stream, unmask(m)) for stream, call in zip(live, calls, strict=True) for m in call.pair()]
-        for _ in range(ticks)
-    ]
-    on_message = server._on_message
+    if per_read:
+        # From the socket's bytes: each stream's masked frames through the fast path's
+        # data_received, ``per_read`` frames a read (a flood reads many at once).
+        readers = [_fast_connection(server, stream) for stream in live]
+        frames = [[m for _ in range(ticks) for m in call.pair()] for call in calls]
+        reads = [[b"".join(f[i : i + per_read]) for i in range(0, len(f), per_read)] for f in frames]
+        rounds = [[(reader, r[j]) for reader, r in zip(readers, reads, strict=True)] for j in range(len(reads[0]))]
 
-    def tick(_: object, batch: list[tuple[Any, str | bytes]]) -> None:
-        for stream, text in batch:
-            on_message(stream, text)
+        def feed(_: object, batch: list[tuple[Any, bytes]]) -> None:
+            for reader, data in batch:
+                reader.data_received(data)
 
-    cpu = time.process_time()
-    functools.reduce(tick, batches, None)
+        cpu = time.process_time()
+        functools.reduce(feed, rounds, None)
+    else:
+        batches = [
+            [(stream, unmask(m)) for stream, call in zip(live, calls, strict=True) for m in call.pair()]
+            for _ in range(ticks)
+        ]
+        on_message = server._on_message
+
+        def tick(_: object, batch: list[tuple[Any, str | bytes]]) -> None:
+            for stream, text in batch:
+                on_message(stream, text)
+
+        cpu = time.process_time()
+        functools.reduce(tick, batches, None)
     cpu = time.process_time() - cpu
     tracks = len(calls[0].pair())
     if any(s.session.stats.media_messages != tracks * (ticks + 3) for s in live):
@@ -92,11 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         help="with the WAV sink attached (its writes run between ticks, outside the count: this "
         "counts what the receive path pays for having a sink, its wake-up per frame)",
     )
+    parser.add_argument(
+        "--fast-path",
+        type=int,
+        default=0,
+        metavar="K",
+        help="start from the masked frames: K a read through the fast path's data_received "
+        "(frame cutting, unmasking, UTF-8 and the callback counted too); 0: from unmasked messages",
+    )
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     with tempfile.TemporaryDirectory() as recordings:
-        cpu = asyncio.run(run(args.format, args.streams, args.ticks, recordings if args.wav else None))
+        cpu = asyncio.run(run(args.format, args.streams, args.ticks, recordings if args.wav else None, args.fast_path))
     messages = (1 if args.format == "vonage" else 2) * args.streams * args.ticks
     print(f"{args.format}: {messages} media messages, {cpu / messages * 1e6:.2f} µs CPU each", file=sys.stderr)
     return 0

@@ -354,9 +354,7 @@ class StreamServer:
         try:
             # The fast path hands each text message to _on_message from data_received
             # (receiver/stream/fastpath.py); what it does not take comes through `async for`.
-            done = (
-                ws.attach(lambda text: self._on_message(stream, text)) if isinstance(ws, FastServerConnection) else None
-            )
+            done = ws.attach(self.message_handler(stream)) if isinstance(ws, FastServerConnection) else None
             stopped = FALLBACK if done is None else await done
             if stopped is FALLBACK:
                 stopped = None
@@ -390,6 +388,10 @@ class StreamServer:
             if stream.closed_by is not None:
                 reason, close_code = stream.closed_by
             await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
+
+    def message_handler(self, stream: _Stream) -> Callable[[str | bytes], StreamStopped | None]:
+        """``_on_message`` for one stream, as the fast path calls it for every message."""
+        return lambda text: self._on_message(stream, text)
 
     def _on_message(self, stream: _Stream, message: str | bytes) -> StreamStopped | None:
         """One message of the stream; returns the ``StreamStopped`` that ends it, else None.
