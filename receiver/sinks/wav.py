@@ -109,11 +109,13 @@ class _WavFile:
         os.unlink(self.path)
 
     def append(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+        """Append bytes, or the memory of a C-contiguous array (``array.data``) as it lies."""
+        view = memoryview(data).cast("B")
+        size = len(view)
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
-        self.data_bytes += len(data)
+        self.data_bytes += size
 
     def refresh_header(self) -> None:
         if self.header_bytes != self.data_bytes:
@@ -322,12 +324,14 @@ class WavSink:
             self._append_silence(block.start - self._written)
         channels = block.channels
         for track, wav in self._files.items():
-            wav.append(channels[track].astype("<i2", copy=False).tobytes())
+            # The samples' own memory: no bytes copy of every block (a copy only if a caller's
+            # array is not little-endian int16 in one piece)
+            wav.append(np.ascontiguousarray(channels[track], dtype="<i2").data)
         if self._stereo is not None:
             stereo = np.empty((len(block), 2), dtype="<i2")
             stereo[:, 0] = channels[Track.INBOUND]
             stereo[:, 1] = channels[Track.OUTBOUND]
-            self._stereo.append(stereo.tobytes())
+            self._stereo.append(stereo.data)
         self._written = block.end
         now = time.monotonic()
         if now - self._last_refresh >= HEADER_REFRESH_SECONDS:
