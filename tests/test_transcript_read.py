@@ -241,18 +241,22 @@ def test_receiver_transcript_reads_either_store_in_media_clock_order_the_same(
     code, jsonl, _ = out["jsonl --partial"]
     assert code == 0
     assert [Transcript.from_dict(orjson.loads(line)) for line in jsonl.splitlines()] == EVENTS
-    # Word times survive the store: whisper's long line is two cues, split where its words were timed.
+    # Word times survive the store: whisper's long line is two cues of two lines at most, split where
+    # its words were timed.
     assert out["vtt --engine whisper"][:2] == (
         0,
         "WEBVTT\n\n"
-        "00:00:02.000 --> 00:00:06.450\n<v agent>fine thanks &amp; you I am calling about the\n"
-        "refund for the order I placed last week\nand\n\n"
-        "00:00:06.500 --> 00:00:06.950\n<v agent>nothing came\n\n"
+        "00:00:02.000 --> 00:00:05.700\n<v agent>fine thanks &amp; you I am calling about the\n"
+        "refund for the order I placed\n\n"
+        "00:00:05.750 --> 00:00:06.950\n<v agent>last week and nothing came\n\n"
         "00:01:01.250 --> 00:01:02.000\n<v caller>&lt;bye&gt;\n",
     )
     srt = out["srt --engine whisper"][1]
-    assert srt.startswith("1\n00:00:02,000 --> 00:00:06,450\nagent: fine thanks & you I am calling\n")
-    assert "2\n00:00:06,500 --> 00:00:06,950\nagent: nothing came\n" in srt
+    assert srt.startswith(
+        "1\n00:00:02,000 --> 00:00:05,700\nagent: fine thanks & you I am calling\n"
+        "about the refund for the order I placed\n\n2\n00:00:05,750 --> 00:00:06,950\n"
+        "agent: last week and nothing came\n"
+    )
     code, _, err = out["captions of two engines"]
     assert code == 2 and "choose one with --engine" in err
     code, text, err = out["unknown"]

@@ -3,8 +3,8 @@ A call's transcript written out: the dialogue (text), JSON lines, and captions (
 
 Captions hold final ``transcript`` events only (no partial results, keywords
 or VAD segments), one cue per event, or several when an event with word
-times is longer than a cue should be (``CUE_CHARS``: two lines of
-``LINE_CHARS``); the speaker (caller, agent) starts each cue, as a WebVTT
+times would not fit in two lines of ``LINE_CHARS`` (the speaker's name
+included, as SubRip writes it); the speaker (caller, agent) starts each cue, as a WebVTT
 voice span in WebVTT. Times are the media clock's, from the stream's start.
 
 Pure: no I/O, no asyncio, no logging.
@@ -41,18 +41,27 @@ def cues(events: Iterable[Transcript]) -> list[Cue]:
         if e.kind != "transcript" or not e.final or not e.text.strip():
             continue
         speaker = SPEAKERS.get(e.track, e.track)
-        if len(e.text) <= CUE_CHARS or not e.words:
-            out.append((e.start, e.end, speaker, " ".join(e.text.split())))
+        text = " ".join(e.text.split())
+        if not e.words or _fits(speaker, text):
+            out.append((e.start, e.end, speaker, text))
             continue
         chunk: list[tuple[float, float, str]] = []
         for word in e.words:
-            if chunk and len(" ".join(w for _s, _e, w in [*chunk, word])) > CUE_CHARS:
+            if chunk and not _fits(speaker, " ".join(w for _s, _e, w in [*chunk, word])):
                 out.append((chunk[0][0], chunk[-1][1], speaker, " ".join(w for _s, _e, w in chunk)))
                 chunk = []
             chunk.append(word)
         if chunk:
             out.append((chunk[0][0], chunk[-1][1], speaker, " ".join(w for _s, _e, w in chunk)))
     return sorted(out, key=lambda c: (c[0], c[1]))
+
+
+def _fits(speaker: str, text: str) -> bool:
+    """Whether a cue holds ``text`` in two lines of ``LINE_CHARS``, the speaker's name before it (as SubRip has it).
+
+    Counted as wrapped, not in characters: 84 characters can need three lines.
+    """
+    return len(textwrap.wrap(f"{speaker}: {text}", LINE_CHARS)) <= 2
 
 
 def _clock(seconds: float, separator: str) -> str:

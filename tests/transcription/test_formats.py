@@ -30,6 +30,11 @@ def _events() -> list[Transcript]:
     ]
 
 
+def _timed(text: str) -> Transcript:
+    words = tuple((0.25 * i, 0.25 * i + 0.2, w) for i, w in enumerate(text.split()))
+    return Transcript("c", "s", "inbound", 0.0, words[-1][1], text, engine="whisper", words=words)
+
+
 def test_srt_has_numbered_cues_of_final_transcripts_with_the_speaker() -> None:
     srt = format_srt(_events())
 
@@ -55,6 +60,12 @@ def test_a_long_transcript_with_word_times_is_split_into_cues_at_its_words() -> 
     assert len(long) == 2
     assert " ".join(text for _s, _e, _speaker, text in long) == LONG
     assert all(len(text) <= CUE_CHARS for _s, _e, _speaker, text in long)
+    # Two lines each at most, as wrapped, the speaker's name included (84 characters can need three).
+    srt_cues = format_srt(_events()).split("\n\n")
+    assert all(len(cue.strip().splitlines()) <= 4 for cue in srt_cues)  # number, times, two lines
+    assert all(len(cue.splitlines()) <= 4 for cue in format_vtt(_events()).split("\n\n")[1:])
+    over = "fine thanks & you I am calling about the refund for the order I placed last week and"
+    assert len(over) == CUE_CHARS and len(format_vtt([_timed(over)]).split("\n\n")) == 3  # header and two cues
     assert long[0][1] <= long[1][0]  # the second cue starts at its first word
 
 
