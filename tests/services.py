@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,20 @@ def wait_until(check: object, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not come up within {timeout} s")
         time.sleep(0.05)
+
+
+def recorded_call(stream_url: str, seconds: float) -> dict[str, Any]:
+    """A MiniVoice flow: stream both tracks and record for ``seconds``, stop both, hang up."""
+    return {
+        "actions": [
+            {"type": "start_stream", "stream_url": stream_url, "track": "both"},
+            {"type": "start_recording"},
+            {"type": "pause", "length": seconds},
+            {"type": "stop_stream", "stream_url": stream_url, "track": "both"},
+            {"type": "stop_recording"},
+            {"type": "hangup"},
+        ]
+    }
 
 
 def _postgres_bindir() -> Path | None:

@@ -48,7 +48,7 @@ import redis
 from psycopg.rows import dict_row
 
 from ..serve_process import LoggedProcess
-from ..services import PostgresServer, RedisServer, free_port, missing, wait_until
+from ..services import PostgresServer, RedisServer, free_port, missing, recorded_call, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLS = int(os.environ.get("RECEIVER_CLUSTER_CALLS", "6"))
@@ -159,17 +159,7 @@ class Cluster:
 
     def simulate(self) -> subprocess.Popen[bytes]:
         url = f"ws://127.0.0.1:{self.streams_port}/minivoice"
-        flow = {
-            "actions": [
-                {"type": "start_stream", "stream_url": url, "track": "both"},
-                {"type": "start_recording"},
-                {"type": "pause", "length": SECONDS},
-                {"type": "stop_stream", "stream_url": url, "track": "both"},
-                {"type": "stop_recording"},
-                {"type": "hangup"},
-            ]
-        }
-        (self.root / "flow.json").write_text(json.dumps(flow))
+        (self.root / "flow.json").write_text(json.dumps(recorded_call(url, SECONDS)))
         out = open(self.root / "simulate.json", "wb")  # noqa: SIM115 (closed in stop)
         self.open_files.append(out)
         self.sim = subprocess.Popen(

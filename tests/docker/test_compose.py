@@ -42,6 +42,7 @@ from psycopg.rows import dict_row
 
 from receiver.simulator.compare import compare_recordings
 
+from ..services import recorded_call
 from .test_image import docker, engine_available, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,17 +262,7 @@ def test_calls_through_the_compose_deployment_are_recorded_stored_and_transcribe
     stats.mark()
 
     url = f"ws://127.0.0.1:{d.port('STREAMS_PORT')}/minivoice"
-    flow = {
-        "actions": [
-            {"type": "start_stream", "stream_url": url, "track": "both"},
-            {"type": "start_recording"},
-            {"type": "pause", "length": SECONDS},
-            {"type": "stop_stream", "stream_url": url, "track": "both"},
-            {"type": "stop_recording"},
-            {"type": "hangup"},
-        ]
-    }
-    (tmp_path / "flow.json").write_text(json.dumps(flow))
+    (tmp_path / "flow.json").write_text(json.dumps(recorded_call(url, SECONDS)))
     stats.phase = "calls"
     sim = subprocess.run(
         [sys.executable, "-m", "receiver", "simulate", str(tmp_path / "flow.json"), "--allow-insecure",
