@@ -220,6 +220,10 @@ def test_healthy_on_a_non_default_port_and_runs_as_its_own_user(image: str, cont
     assert "10001 receiver serve" in owners and "0 tini" in owners, owners
 
 
+def _stream_ended(record: dict[str, Any]) -> dict[str, Any] | None:
+    return record if record["streams"] and all(s["stop_reason"] for s in record["streams"]) else None
+
+
 def test_a_simulated_call_records_into_named_volumes_and_its_webhooks_reach_the_record(
     image: str, containers: list[Container], volumes: list[str], tmp_path: Path
 ) -> None:
@@ -234,7 +238,10 @@ def test_a_simulated_call_records_into_named_volumes_and_its_webhooks_reach_the_
     assert code == 0, (summary.get("failures"), err[-2000:])
     (call,) = summary["calls"]
     call_id = call["call_id"]
-    record = get_json(f"http://127.0.0.1:{c.webhook_port}/calls/{call_id}?token={WEBHOOK_SECRET}")
+    url = f"http://127.0.0.1:{c.webhook_port}/calls/{call_id}?token={WEBHOOK_SECRET}"
+    # The webhooks and the stream reach the record on their own paths: the stream's end once the
+    # receiver has finalised its files, which may come after the simulator's last webhook.
+    record = wait_until("the stream's end in the record", lambda: _stream_ended(get_json(url)), 30)
     assert record["status"] == "completed"  # call.completed reached the record
     assert [r["status"] for r in record["recordings"]] == ["completed"]
     (stream,) = record["streams"]
