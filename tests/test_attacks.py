@@ -87,7 +87,7 @@ async def test_a_good_twilio_signature_still_passes_with_a_port_in_the_host(sett
 )  # fmt: skip
 async def test_no_credential_looking_query_value_reaches_the_log(settings: Settings, query: str) -> None:
     with capture_logs() as logs:
-        async with running(settings, auth_secrets=(SECRET,), start_timeout=0.2) as (server, _):
+        async with running(settings, auth_secrets=(SECRET,)) as (server, _):
             async with connect(url(server, f"/mv?a=1&{query}")) as ws:
                 messages = MiniVoiceMessages()
                 await ws.send(messages.connected())
