@@ -4,6 +4,18 @@
 #     -v recordings:/data/recordings -v calls:/data/calls receiver
 # The webhook port listens on 0.0.0.0 here, so it refuses to start without credentials
 # (RECEIVER_WEBHOOK_SECRET, or RECEIVER_WEBHOOK_USER + RECEIVER_WEBHOOK_PASSWORD; see docs/security.md).
+
+# The build stage: a C compiler turns the media path's compiled part (setup.py, receiver/_native.pyx)
+# into a wheel. Only the wheel goes on; the compiler stays here.
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY receiver ./receiver
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
+assert any(n.startswith('receiver/_native.') and n.endswith('.so') for n in names), 'not compiled'" /wheels/receiver-*.whl
+
 FROM python:3.11-slim
 
 # tini: PID 1 reaps every child (pipe plugin commands and whatever they start) and
@@ -12,15 +24,12 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 receiver
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY receiver ./receiver
-# The same pip install CI runs (make install), without the editable flag and test extras.
-# With the extras a cluster needs (deploy/compose.yaml): PostgreSQL store, Redis bus and workers.
-# More extras, comma-separated (docs/docker.md): docker build --build-arg EXTRAS=whisper -t receiver-whisper .
+# The wheel the build stage compiled, with the extras a cluster needs (deploy/compose.yaml):
+# PostgreSQL store, Redis bus and workers. More extras, comma-separated (docs/docker.md):
+# docker build --build-arg EXTRAS=whisper -t receiver-whisper .
 ARG EXTRAS=""
-RUN pip install --no-cache-dir ".[postgres,redis${EXTRAS:+,$EXTRAS}]" && rm -rf /app
-WORKDIR /
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir "$(ls /wheels/receiver-*.whl)[postgres,redis${EXTRAS:+,$EXTRAS}]" && rm -rf /wheels
 COPY config.toml /etc/receiver/config.toml
 COPY docker/entrypoint.sh /usr/local/bin/receiver-entrypoint
 

@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 WHISPER_STAMP := $(VENV)/.whisper
 WER_DATA := .cache/wer
 
-.PHONY: install install-whisper run demo test check bench clean fuzz soak screenshots cluster docker-test wer
+.PHONY: install install-whisper run demo test test-pure check bench clean fuzz soak screenshots cluster docker-test wer
 
-$(STAMP): pyproject.toml
+# The compiled part of the media path (setup.py): an edited .pyx is compiled again by the next make.
+CYTHON_SOURCES := $(wildcard receiver/*.pyx)
+
+$(STAMP): pyproject.toml setup.py $(CYTHON_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -35,6 +38,10 @@ demo: $(STAMP)
 ## The test suite (what CI runs).
 test: $(STAMP)
 	PYTHONASYNCIODEBUG=$${PYTHONASYNCIODEBUG:-} $(PY) -m pytest $(PYTEST_ARGS)
+
+## The same suite on the pure-Python build of the media path (receiver/speedups.py): CI runs both.
+test-pure: $(STAMP)
+	RECEIVER_PURE_PYTHON=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 ## The benchmark (docs/performance.md); e.g. make bench BENCH_ARGS="--calls 900 --repeat 1".
 bench: $(STAMP)

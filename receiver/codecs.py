@@ -98,10 +98,14 @@ def decoder_for(fmt: MediaFormat) -> Callable[[bytes], Samples]:
 
 
 def lookup_table_for(fmt: MediaFormat) -> Samples | None:
-    """The 256-entry table that decodes ``fmt`` one byte per sample (G.711), else None (L16).
+    """How a ring buffer writes ``fmt``'s payload straight into its place (``TrackBuffer.write_lookup``).
 
-    For a ring buffer to look each byte up straight into its place (``TrackBuffer.write_lookup``).
+    The 256-entry table that decodes it one byte per sample (G.711); ``COPY``
+    for L16 in this machine's byte order (its bytes are the samples); None
+    for L16 in the other order.
     """
+    if fmt.encoding is Encoding.L16:
+        return COPY if fmt.byteorder == sys.byteorder else None
     return _G711_TABLES.get(fmt.encoding)
 
 
@@ -109,6 +113,10 @@ def decode(fmt: MediaFormat, payload: bytes) -> Samples:
     """Decode one payload in the given format."""
     return decoder_for(fmt)(payload)
 
+
+# The "table" of L16 in this machine's byte order: no lookup, the payload's bytes are copied as they are.
+COPY: Final[Samples] = np.zeros(0, dtype=np.int16)
+COPY.flags.writeable = False
 
 _G711_DECODERS: Final = {Encoding.MULAW: decode_ulaw, Encoding.ALAW: decode_alaw}
 _G711_TABLES: Final = {Encoding.MULAW: _ULAW_TO_INT16, Encoding.ALAW: _ALAW_TO_INT16}

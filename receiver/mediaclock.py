@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from receiver.codecs import COPY
 from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
 
@@ -229,12 +230,18 @@ class MediaClock:
         decode: Callable[[bytes], Samples],
         table: Samples,
     ) -> Placement:
-        """``place`` for a frame of one sample per byte (G.711), still encoded.
+        """``place`` for a frame still encoded: G.711, or L16 in this machine's byte order.
 
         A frame in order is decoded straight into its track's ring buffer by
-        ``table`` (the common case: no array of its own, and its length is the
-        payload's); any other goes through ``place``, decoded by ``decode``.
+        ``table`` (the common case: no array of its own): a G.711 lookup
+        table, one sample per byte, or ``codecs.COPY``, two bytes per sample.
+        Any other frame goes through ``place``, decoded by ``decode``.
         """
+        n = len(payload)
+        if table is COPY:
+            if n & 1:  # half a sample: ``decode`` raises
+                return self.place(track, timestamp_ms, chunk, decode(payload))
+            n >>= 1
         state = self._states.get(track)
         if state is None:
             return _UNDECLARED
@@ -242,12 +249,13 @@ class MediaClock:
             pos = timestamp_ms * self._spms + self.offset
         elif chunk is not None:
             pos = (chunk - 1) * self._frame + self.offset
+        elif not state.pending:
+            pos = state.committed  # nothing to place it by: it follows the track's newest audio
         else:
-            pos = -1  # placed after the track's newest audio: ``place`` works it out
+            pos = -1  # ``place`` works out where the newest audio ends
         if pos != state.committed or state.pending:
             return self.place(track, timestamp_ms, chunk, decode(payload))
         # In order: as in ``place``, with the decoding inside the write.
-        n = len(payload)
         end = pos + n
         if end > self._limit and self._too_far(end):
             return _AHEAD

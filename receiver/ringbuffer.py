@@ -18,6 +18,7 @@ import numpy as np
 from receiver.codecs import UINT8
 from receiver.errors import InvalidValue
 from receiver.events import Samples
+from receiver.speedups import lookup_into
 
 
 class TrackBuffer:
@@ -76,17 +77,20 @@ class TrackBuffer:
         return start
 
     def write_lookup(self, table: Samples, codes: bytes) -> int:
-        """Append ``table[c]`` for every byte ``c`` of ``codes`` (G.711 decoding: ``table`` has
-        256 entries), looked up straight into the ring where the samples fit before its end (no
-        array of their own); return the index of the first."""
+        """Append the samples ``codes`` encodes, decoded straight into the ring where they fit
+        before its end (no array of their own); return the index of the first.
+
+        ``table``: a G.711 table (``table[c]`` for every byte ``c``), or ``codecs.COPY`` (L16 in
+        this machine's byte order, an even number of bytes: they are the samples).
+        """
         start = self.head
-        n = len(codes)
+        n = len(codes) if len(table) else len(codes) >> 1
         i = start % self.capacity
-        # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
-        # byte is always inside the table ("raise" would check, and buffer ``out``).
-        if i + n > self.capacity:  # across the end (once per lap): look up, then write in two parts
-            return self.write(table.take(np.frombuffer(codes, UINT8), None, None, "clip"))
-        table.take(np.frombuffer(codes, UINT8), None, self._buf[i : i + n], "clip")
+        if i + n > self.capacity:  # across the end (once per lap): decode, then write in two parts
+            if len(table):
+                return self.write(table.take(np.frombuffer(codes, UINT8), None, None, "clip"))
+            return self.write(np.frombuffer(codes, np.int16))
+        lookup_into(table, codes, self._buf, i)
         self.head = start + n
         return start
 

@@ -16,15 +16,26 @@ set -euo pipefail
 tag=python:3.11-slim
 cache=${DOCKER_BASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/receiver/python-3.11-slim.tar}
 
+# Like python:3.11-slim, the image has Python's headers: the Dockerfile's build stage compiles
+# receiver/_native.pyx against them. An image or cache made before they were added is rebuilt.
+has_headers() {
+  docker run --rm --network none "$tag" python3 -c \
+    "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+    >/dev/null 2>&1
+}
+
 if [ "${1:-}" != "--force" ]; then
-  if docker image inspect "$tag" >/dev/null 2>&1; then
+  if docker image inspect "$tag" >/dev/null 2>&1 && has_headers; then
     echo "docker-base: $tag is present"
     exit 0
   fi
   if [ -s "$cache" ]; then
     docker load -i "$cache"
-    echo "docker-base: $tag loaded from $cache"
-    exit 0
+    if has_headers; then
+      echo "docker-base: $tag loaded from $cache"
+      exit 0
+    fi
+    echo "docker-base: $cache predates Python's headers: building it again"
   fi
 fi
 
@@ -32,7 +43,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 echo "docker-base: debootstrap bookworm into $root"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$root" \
+debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,libpython3-dev,ca-certificates bookworm "$root" \
   >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log"; exit 1; }
 
 # The machine's trust store (a proxy's CA included) and name server.

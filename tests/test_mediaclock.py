@@ -6,10 +6,12 @@ import random
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.codecs import _ulaw_to_linear, decode_ulaw, decoder_for, lookup_table_for
+from receiver.codecs import COPY, _ulaw_to_linear, decode_ulaw, decoder_for, lookup_table_for
+from receiver.errors import MalformedMessage
 from receiver.events import Encoding, MediaFormat, Track
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
@@ -322,7 +324,7 @@ def test_a_refused_jump_past_max_gap_does_not_move_the_clock() -> None:
     ),
     capacity=st.sampled_from([1000, 10 * RATE]),
     allowance=st.one_of(st.none(), st.integers(0, 8000)),
-    encoding=st.sampled_from([Encoding.MULAW, Encoding.ALAW]),
+    encoding=st.sampled_from([Encoding.MULAW, Encoding.ALAW, Encoding.L16]),
     tracks=st.sampled_from([(IN, OUT), (IN,)]),  # (IN,): OUT's frames are undeclared
     by_chunk=st.booleans(),
 )
@@ -334,8 +336,9 @@ def test_g711_decoded_in_place_is_the_same_as_decoded_then_placed(
     tracks: tuple[Track, ...],
     by_chunk: bool,
 ) -> None:
-    """``place_encoded`` (G.711 decoded straight into the ring) against ``place`` of the decoded
-    frame: in order, reordered, lost, duplicated, overlapping, across the ring's end, refused."""
+    """``place_encoded`` (G.711 decoded, L16 copied straight into the ring) against ``place`` of the
+    decoded frame: in order, reordered, lost, duplicated, overlapping, across the ring's end, refused,
+    half an L16 sample."""
     fmt = MediaFormat(encoding, RATE)
     decode, table = decoder_for(fmt), lookup_table_for(fmt)
     assert table is not None
@@ -357,7 +360,12 @@ def test_g711_decoded_in_place_is_the_same_as_decoded_then_placed(
                 chunk = k[track] + 1
             else:
                 ts = 20 * k[track]
-        expected = decoded.place(track, ts, chunk, decode(payload))
+        try:
+            expected = decoded.place(track, ts, chunk, decode(payload))
+        except MalformedMessage:  # an odd number of L16 bytes
+            with pytest.raises(MalformedMessage):
+                in_place.place_encoded(track, ts, chunk, payload, decode, table)
+            continue
         assert in_place.place_encoded(track, ts, chunk, payload, decode, table) is expected
     decoded.flush()
     in_place.flush()
@@ -366,6 +374,17 @@ def test_g711_decoded_in_place_is_the_same_as_decoded_then_placed(
     assert in_place.stats() == decoded.stats()
     for track in tracks:
         assert np.array_equal(contents(in_place, track), contents(decoded, track))
+
+
+def test_an_l16_frame_across_the_rings_end_is_copied_whole() -> None:
+    samples = np.arange(-FRAME, FRAME, 2, dtype=np.int16)
+    buf = TrackBuffer(FRAME * 3 // 2)
+    table = lookup_table_for(MediaFormat(Encoding.L16, RATE))
+    assert table is COPY
+    assert lookup_table_for(MediaFormat(Encoding.L16, RATE, "big")) is None  # swapped on decoding, as before
+    assert buf.write_lookup(table, samples.tobytes()) == 0
+    assert buf.write_lookup(table, samples.tobytes()) == FRAME  # across the end
+    assert np.array_equal(buf.latest(FRAME), samples)
 
 
 def test_a_g711_frame_across_the_rings_end_is_decoded_whole() -> None:

@@ -38,14 +38,15 @@ def checkout(tmp_path: Path) -> Path:
     """What a fresh clone holds (the files the quick start uses), with this checkout's .venv."""
     copy = tmp_path / "receiver"
     copy.mkdir()
-    for name in ("Makefile", "pyproject.toml", "config.toml", "README.md"):
+    for name in ("Makefile", "pyproject.toml", "setup.py", "config.toml", "README.md"):
         shutil.copy2(ROOT / name, copy / name)
     for name in ("examples", "scripts"):
         shutil.copytree(ROOT / name, copy / name)
     (copy / ".venv").symlink_to(ROOT / ".venv")
-    # make compares pyproject.toml with the install stamp: installed already, nothing to redo.
+    # make compares these with the install stamp: installed already, nothing to redo.
     stamp = STAMP.stat().st_mtime
-    os.utime(copy / "pyproject.toml", (stamp - 1, stamp - 1))
+    for name in ("pyproject.toml", "setup.py"):
+        os.utime(copy / name, (stamp - 1, stamp - 1))
     return copy
 
 

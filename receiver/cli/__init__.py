@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from receiver import __version__
+from receiver import __version__, speedups
 from receiver.cli import (
     calls,
     check_actions,
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"receiver {__version__}")
+    build = "compiled" if speedups.COMPILED else "pure Python"
+    parser.add_argument("--version", action="version", version=f"receiver {__version__} ({build} media path)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for command in COMMANDS:
         command.add_parser(commands)

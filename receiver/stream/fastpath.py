@@ -42,13 +42,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedOK
 from websockets.protocol import State
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets always builds its speedups on CPython
-    from websockets.utils import apply_mask
+from receiver.speedups import CONTROL, DATA, NEED_MORE, next_frame
 
 FALLBACK: Final = object()  # attach()'s future: go on with `async for message in ws`
-_CONTROL: Final = frozenset({0x8, 0x9, 0xA})
 # Read once per frame: a lookup on the enum class goes through EnumType.__getattr__'s
 # slot (about 200 instructions on CPython 3.11).
 _OPEN: Final = State.OPEN
@@ -87,16 +83,20 @@ class FastServerConnection(ServerConnection):
         self._done = self.loop.create_future()
         self._dispatching = True
         if self._buf:
-            self._consume()
+            self._consume(self._buf)
         return self._done
 
     # -- asyncio.Protocol ----------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._fast and self.protocol.state is _OPEN:
-            self._buf += data
-            if self._on_text is not None:
-                self._consume()
+            if self._on_text is None:
+                self._buf += data
+            elif self._buf:  # the start of a frame came with an earlier read
+                self._buf += data
+                self._consume(self._buf)
+            else:  # the common case: the read starts with a frame, cut straight from it (no copy)
+                self._consume(data)
         elif self._buf:  # bytes held before the fast path ended: they come first
             self._buf += data
             self._flush_to_websockets()
@@ -121,16 +121,23 @@ class FastServerConnection(ServerConnection):
             self._buf.clear()
             super().data_received(rest)
 
-    def _fall_back(self, pos: int) -> None:
-        """From byte ``pos`` on, everything goes to websockets (and the handler to ``async for``)."""
+    def _fall_back(self, buf: bytes | bytearray, pos: int) -> None:
+        """From byte ``pos`` of ``buf`` on, everything goes to websockets (and the handler to ``async for``)."""
         self._fast = False
-        del self._buf[:pos]
+        self._keep(buf, pos)
         dispatching = self._dispatching
         self._dispatching = False
         done = self._done
         if dispatching and done is not None and not done.done():
             done.set_result(FALLBACK)
         self._flush_to_websockets()
+
+    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+        """Hold ``buf[pos:]`` for later: ``buf`` is ``self._buf`` or the read being cut."""
+        if buf is self._buf:
+            del buf[:pos]
+        elif pos < len(buf):
+            self._buf += memoryview(buf)[pos:]
 
     def _finish(self, result: object = None, exc: BaseException | None = None) -> None:
         self._dispatching = False
@@ -141,71 +148,41 @@ class FastServerConnection(ServerConnection):
             else:
                 done.set_result(result)
 
-    def _consume(self) -> None:
-        buf = self._buf
-        end = len(buf)
+    def _consume(self, buf: bytes | bytearray) -> None:
+        """Cut every complete frame of ``buf`` (``self._buf``, or a read when nothing is held) and hold the rest."""
         pos = 0
         max_size = self.protocol.max_message_size
+        limit = -1 if max_size is None else max_size
         on_text = self._on_text
         assert on_text is not None
-        while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            n = b1 & 0x7F
-            if n < 126:
-                head = pos + 2
-            elif n == 126:
-                if end - pos < 4:
-                    break
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = pos + 4
-            else:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = pos + 10
-            opcode = b0 & 0x0F
-            if (
-                not b1 & 0x80
-                or b0 & 0x70
-                or (max_size is not None and n > max_size)
-                or self.protocol.state is not _OPEN
-            ):
-                # Unmasked, reserved bits, too big, or after a close: websockets' own errors and closes.
-                self._fall_back(pos)
-                return
-            stop = head + 4 + n
-            if stop > end:
-                break
-            if opcode <= 0x2 and opcode and b0 & 0x80:
+        protocol = self.protocol
+        while True:
+            status, message, stop = next_frame(buf, pos, limit)
+            if status == DATA:
+                if protocol.state is not _OPEN:  # after a close: websockets' own handling
+                    self._fall_back(buf, pos)
+                    return
                 if self._dispatching:
-                    payload = apply_mask(buf[head + 4 : stop], buf[head : head + 4])
-                    data: str | bytes = payload
-                    if opcode == 0x1:
-                        try:
-                            data = payload.decode()
-                        except UnicodeDecodeError:
-                            self._fall_back(pos)  # websockets closes with 1007
-                            return
                     try:
-                        result = on_text(data)
+                        result = on_text(message)  # type: ignore[arg-type]  # DATA: always a message
                     except Exception as exc:  # handed to the handler, which decides the close
                         self._finish(exc=exc)
                     else:
                         if result is not None:
                             self._finish(result)
                 # else: the stream ended; the handler is closing the connection: drop it.
-            elif opcode in _CONTROL and b0 & 0x80:
-                frame = bytes(buf[pos:stop])
                 pos = stop
-                del buf[:pos]
-                pos = 0
-                super().data_received(frame)
-                end = len(buf)
-                continue
-            else:
-                self._fall_back(pos)  # fragments, continuations, reserved opcodes
+            elif status == NEED_MORE and protocol.state is _OPEN:
+                self._keep(buf, pos)
                 return
-            pos = stop
-        if pos:
-            del buf[:pos]
+            elif status == CONTROL and protocol.state is _OPEN:
+                frame = bytes(buf[pos:stop])
+                if buf is self._buf:
+                    del buf[:stop]
+                    pos = 0
+                else:
+                    pos = stop
+                super().data_received(frame)
+            else:  # fragments, unmasked frames, reserved bits, too big, not UTF-8 (1007), or after a close
+                self._fall_back(buf, pos)
+                return

@@ -41,6 +41,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from receiver import speedups
 from receiver.config import Settings
 from receiver.errors import CloseCode, ListenError, StreamProtocolError
 from receiver.events import (
@@ -219,6 +220,7 @@ class StreamServer:
             port=self.port,
             recordings_dir=settings.recordings_dir,
             tls=tls is not None,
+            build="compiled" if speedups.COMPILED else "pure-python",
         )
 
     @property

@@ -376,6 +376,16 @@ def test_the_runtime_image_holds_no_test_tools(image: str) -> None:
     assert found == []
 
 
+def test_the_image_runs_the_compiled_media_path(image: str) -> None:
+    """The build stage compiled receiver/_native.pyx; the image imports it (and has no compiler, above)."""
+    probe = "import receiver.speedups as s, receiver._native as n; print(s.COMPILED, s.next_frame is n.next_frame)"
+    out = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", probe).stdout.split()
+    version = docker("run", "--rm", "--network", "none", "--entrypoint", "receiver", image, "--version").stdout
+
+    assert out == ["True", "True"]
+    assert "(compiled media path)" in version
+
+
 def test_a_derived_image_adds_a_plugin(image: str, containers: list[Container], tmp_path: Path) -> None:
     examples = ROOT / "examples"
     docker("build", "--network", "host", "--build-arg", f"BASE={image}", "-t", PLUGIN_IMAGE,

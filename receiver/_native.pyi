@@ -1,0 +1,13 @@
+# The compiled build's interface: the same as receiver/_pure.py's (receiver/_native.pyx).
+from typing import Final
+
+from receiver.events import Samples
+
+NEED_MORE: Final[int]
+DATA: Final[int]
+CONTROL: Final[int]
+OTHER: Final[int]
+BAD_UTF8: Final[int]
+
+def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, str | bytes | None, int]: ...
+def lookup_into(table: Samples, codes: bytes, out: Samples, i: int) -> None: ...

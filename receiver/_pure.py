@@ -1,0 +1,102 @@
+"""
+The pure-Python build of ``receiver/_native.pyx``: what runs where the extension was not compiled.
+
+``receiver.speedups`` picks one of the two; both give the same results and
+errors, and the test suite runs against each (``make test``, ``make test-pure``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from receiver.events import Samples
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets always builds its speedups on CPython
+    from websockets.utils import apply_mask
+
+# next_frame's statuses.
+NEED_MORE: Final = 0  # the frame at ``pos`` is not complete yet
+DATA: Final = 1  # a final, masked text or binary frame: its message, and where the next frame starts
+CONTROL: Final = 2  # a final, masked control frame from ``pos`` to ``stop``: for websockets
+OTHER: Final = 3  # anything else from ``pos`` on (fragment, unmasked, reserved bits, too big): for websockets
+BAD_UTF8: Final = 4  # a text frame whose payload is not UTF-8: for websockets (which closes 1007)
+
+_UINT8: Final = np.dtype(np.uint8)
+
+
+def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, str | bytes | None, int]:
+    """The frame of ``buf`` starting at ``pos``: ``(status, message, stop)``.
+
+    ``message`` is the unmasked payload (``str`` for text, ``bytes`` for binary)
+    when ``status`` is ``DATA``, else None; ``stop`` is where the frame ends
+    (``DATA``, ``CONTROL``), else ``pos``. ``max_size`` < 0: no limit.
+    """
+    if type(buf) is not bytes and type(buf) is not bytearray:
+        raise TypeError("next_frame takes bytes or bytearray")
+    end = len(buf)
+    if pos < 0 or end - pos < 2:
+        return (NEED_MORE, None, pos)
+    b0 = buf[pos]
+    b1 = buf[pos + 1]
+    n = b1 & 0x7F
+    if n < 126:
+        head = pos + 2
+    elif n == 126:
+        if end - pos < 4:
+            return (NEED_MORE, None, pos)
+        n = (buf[pos + 2] << 8) | buf[pos + 3]
+        head = pos + 4
+    else:
+        if end - pos < 10:
+            return (NEED_MORE, None, pos)
+        n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        head = pos + 10
+    if not b1 & 0x80 or b0 & 0x70 or (max_size >= 0 and n > max_size):
+        return (OTHER, None, pos)  # unmasked, reserved bits, or over the size limit
+    stop = head + 4 + n
+    if stop > end:
+        return (NEED_MORE, None, pos)
+    if not b0 & 0x80:
+        return (OTHER, None, pos)  # a fragment
+    opcode = b0 & 0x0F
+    if opcode == 0x1:
+        try:
+            return (DATA, apply_mask(buf[head + 4 : stop], buf[head : head + 4]).decode(), stop)
+        except UnicodeDecodeError:
+            return (BAD_UTF8, None, pos)
+    if opcode == 0x2:
+        return (DATA, apply_mask(buf[head + 4 : stop], buf[head : head + 4]), stop)
+    if opcode == 0x8 or opcode == 0x9 or opcode == 0xA:
+        return (CONTROL, None, stop)
+    return (OTHER, None, pos)  # continuation frames, reserved opcodes
+
+
+def lookup_into(table: Samples, codes: bytes, out: Samples, i: int) -> None:
+    """``out[i + k] = table[codes[k]]`` for every byte of ``codes``: int16 ``table`` of 256, int16 ``out``.
+
+    An empty ``table`` (``codecs.COPY``) copies instead: ``codes`` are int16 samples in this
+    machine's byte order.
+
+    Raises:
+        IndexError: The samples would not fit in ``out`` from ``i`` on.
+        ValueError: A table of another size, or half a sample to copy.
+    """
+    n = len(codes)
+    if not len(table):
+        if n & 1:
+            raise ValueError("L16 takes an even number of bytes")
+        n >>= 1
+    elif len(table) != 256:
+        raise ValueError("the table must hold 256 int16 samples")
+    if i < 0 or i + n > len(out):
+        raise IndexError(f"{n} samples from {i} do not fit in {len(out)}")
+    if not len(table):
+        out[i : i + n] = np.frombuffer(codes, np.int16)
+    else:
+        # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
+        # byte is always inside the table ("raise" would check, and buffer ``out``).
+        table.take(np.frombuffer(codes, _UINT8), None, out[i : i + n], "clip")
