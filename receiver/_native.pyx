@@ -107,23 +107,17 @@ def next_frame(object buf, Py_ssize_t pos, Py_ssize_t max_size):
     if not (b0 & 0x80):
         return (_OTHER, None, pos)  # a fragment
     if opcode == 0x1:
-        if n <= STACK_BYTES:
-            _unmask(p + head + 4, stack, n, p + head)
+        tmp = &stack[0] if n <= STACK_BYTES else <uint8_t *>malloc(n)
+        if tmp == NULL:
+            raise MemoryError()
+        try:
+            _unmask(p + head + 4, tmp, n, p + head)
             try:
-                message = PyUnicode_DecodeUTF8(<const char *>stack, n, NULL)
+                message = PyUnicode_DecodeUTF8(<const char *>tmp, n, NULL)
             except UnicodeDecodeError:
                 return (_BAD_UTF8, None, pos)
-        else:
-            tmp = <uint8_t *>malloc(n)
-            if tmp == NULL:
-                raise MemoryError()
-            try:
-                _unmask(p + head + 4, tmp, n, p + head)
-                try:
-                    message = PyUnicode_DecodeUTF8(<const char *>tmp, n, NULL)
-                except UnicodeDecodeError:
-                    return (_BAD_UTF8, None, pos)
-            finally:
+        finally:
+            if tmp != &stack[0]:
                 free(tmp)
         return (_DATA, message, stop)
     if opcode == 0x2:
