@@ -3,15 +3,16 @@
 The compiled build of ``receiver/_pure.py``: the two innermost loops of the media path in C.
 
 Same functions, same results, same errors as the pure-Python module, which
-``receiver.native`` imports instead when this extension was not built (no C
+``receiver.speedups`` imports instead when this extension was not built (no C
 compiler at install time) or ``RECEIVER_PURE_PYTHON=1`` asks for it. The test
 suite runs against both (``make test`` and ``make test-pure``).
 
 - ``next_frame``: cut one WebSocket frame out of the bytes a read brought,
   unmask it and (text) decode its UTF-8, without a Python object per header
   field or a copy of the buffer;
-- ``lookup_into``: G.711 decoding (one table lookup per byte), or L16 in this
-  machine's byte order copied, straight into a ring buffer's samples.
+- ``ring_write``: G.711 decoding (one table lookup per byte), or L16 in this
+  machine's byte order copied, straight into a ring buffer's samples, across
+  its end where the samples reach it.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
@@ -129,47 +130,62 @@ def next_frame(object buf, Py_ssize_t pos, Py_ssize_t max_size):
     return (_OTHER, None, pos)  # continuation frames, reserved opcodes
 
 
-def lookup_into(object table, object codes, object out, Py_ssize_t i):
-    """``out[i + k] = table[codes[k]]`` for every byte of ``codes``: int16 ``table`` of 256, int16 ``out``.
+cdef inline void _decode(const int16_t *t, const uint8_t *c, int16_t *o, Py_ssize_t n) noexcept nogil:
+    """``n`` samples from ``c`` into ``o``: looked up in ``t``, or copied (L16) where ``t`` is NULL."""
+    cdef Py_ssize_t k
+    if t == NULL:
+        memcpy(o, c, n * 2)
+    else:
+        for k in range(n):
+            o[k] = t[c[k]]
 
-    An empty ``table`` (``codecs.COPY``) copies instead: ``codes`` are int16 samples in this
-    machine's byte order.
+
+def ring_write(object table, object codes, object ring, Py_ssize_t head):
+    """Decode ``codes`` into the int16 ``ring`` as samples ``head`` on; return ``head`` + their number.
+
+    Sample ``j`` of the track lives at ``ring[j % len(ring)]``: the samples go
+    round the ring's end where they reach it, and of more than the ring holds
+    only the last ``len(ring)`` stay. ``table``: 256 int16 samples (G.711,
+    ``table[c]`` for every byte ``c``), or empty (``codecs.COPY``: ``codes``
+    are int16 samples in this machine's byte order).
 
     Raises:
-        IndexError: The samples would not fit in ``out`` from ``i`` on.
-        ValueError: A table of another size, or half a sample to copy.
+        ValueError: A table of another size, half a sample to copy, an empty ring, or a negative ``head``.
     """
     cdef Py_buffer tb, cb, ob
-    cdef const int16_t *t
+    cdef const int16_t *t = NULL
     cdef const uint8_t *c
     cdef int16_t *o
-    cdef Py_ssize_t n, k
+    cdef Py_ssize_t n, cap, skip, start, i, first, width
     PyObject_GetBuffer(table, &tb, PyBUF_SIMPLE)
     try:
         if tb.len != 512 and tb.len != 0:
             raise ValueError("the table must hold 256 int16 samples")
         PyObject_GetBuffer(codes, &cb, PyBUF_SIMPLE)
         try:
-            n = cb.len
-            if tb.len == 0:
-                if n & 1:
-                    raise ValueError("L16 takes an even number of bytes")
-                n >>= 1
-            PyObject_GetBuffer(out, &ob, PyBUF_WRITABLE)
+            width = 2 if tb.len == 0 else 1
+            if cb.len % width:
+                raise ValueError("L16 takes an even number of bytes")
+            n = cb.len // width
+            PyObject_GetBuffer(ring, &ob, PyBUF_WRITABLE)
             try:
-                if i < 0 or i + n > ob.len // 2:
-                    raise IndexError(f"{n} samples from {i} do not fit in {ob.len // 2}")
-                o = (<int16_t *>ob.buf) + i
-                c = <const uint8_t *>cb.buf
-                if tb.len == 0:
-                    memcpy(o, c, n * 2)
-                else:
+                cap = ob.len // 2
+                if cap == 0 or head < 0:
+                    raise ValueError("an empty ring, or a negative head")
+                if tb.len:
                     t = <const int16_t *>tb.buf
-                    for k in range(n):
-                        o[k] = t[c[k]]
+                c = <const uint8_t *>cb.buf
+                o = <int16_t *>ob.buf
+                skip = n - cap if n > cap else 0  # only the last ``cap`` samples survive
+                start = head + skip
+                i = start % cap
+                first = min(n - skip, cap - i)
+                _decode(t, c + skip * width, o + i, first)
+                _decode(t, c + (skip + first) * width, o, n - skip - first)
             finally:
                 PyBuffer_Release(&ob)
         finally:
             PyBuffer_Release(&cb)
     finally:
         PyBuffer_Release(&tb)
+    return head + n

@@ -75,28 +75,40 @@ def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, st
     return (OTHER, None, pos)  # continuation frames, reserved opcodes
 
 
-def lookup_into(table: Samples, codes: bytes, out: Samples, i: int) -> None:
-    """``out[i + k] = table[codes[k]]`` for every byte of ``codes``: int16 ``table`` of 256, int16 ``out``.
+def ring_write(table: Samples, codes: bytes, ring: Samples, head: int) -> int:
+    """Decode ``codes`` into the int16 ``ring`` as samples ``head`` on; return ``head`` + their number.
 
-    An empty ``table`` (``codecs.COPY``) copies instead: ``codes`` are int16 samples in this
-    machine's byte order.
+    Sample ``j`` of the track lives at ``ring[j % len(ring)]``: the samples go
+    round the ring's end where they reach it, and of more than the ring holds
+    only the last ``len(ring)`` stay. ``table``: 256 int16 samples (G.711,
+    ``table[c]`` for every byte ``c``), or empty (``codecs.COPY``: ``codes``
+    are int16 samples in this machine's byte order).
 
     Raises:
-        IndexError: The samples would not fit in ``out`` from ``i`` on.
-        ValueError: A table of another size, or half a sample to copy.
+        ValueError: A table of another size, half a sample to copy, an empty ring, or a negative ``head``.
     """
-    n = len(codes)
-    if not len(table):
-        if n & 1:
-            raise ValueError("L16 takes an even number of bytes")
-        n >>= 1
-    elif len(table) != 256:
+    copy = not len(table)
+    if not copy and len(table) != 256:
         raise ValueError("the table must hold 256 int16 samples")
-    if i < 0 or i + n > len(out):
-        raise IndexError(f"{n} samples from {i} do not fit in {len(out)}")
-    if not len(table):
-        out[i : i + n] = np.frombuffer(codes, np.int16)
-    else:
-        # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
-        # byte is always inside the table ("raise" would check, and buffer ``out``).
-        table.take(np.frombuffer(codes, _UINT8), None, out[i : i + n], "clip")
+    if copy and len(codes) & 1:
+        raise ValueError("L16 takes an even number of bytes")
+    n = len(codes) >> 1 if copy else len(codes)
+    cap = len(ring)
+    if cap == 0 or head < 0:
+        raise ValueError("an empty ring, or a negative head")
+    i = head % cap
+    if i + n <= cap:  # the common case: before the ring's end, decoded into its place
+        if copy:
+            ring[i : i + n] = np.frombuffer(codes, np.int16)
+        else:
+            # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
+            # byte is always inside the table ("raise" would check, and buffer ``out``).
+            table.take(np.frombuffer(codes, _UINT8), None, ring[i : i + n], "clip")
+        return head + n
+    samples = np.frombuffer(codes, np.int16) if copy else table.take(np.frombuffer(codes, _UINT8), None, None, "clip")
+    skip = n - cap if n > cap else 0  # only the last ``cap`` samples survive
+    i = (head + skip) % cap
+    first = min(n - skip, cap - i)
+    ring[i : i + first] = samples[skip : skip + first]
+    ring[: n - skip - first] = samples[skip + first :]
+    return head + n

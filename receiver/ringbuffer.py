@@ -15,10 +15,9 @@ import mmap
 
 import numpy as np
 
-from receiver.codecs import UINT8
 from receiver.errors import InvalidValue
 from receiver.events import Samples
-from receiver.speedups import lookup_into
+from receiver.speedups import ring_write
 
 
 class TrackBuffer:
@@ -77,21 +76,14 @@ class TrackBuffer:
         return start
 
     def write_lookup(self, table: Samples, codes: bytes) -> int:
-        """Append the samples ``codes`` encodes, decoded straight into the ring where they fit
-        before its end (no array of their own); return the index of the first.
+        """Append the samples ``codes`` encodes, decoded straight into the ring (no array of
+        their own); return the index of the first.
 
         ``table``: a G.711 table (``table[c]`` for every byte ``c``), or ``codecs.COPY`` (L16 in
         this machine's byte order, an even number of bytes: they are the samples).
         """
         start = self.head
-        n = len(codes) if len(table) else len(codes) >> 1
-        i = start % self.capacity
-        if i + n > self.capacity:  # across the end (once per lap): decode, then write in two parts
-            if len(table):
-                return self.write(table.take(np.frombuffer(codes, UINT8), None, None, "clip"))
-            return self.write(np.frombuffer(codes, np.int16))
-        lookup_into(table, codes, self._buf, i)
-        self.head = start + n
+        self.head = ring_write(table, codes, self._buf, start)
         return start
 
     def _put(self, index: int, samples: Samples) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 if os.environ.get("RECEIVER_PURE_PYTHON", "") not in ("", "0"):
-    from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, lookup_into, next_frame
+    from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
 
     COMPILED = False
 else:
@@ -25,14 +25,14 @@ else:
             DATA,
             NEED_MORE,
             OTHER,
-            lookup_into,
             next_frame,
+            ring_write,
         )
 
         COMPILED = True
     except ImportError:  # not compiled at install time (no C compiler)
-        from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, lookup_into, next_frame
+        from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
 
         COMPILED = False
 
-__all__ = ["BAD_UTF8", "COMPILED", "CONTROL", "DATA", "NEED_MORE", "OTHER", "lookup_into", "next_frame"]
+__all__ = ["BAD_UTF8", "COMPILED", "CONTROL", "DATA", "NEED_MORE", "OTHER", "ring_write", "next_frame"]

@@ -40,7 +40,7 @@ def test_ci_runs_the_build_it_asked_for() -> None:
 
 
 def test_the_pure_build_can_be_asked_for() -> None:
-    code = "import receiver.speedups as s, receiver._pure as p; print(s.COMPILED, s.lookup_into is p.lookup_into)"
+    code = "import receiver.speedups as s, receiver._pure as p; print(s.COMPILED, s.ring_write is p.ring_write)"
     for value, expected in (("1", "False True"), ("0", f"{_native is not None} {_native is None}")):
         env = {**os.environ, "RECEIVER_PURE_PYTHON": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -155,34 +155,46 @@ def test_both_builds_cut_any_bytes_alike_and_as_websockets_parses_them(frames, c
         assert all(r == results[0] for r in results)
 
 
+def reference_ring(table: np.ndarray, codes: bytes, ring: np.ndarray, head: int) -> np.ndarray:
+    """What ``ring_write`` must leave in ``ring``: sample ``head + k`` at ``(head + k) % len(ring)``, in order."""
+    samples = np.frombuffer(codes, np.int16) if not len(table) else table[np.frombuffer(codes, np.uint8)]
+    expected = ring.copy()
+    for k, sample in enumerate(samples):
+        expected[(head + k) % len(ring)] = sample
+    return expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.sampled_from([_ULAW_TO_INT16, _ALAW_TO_INT16, COPY]),
+    codes=st.binary(max_size=600),
+    cap=st.integers(min_value=1, max_value=400),
+    head=st.integers(min_value=0, max_value=10**6),
+)
+def test_both_builds_write_round_the_ring_as_indexing_it_would(table, codes, cap, head) -> None:
+    if not len(table):
+        codes = codes[: len(codes) // 2 * 2]
+    n = len(codes) // (2 if not len(table) else 1)
+    for build in BUILDS:
+        ring = np.arange(cap, dtype=np.int16)
+        expected = reference_ring(table, codes, ring, head)
+        assert build.values[0].ring_write(table, codes, ring, head) == head + n
+        assert np.array_equal(ring, expected)
+
+
 @pytest.mark.parametrize("build", BUILDS)
-@pytest.mark.parametrize("table", [_ULAW_TO_INT16, _ALAW_TO_INT16], ids=["ulaw", "alaw"])
-def test_lookup_into_decodes_every_byte_in_place(build, table) -> None:
-    codes = bytes(range(256))
-    out = np.full(300, 7, dtype=np.int16)
-    build.lookup_into(table, codes, out, 20)
-    assert (out[20:276] == table).all()
-    assert (out[:20] == 7).all() and (out[276:] == 7).all()
-    build.lookup_into(table, b"", out, 300)
-    with pytest.raises(IndexError):
-        build.lookup_into(table, codes, out, 45)
-    with pytest.raises(IndexError):
-        build.lookup_into(table, b"\x00", out, -1)
+def test_ring_write_refuses_what_it_cannot_write(build) -> None:
+    ring = np.zeros(8, dtype=np.int16)
     with pytest.raises(ValueError):
-        build.lookup_into(table[:128], codes, out, 0)
-    frozen = np.zeros(256, dtype=np.int16)
+        build.ring_write(_ULAW_TO_INT16[:128], b"\x00", ring, 0)  # not a G.711 table
+    with pytest.raises(ValueError):
+        build.ring_write(COPY, b"\x00\x01\x02", ring, 0)  # half a sample
+    with pytest.raises(ValueError):
+        build.ring_write(COPY, b"", np.zeros(0, dtype=np.int16), 0)  # an empty ring
+    with pytest.raises(ValueError):
+        build.ring_write(COPY, b"", ring, -1)
+    frozen = np.zeros(8, dtype=np.int16)
     frozen.flags.writeable = False
     with pytest.raises((ValueError, BufferError)):
-        build.lookup_into(table, codes, frozen, 0)
-
-
-@pytest.mark.parametrize("build", BUILDS)
-def test_lookup_into_copies_l16_in_this_machines_byte_order(build) -> None:
-    samples = np.array([0, 1, -1, 32767, -32768, 12345], dtype=np.int16)
-    out = np.full(10, 7, dtype=np.int16)
-    build.lookup_into(COPY, samples.tobytes(), out, 3)
-    assert out.tolist() == [7, 7, 7, 0, 1, -1, 32767, -32768, 12345, 7]
-    with pytest.raises(ValueError):
-        build.lookup_into(COPY, b"\x00\x01\x02", out, 0)  # half a sample
-    with pytest.raises(IndexError):
-        build.lookup_into(COPY, samples.tobytes(), out, 5)
+        build.ring_write(_ULAW_TO_INT16, b"\x00", frozen, 0)
+    assert ring.tolist() == [0] * 8

@@ -174,6 +174,10 @@ class FastServerConnection(ServerConnection):
                             self._finish(result)
                 # else: the stream ended; the handler is closing the connection: drop it.
                 pos = stop
+                if pos == len(buf):  # the read ended with this frame (in real time, every read does)
+                    if buf is self._buf:
+                        buf.clear()
+                    return
             elif status == NEED_MORE and protocol.state is _OPEN:
                 self._keep(buf, pos)
                 return
