@@ -178,8 +178,8 @@ class FastServerConnection(ServerConnection):
                     if buf is self._buf:
                         buf.clear()
                     return
-            elif status == NEED_MORE and protocol.state is _OPEN:
-                self._keep(buf, pos)
+            elif status == NEED_MORE and (protocol.state is _OPEN or len(buf) - pos < 2):
+                self._keep(buf, pos)  # (after a close, a frame's start goes to websockets, below)
                 return
             elif status == CONTROL and protocol.state is _OPEN:
                 frame = bytes(buf[pos:stop])
