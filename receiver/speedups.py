@@ -13,26 +13,18 @@ from __future__ import annotations
 
 import os
 
-if os.environ.get("RECEIVER_PURE_PYTHON", "") not in ("", "0"):
+_PURE_REQUESTED = os.environ.get("RECEIVER_PURE_PYTHON", "") not in ("", "0")
+
+if not _PURE_REQUESTED:
+    try:
+        from receiver._native import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
+    except ImportError:  # not compiled at install time (no C compiler)
+        COMPILED = False
+    else:
+        COMPILED = True
+else:
+    COMPILED = False
+if not COMPILED:
     from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
 
-    COMPILED = False
-else:
-    try:
-        from receiver._native import (
-            BAD_UTF8,
-            CONTROL,
-            DATA,
-            NEED_MORE,
-            OTHER,
-            next_frame,
-            ring_write,
-        )
-
-        COMPILED = True
-    except ImportError:  # not compiled at install time (no C compiler)
-        from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
-
-        COMPILED = False
-
-__all__ = ["BAD_UTF8", "COMPILED", "CONTROL", "DATA", "NEED_MORE", "OTHER", "ring_write", "next_frame"]
+__all__ = ["BAD_UTF8", "COMPILED", "CONTROL", "DATA", "NEED_MORE", "OTHER", "next_frame", "ring_write"]

@@ -92,13 +92,12 @@ class FastServerConnection(ServerConnection):
 
     def data_received(self, data: bytes) -> None:
         if self._fast and self.protocol.state is _OPEN:
-            if self._on_text is None:
+            if self._on_text is not None and not self._buf:
+                self._consume(data)  # the common case: the read starts with a frame, cut from it (no copy)
+            else:  # not attached yet, or the start of a frame came with an earlier read
                 self._buf += data
-            elif self._buf:  # the start of a frame came with an earlier read
-                self._buf += data
-                self._consume(self._buf)
-            else:  # the common case: the read starts with a frame, cut straight from it (no copy)
-                self._consume(data)
+                if self._on_text is not None:
+                    self._consume(self._buf)
         elif self._buf:  # bytes held before the fast path ended: they come first
             self._buf += data
             self._flush_to_websockets()
