@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -393,7 +394,7 @@ class StreamServer:
 
     def message_handler(self, stream: _Stream) -> Callable[[str | bytes], StreamStopped | None]:
         """``_on_message`` for one stream, as the fast path calls it for every message."""
-        return lambda text: self._on_message(stream, text)
+        return functools.partial(self._on_message, stream)  # a C call: no Python frame of its own
 
     def _on_message(self, stream: _Stream, message: str | bytes) -> StreamStopped | None:
         """One message of the stream; returns the ``StreamStopped`` that ends it, else None.
