@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import uvloop
 
-from receiver.app import ReceiverServer, default_sinks
+from receiver.app import ReceiverServer, default_sinks, settle_heap
 from receiver.config import Settings
 from receiver.events import MediaReceived, Track
 from receiver.logging import configure
@@ -131,6 +131,7 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     configure(fmt="json", level="info")
+    settle_heap()  # as receiver.app.run does before serving
     uvloop.run(main_async(args))
     return 0
 
