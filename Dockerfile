@@ -5,8 +5,8 @@
 # The webhook port listens on 0.0.0.0 here, so it refuses to start without credentials
 # (RECEIVER_WEBHOOK_SECRET, or RECEIVER_WEBHOOK_USER + RECEIVER_WEBHOOK_PASSWORD; see docs/security.md).
 
-# The build stage: a C compiler turns the media path's compiled part (setup.py, receiver/_native.pyx)
-# into a wheel. Only the wheel goes on; the compiler stays here.
+# The build stage: a C compiler turns the media path's compiled part (setup.py: receiver/_native.pyx,
+# and the modules with a .pxd beside them) into a wheel. Only the wheel goes on; the compiler stays here.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -14,7 +14,9 @@ COPY pyproject.toml setup.py README.md ./
 COPY receiver ./receiver
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
-assert any(n.startswith('receiver/_native.') and n.endswith('.so') for n in names), 'not compiled'" /wheels/receiver-*.whl
+parts = ('_native', 'mediaclock', 'ringbuffer', 'stream/pipeline'); \
+missing = [p for p in parts if not any(n.startswith(f'receiver/{p}.') and n.endswith('.so') for n in names)]; \
+assert not missing, f'not compiled: {missing}'" /wheels/receiver-*.whl
 
 FROM python:3.11-slim
 

@@ -8,8 +8,10 @@ WER_DATA := .cache/wer
 
 .PHONY: install install-whisper run demo test test-pure check bench clean fuzz soak screenshots cluster docker-test wer
 
-# The compiled part of the media path (setup.py): an edited .pyx is compiled again by the next make.
-CYTHON_SOURCES := $(wildcard receiver/*.pyx)
+# The compiled part of the media path (setup.py): an edited .pyx, .pxd, or a module compiled from
+# its own .py (the one beside each .pxd) is compiled again by the next make.
+CYTHON_PXD := $(wildcard receiver/*.pxd receiver/*/*.pxd)
+CYTHON_SOURCES := $(wildcard receiver/*.pyx) $(CYTHON_PXD) $(CYTHON_PXD:.pxd=.py)
 
 $(STAMP): pyproject.toml setup.py $(CYTHON_SOURCES)
 	$(PYTHON) -m venv $(VENV)

@@ -11,9 +11,9 @@ frame with timestamp 0 is due; frame ``k`` is due 20 ms later per frame).
 ``time.monotonic()`` is CLOCK_MONOTONIC, shared by every process on the
 machine. Two figures per 20 ms frame of each track:
 
-- **arrival to sink** (the target): ``StreamPipeline.media`` is wrapped to
-  note when each frame reached the pipeline (microseconds after its bytes
-  were read); the sink records ``now - arrival`` for every frame of every
+- **arrival to sink** (the target): ``StreamSession.receive_text`` is wrapped
+  to note when each frame left the parser for the pipeline (microseconds after
+  its bytes were read); the sink records ``now - arrival`` for every frame of every
   track in each block. It includes the time a frame waited for the other
   track (sinks see audio once every track is committed up to it).
 - **scheduled send to sink**: ``now - due``, which adds the generator's own
@@ -37,11 +37,10 @@ import uvloop
 
 from receiver.app import ReceiverServer, default_sinks, settle_heap
 from receiver.config import Settings
-from receiver.events import MediaReceived, Track
+from receiver.events import Event, MediaReceived, Track
 from receiver.logging import configure
-from receiver.mediaclock import Placement
+from receiver.session import StreamSession
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
-from receiver.stream.pipeline import StreamPipeline
 
 FRAME = 160  # samples in a 20 ms frame at 8 kHz
 
@@ -50,15 +49,18 @@ ARRIVALS: dict[tuple[str, Track, int], float] = {}  # (stream, track, first samp
 
 
 def _instrument() -> None:
-    media = StreamPipeline.media
+    """Note when each media frame leaves the parser, on its way to the pipeline (the session is
+    Python in every build; the pipeline may be compiled, and a compiled class takes no patch)."""
+    receive_text = StreamSession.receive_text
 
-    def timed(self: StreamPipeline, event: MediaReceived) -> Placement:
-        if event.timestamp_ms is not None:
-            pos = event.timestamp_ms * (self.info.sample_rate // 1000)
-            ARRIVALS[(self.info.stream_id, event.track, pos)] = time.monotonic()
-        return media(self, event)
+    def timed(self: StreamSession, text: str | bytes) -> Event | None:
+        event = receive_text(self, text)
+        if type(event) is MediaReceived and event.timestamp_ms is not None and self.started is not None:
+            pos = event.timestamp_ms * (self.started.media_format.sample_rate // 1000)
+            ARRIVALS[(self.started.stream_id, event.track, pos)] = time.monotonic()
+        return event
 
-    StreamPipeline.media = timed  # type: ignore[method-assign]
+    StreamSession.receive_text = timed  # type: ignore[method-assign]
 
 
 class LatencySink:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from receiver.codecs import COPY
 from receiver.events import Samples, Track
@@ -81,15 +81,20 @@ class TrackStats:
         return asdict(self)
 
 
-@dataclass(slots=True)
 class _TrackState:
-    buffer: TrackBuffer
-    committed: int = 0  # samples before this index are final
-    pending: dict[int, Samples] = field(default_factory=dict)
-    seen_audio: bool = False
-    fills: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=64))
-    gap_spans: list[tuple[int, int]] = field(default_factory=list)  # holes filled after audio began
-    stats: TrackStats = field(default_factory=TrackStats)
+    """One track's place on the clock (a class of its own, not a dataclass: ``mediaclock.pxd``
+    makes it a C struct in the compiled build, and a compiled class cannot take ``slots=True``)."""
+
+    __slots__ = ("buffer", "committed", "fills", "gap_spans", "pending", "seen_audio", "stats")
+
+    def __init__(self, buffer: TrackBuffer) -> None:
+        self.buffer = buffer
+        self.committed = 0  # samples before this index are final
+        self.pending: dict[int, Samples] = {}
+        self.seen_audio = False
+        self.fills: deque[tuple[int, int]] = deque(maxlen=64)
+        self.gap_spans: list[tuple[int, int]] = []  # holes filled after audio began
+        self.stats = TrackStats()
 
 
 class MediaClock:
@@ -166,7 +171,7 @@ class MediaClock:
         elif chunk is not None:
             pos = (chunk - 1) * self._frame + self.offset
         else:  # nothing to place it by: it follows the track's newest audio
-            pos = max([state.committed, *(p + len(s) for p, s in state.pending.items())])
+            pos = max(state.committed, max((p + len(s) for p, s in state.pending.items()), default=0))
         n = len(samples)
         committed = state.committed
         if pos == committed and not state.pending:

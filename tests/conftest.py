@@ -13,12 +13,23 @@ import uvloop
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
+from receiver.speedups import stale_builds
 
 from .services import PostgresServer, RedisServer
 
 # The Docker image tests build and run containers for minutes: `make docker-test` runs them
 # (CI too), `make test` leaves them out.
 collect_ignore = [] if os.environ.get("RECEIVER_DOCKER_TESTS") else ["docker"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A module compiled from its own .py (receiver.COMPILED_SOURCES) is imported in preference to
+    # the .py: after an edit, the old build would be what the tests test.
+    stale = stale_builds()
+    if stale:
+        raise pytest.UsageError(
+            f"compiled before their source last changed: {', '.join(stale)}; `make install` compiles them again"
+        )
 
 
 def pytest_asyncio_loop_factories(

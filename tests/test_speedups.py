@@ -35,13 +35,37 @@ def test_ci_runs_the_build_it_asked_for() -> None:
     pure = os.environ.get("RECEIVER_PURE_PYTHON", "") not in ("", "0")
     if os.environ.get("RECEIVER_CI") and not pure:
         assert _native is not None, "receiver/_native.pyx was not compiled by the install"
+        assert all(speedups.compiled_sources().values()), speedups.compiled_sources()
+        assert speedups.build() == "compiled"
     assert speedups.COMPILED is (not pure and _native is not None)
     assert (speedups.next_frame is _pure.next_frame) is not speedups.COMPILED
+    if pure:
+        assert not any(speedups.compiled_sources().values())
+        assert speedups.build() == "pure Python"
+
+
+def test_the_modules_compiled_from_their_source_are_those_the_media_path_imports() -> None:
+    import receiver.mediaclock
+    import receiver.ringbuffer
+    import receiver.stream.pipeline
+
+    modules = (receiver.mediaclock, receiver.ringbuffer, receiver.stream.pipeline)
+    assert {m.__name__ for m in modules} == set(receiver.COMPILED_SOURCES)
+    for module in modules:
+        compiled = not module.__file__.endswith(".py")  # type: ignore[union-attr]
+        assert compiled is speedups.compiled_sources()[module.__name__]
 
 
 def test_the_pure_build_can_be_asked_for() -> None:
-    code = "import receiver.speedups as s, receiver._pure as p; print(s.COMPILED, s.ring_write is p.ring_write)"
-    for value, expected in (("1", "False True"), ("0", f"{_native is not None} {_native is None}")):
+    code = (
+        "import receiver.speedups as s, receiver._pure as p, receiver.mediaclock as m, receiver.stream.pipeline as q;"
+        "print(s.COMPILED, s.ring_write is p.ring_write, m.__file__.endswith('.py'), q.__file__.endswith('.py'))"
+    )
+    compiled = _native is not None  # an install compiles every part, or none (no C compiler)
+    for value, expected in (
+        ("1", "False True True True"),
+        ("0", f"{compiled} {not compiled} {not compiled} {not compiled}"),
+    ):
         env = {**os.environ, "RECEIVER_PURE_PYTHON": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.split() == expected.split()

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build = "compiled" if speedups.COMPILED else "pure Python"
-    parser.add_argument("--version", action="version", version=f"receiver {__version__} ({build} media path)")
+    parser.add_argument(
+        "--version", action="version", version=f"receiver {__version__} ({speedups.build()} media path)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for command in COMMANDS:
         command.add_parser(commands)

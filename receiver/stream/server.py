@@ -221,7 +221,7 @@ class StreamServer:
             port=self.port,
             recordings_dir=settings.recordings_dir,
             tls=tls is not None,
-            build="compiled" if speedups.COMPILED else "pure-python",
+            build=speedups.build(),
         )
 
     @property

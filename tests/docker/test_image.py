@@ -377,12 +377,16 @@ def test_the_runtime_image_holds_no_test_tools(image: str) -> None:
 
 
 def test_the_image_runs_the_compiled_media_path(image: str) -> None:
-    """The build stage compiled receiver/_native.pyx; the image imports it (and has no compiler, above)."""
-    probe = "import receiver.speedups as s, receiver._native as n; print(s.COMPILED, s.next_frame is n.next_frame)"
+    """The build stage compiled receiver/_native.pyx and the modules with a .pxd; the image imports them
+    (and has no compiler, above)."""
+    probe = (
+        "import receiver.speedups as s, receiver._native as n;"
+        "print(s.COMPILED, s.next_frame is n.next_frame, s.build(), all(s.compiled_sources().values()))"
+    )
     out = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", probe).stdout.split()
     version = docker("run", "--rm", "--network", "none", "--entrypoint", "receiver", image, "--version").stdout
 
-    assert out == ["True", "True"]
+    assert out == ["True", "True", "compiled", "True"]
     assert "(compiled media path)" in version
 
 

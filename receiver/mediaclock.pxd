@@ -1,0 +1,24 @@
+# The compiled build of mediaclock.py (setup.py compiles the .py itself with Cython; this file
+# only declares what becomes C): the clock's and each track's fields as struct members, and
+# the in-order path's locals typed, so reading ``state.committed`` is a load, not a lookup.
+# Every field stays a Python object: the arithmetic is Python's (no overflow, no new errors).
+cimport cython
+
+from receiver.ringbuffer cimport TrackBuffer
+
+
+cdef class _TrackState:
+    cdef public TrackBuffer buffer
+    cdef public object committed, pending, seen_audio, fills, gap_spans, stats
+
+
+cdef class MediaClock:
+    cdef public dict _states
+    cdef public object _allowance, _frame, _limit, _max_gap, _spms, _window
+    cdef public object ahead, discontinuities, head, offset, sample_rate
+
+    @cython.locals(state=_TrackState)
+    cpdef place_encoded(self, track, timestamp_ms, chunk, payload, decode, table)
+
+    @cython.locals(state=_TrackState)
+    cpdef _commit_behind(self, limit)

@@ -1,0 +1,10 @@
+# The compiled build of pipeline.py (see receiver/mediaclock.pxd): the pipeline's fields as
+# struct members, and its clock typed, so ``media`` calls the clock's in-order path in C.
+from receiver.mediaclock cimport MediaClock
+
+
+cdef class StreamPipeline:
+    cdef public MediaClock clock
+    cdef public object _decode, _table, _probe, _settings, buffers, fanout, info, undeclared
+
+    cpdef media(self, event)
