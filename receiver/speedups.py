@@ -35,14 +35,16 @@ if not COMPILED:
     from receiver._pure import BAD_UTF8, CONTROL, DATA, NEED_MORE, OTHER, next_frame, ring_write
 
 
+def _compiled_file(name: str) -> str | None:
+    """Where module ``name`` is compiled, if it is what an import would load (found, not imported)."""
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec is not None else None
+    return origin if origin and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)) else None
+
+
 def compiled_sources() -> dict[str, bool]:
-    """Each of ``receiver.COMPILED_SOURCES``: whether it runs compiled here (found, not imported)."""
-    out = {}
-    for name in receiver.COMPILED_SOURCES:
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None and spec.origin else ""
-        out[name] = origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    return out
+    """Each of ``receiver.COMPILED_SOURCES``: whether it runs compiled here."""
+    return {name: _compiled_file(name) is not None for name in receiver.COMPILED_SOURCES}
 
 
 def stale_builds() -> list[str]:
@@ -54,12 +56,11 @@ def stale_builds() -> list[str]:
     """
     stale = []
     for name in receiver.COMPILED_SOURCES:
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None and spec.origin else ""
-        if not origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        compiled = _compiled_file(name)
+        if compiled is None:
             continue
-        source = os.path.join(os.path.dirname(origin), name.rpartition(".")[2] + ".py")
-        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
+        source = os.path.join(os.path.dirname(compiled), name.rpartition(".")[2] + ".py")
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(compiled):
             stale.append(name)
     return stale
 
