@@ -123,7 +123,7 @@ def capacity_line(cell: dict[str, Any]) -> str:
     return (
         f"capacity: {cell['calls']} real-time two-track calls ({cell['generator']}, {cell['format']}, load avg "
         f"{cell['load_average']}): {rec['cpu_us_per_msg']:.2f} µs/msg, {core:.0%} of one core, "
-        f"{rec['calls_per_core']:.0f} calls per core, fell behind: {'yes' if rec['fell_behind'] else 'no'}"
+        f"{'-' if rec['calls_per_core'] is None else format(rec['calls_per_core'], '.0f')} calls per core, fell behind: {'yes' if rec['fell_behind'] else 'no'}"
     )
 
 

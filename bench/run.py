@@ -426,6 +426,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
             return statistics.median(r[key] for r in rows)
 
+        # None in a run that measured no CPU time (under one clock tick: a smoke run's few messages)
+        per_core = [r["calls_per_core"] for r in mine if r["calls_per_core"] is not None]
+
         out[label] = {
             "runs": len(mine),
             "cpu_us_per_msg": med("cpu_us_per_msg"),
@@ -433,7 +436,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "user_us_per_msg": med("user_us_per_msg"),
             "sys_us_per_msg": med("sys_us_per_msg"),
             "msgs_per_s": med("msgs_per_s"),
-            "calls_per_core": med("calls_per_core"),
+            "calls_per_core": statistics.median(per_core) if per_core else None,
             "peak_rss_mb": med("peak_rss_mb"),
             "mb_per_call": med("mb_per_call"),
             "rss_slope_mb_per_min": med("rss_slope_mb_per_min"),
@@ -452,6 +455,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _num(value: float | None) -> str:
+    """A whole number, or '-' for a figure the run could not measure."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 def table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     head = (
         f"{args.mode}, {args.calls} two-track {args.format} calls, {args.generator} generator, {args.duration:g} s, {args.repeat} run(s) each, "
@@ -465,7 +473,7 @@ def table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         ratio = s.get("ratio_to_baseline")
         lines.append(
             f"| {label} | {s['cpu_us_per_msg']:.2f} | {'' if ratio is None else f'{ratio:.2f}'} | {s['msgs_per_s']:.0f} "
-            f"| {s['calls_per_core']:.0f} | {s['peak_rss_mb']:.1f} | {s['mb_per_call']:.3f} | {s['rss_slope_mb_per_min']:.2f} "
+            f"| {_num(s['calls_per_core'])} | {s['peak_rss_mb']:.1f} | {s['mb_per_call']:.3f} | {s['rss_slope_mb_per_min']:.2f} "
             f"| {s['lateness_p99_ms']:.2f} | {s['generator_us_per_msg']:.2f} | {'yes' if s['fell_behind'] else 'no'} |"
         )
         if "latency_p99_ms" in s:
@@ -506,7 +514,7 @@ def _run_all(
             rows.append(row)
             log(
                 f"  => {row['cpu_us_per_msg']:.2f} µs/msg (user {row['user_us_per_msg']:.2f}, sys {row['sys_us_per_msg']:.2f}), {row['msgs_per_s']:.0f} msgs/s, "
-                f"{row['calls_per_core']:.0f} calls/core, peak {row['peak_rss_mb']:.1f} MB "
+                f"{_num(row['calls_per_core'])} calls/core, peak {row['peak_rss_mb']:.1f} MB "
                 f"({row['mb_per_call']:.3f} MB/call), generator late p99 {row['generator']['lateness_ms']['p99']:.2f} ms, "
                 f"drain {row['generator']['drain_seconds'] * 1e3:.0f} ms, fell behind: {row['fell_behind']}"
                 + (

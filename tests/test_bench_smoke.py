@@ -38,6 +38,25 @@ def test_bench_smoke_run_measures_receiver_baseline_and_latency(tmp_path: Path) 
     assert "| receiver |" in proc.stdout
 
 
+def test_a_run_too_short_to_measure_cpu_time_is_reported_not_a_crash() -> None:
+    """A smoke run's few hundred messages can take under one clock tick (10 ms): no calls per core."""
+    import argparse
+
+    from bench.run import summarise, table
+
+    run = {
+        "target": "receiver", "cpu_us_per_msg": 0.0, "user_us_per_msg": 0.0, "sys_us_per_msg": 0.0,
+        "msgs_per_s": 160.0, "calls_per_core": None, "peak_rss_mb": 50.0, "mb_per_call": 0.1,
+        "rss_slope_mb_per_min": 0.0, "fell_behind": False,
+        "generator": {"lateness_ms": {"p99": 0.5}, "generator_cpu_us_per_msg": 10.0},
+    }  # fmt: skip
+    measured = {**run, "cpu_us_per_msg": 20.0, "calls_per_core": 500.0}
+
+    args = argparse.Namespace(mode="realtime", calls=4, format="vonage", generator="python", duration=1, repeat=2)
+    assert "| receiver | 0.00 |  | 160 | - |" in table(summarise([run]), args)
+    assert summarise([run, measured])["receiver"]["calls_per_core"] == 500.0
+
+
 # What shared/bench/loadgen.js printed for a 10-call Twilio run (its --json line).
 NODE_REPORT = {
     "mode": "realtime", "format": "twilio", "url": "ws://127.0.0.1:43925/twilio", "calls": 10, "tracks": 2,
