@@ -14,8 +14,8 @@ COPY pyproject.toml setup.py README.md ./
 COPY receiver ./receiver
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); \
-parts = ('_native', 'mediaclock', 'ringbuffer', 'stream/pipeline'); \
-missing = [p for p in parts if not any(n.startswith(f'receiver/{p}.') and n.endswith('.so') for n in names)]; \
+import receiver; parts = ['receiver._native', *receiver.COMPILED_SOURCES]; \
+missing = [p for p in parts if not any(n.startswith(p.replace('.', '/') + '.') and n.endswith('.so') for n in names)]; \
 assert not missing, f'not compiled: {missing}'" /wheels/receiver-*.whl
 
 FROM python:3.11-slim

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,10 @@ def test_the_modules_compiled_from_their_source_are_those_the_media_path_imports
 
     modules = (receiver.mediaclock, receiver.ringbuffer, receiver.stream.pipeline)
     assert {m.__name__ for m in modules} == set(receiver.COMPILED_SOURCES)
+    # setup.py compiles the modules with a .pxd beside them: the same list.
+    root = Path(receiver.__file__).parent.parent
+    pxd = {".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "receiver").rglob("*.pxd")}
+    assert pxd == set(receiver.COMPILED_SOURCES)
     for module in modules:
         compiled = not module.__file__.endswith(".py")  # type: ignore[union-attr]
         assert compiled is speedups.compiled_sources()[module.__name__]
