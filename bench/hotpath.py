@@ -34,11 +34,12 @@ from typing import Any
 
 import structlog
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
-from receiver.stream.fastpath import FastServerConnection
+from receiver.stream.fastpath import FrameReader
 from receiver.stream.server import _Stream
 
 from .messages import Call
@@ -52,16 +53,19 @@ def unmask(frame: bytes) -> str | bytes:
     return payload.decode() if frame[0] & 0x0F == 0x1 else payload
 
 
-def _fast_connection(server: ReceiverServer, stream: Any) -> FastServerConnection:
-    """A fast-path connection without a socket, attached to ``stream`` as the server does."""
-    conn = FastServerConnection.__new__(FastServerConnection)
-    conn.protocol = SimpleNamespace(state=State.OPEN, max_message_size=2**20)  # type: ignore[assignment]
-    conn._buf = bytearray()
-    conn._fast = True
-    conn._dispatching = True
-    conn._done = None
-    conn._on_text = server.message_handler(stream)
-    return conn
+def _fast_reader(server: ReceiverServer, stream: Any) -> FrameReader:
+    """A fast-path reader without a socket, attached to ``stream`` as the server does."""
+    # websockets' own protocol object, open: its ``state`` is a property, as in the server
+    protocol = ServerProtocol(max_size=2**20)
+    protocol.state = State.OPEN
+    reader = FrameReader(protocol, _refuse)
+    reader.on_text = server.message_handler(stream)
+    reader.dispatching = True
+    return reader
+
+
+def _refuse(data: bytes) -> None:
+    raise RuntimeError("a frame left the fast path")
 
 
 async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None, per_read: int = 0) -> float:
@@ -85,14 +89,14 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None,
     if per_read:
         # From the socket's bytes: each stream's masked frames through the fast path's
         # data_received, ``per_read`` frames a read (a flood reads many at once).
-        readers = [_fast_connection(server, stream) for stream in live]
+        readers = [_fast_reader(server, stream) for stream in live]
         frames = [[m for _ in range(ticks) for m in call.pair()] for call in calls]
         reads = [[b"".join(f[i : i + per_read]) for i in range(0, len(f), per_read)] for f in frames]
         rounds = [[(reader, r[j]) for reader, r in zip(readers, reads, strict=True)] for j in range(len(reads[0]))]
 
         def feed(_: object, batch: list[tuple[Any, bytes]]) -> None:
             for reader, data in batch:
-                reader.data_received(data)
+                reader.feed(data)  # what the event loop calls for a read
 
         cpu = time.process_time()
         functools.reduce(feed, rounds, None)

@@ -6,7 +6,12 @@ __version__ = "0.1.0"
 
 # Modules that ``pip install`` also compiles from their own source (setup.py; the ``.pxd`` beside
 # each declares what becomes C). Where both are installed, Python imports the compiled one.
-COMPILED_SOURCES = ("receiver.mediaclock", "receiver.ringbuffer", "receiver.stream.pipeline")
+COMPILED_SOURCES = (
+    "receiver.mediaclock",
+    "receiver.ringbuffer",
+    "receiver.stream.fastpath",
+    "receiver.stream.pipeline",
+)
 
 if _os.environ.get("RECEIVER_PURE_PYTHON", "") not in ("", "0"):
     # The pure-Python build asked for on a machine that has both (``make test-pure``): those

@@ -126,3 +126,44 @@ async def test_shutdown_closes_live_streams_with_service_restart(served) -> None
 
     assert code == 1012
     assert (server.outcomes[-1].reason, server.outcomes[-1].close_code) == ("shutdown", 1012)
+
+
+async def test_every_read_goes_to_the_frame_reader_and_only_control_frames_reach_websockets(tmp_path: Path) -> None:
+    """The event loop (asyncio and uvloop alike) calls the reader for each read: what it hands
+    websockets' own ``data_received`` is the ping alone, never a media frame."""
+    settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json")
+    sinks: list[RecordingSink] = []
+
+    def factory(info: object) -> RecordingSink:
+        sinks.append(RecordingSink())
+        return sinks[-1]
+
+    handed: list[bytes] = []
+    mv = MiniVoiceMessages()
+    async with ReceiverServer(settings, sinks=[factory]) as server:
+        async with connect(f"ws://127.0.0.1:{server.port}/s") as ws:
+            await ws.send(mv.connected())
+            await (await ws.ping(b"first"))  # the server holds the connection now
+            (conn,) = server._server.connections  # type: ignore[union-attr]
+            reader = conn._reader
+            assert conn.data_received == reader.feed
+            to_websockets = reader.websockets_data_received
+
+            def note(data: bytes) -> None:
+                handed.append(bytes(data))
+                to_websockets(data)
+
+            reader.websockets_data_received = note
+            await ws.send(mv.start())
+            for i in range(5):
+                await ws.send(mv.media("inbound", i + 1, 20 * i, FRAME))
+                await ws.send(mv.media("outbound", i + 1, 20 * i, FRAME))
+            await (await ws.ping(b"second"))
+            await ws.send(mv.stop())
+            await _close_code(ws)
+        await wait_streams_done(server)
+
+    assert len(sinks[0].audio(Track.INBOUND)) == 5 * 160
+    assert [data[0] & 0x0F for data in handed[:1]] == [0x9]  # the ping, whole and alone
+    assert all(data[0] & 0x0F in (0x8, 0x9, 0xA) for data in handed)  # then, at most, the close
+    assert reader.fast

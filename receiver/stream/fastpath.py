@@ -10,10 +10,11 @@ parser, its ``Assembler`` queue and the wake-up of the handler task to
 ``await recv()`` it: those cost more than everything the receiver does with
 the message.
 
-``FastServerConnection.data_received`` cuts complete frames out of the bytes
-it is given, one ``speedups.next_frame`` call each (compiled: header,
-unmasking and UTF-8 in one C call), straight from the read when no partial
-frame is held:
+Each read goes to ``FrameReader.feed`` (the connection's ``data_received``:
+asyncio and uvloop call it with no Python frame of the connection's own),
+which cuts complete frames out of the bytes it is given, one
+``speedups.next_frame`` call each (compiled: header, unmasking and UTF-8 in one
+C call), straight from the read when no partial frame is held:
 
 - a final, masked text frame within ``max_size`` whose payload is valid UTF-8
   (every message of a JSON media stream) is unmasked, decoded, and handed to
@@ -32,6 +33,14 @@ The callback's result completes ``attach()``'s future: a value (the stream
 stopped) or an exception (a protocol error, or a bug) ends dispatching;
 later data frames are dropped (the stream is over, so nothing reads them),
 control frames still reach websockets so the closing handshake completes.
+The callback must not close the connection itself (it returns or raises, and
+the handler closes): the connection's state is read once a read, and again
+after each control frame, not once a frame.
+
+``FrameReader`` holds the fast path's state and runs its loop. Where the
+install compiled the media path, it is compiled from this file (a C class:
+``fastpath.pxd`` declares its fields, receiver/mediaclock.pxd says how); the
+connection class stays a Python subclass of websockets' own.
 """
 
 from __future__ import annotations
@@ -42,12 +51,12 @@ from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedOK
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 
 from receiver.speedups import CONTROL, DATA, NEED_MORE, next_frame
 
 FALLBACK: Final = object()  # attach()'s future: go on with `async for message in ws`
-# Read once per frame: a lookup on the enum class goes through EnumType.__getattr__'s
+# Read once per read: a lookup on the enum class goes through EnumType.__getattr__'s
 # slot (about 200 instructions on CPython 3.11).
 _OPEN: Final = State.OPEN
 
@@ -57,11 +66,10 @@ class FastServerConnection(ServerConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._buf = bytearray()
-        self._on_text: Callable[[str | bytes], object] | None = None
-        self._done: asyncio.Future[object] | None = None
-        self._fast = True  # until a frame the fast path does not take
-        self._dispatching = False  # attached, and the callback has not ended the stream
+        self._reader = FrameReader(self.protocol, super().data_received)
+        # Every read goes straight to the reader: asyncio and uvloop look ``data_received`` up on
+        # the instance (uvloop once, when the transport is made), so this attribute is what they call.
+        self.data_received = self._reader.feed  # type: ignore[method-assign]
 
     def attach(self, on_text: Callable[[str | bytes], object]) -> asyncio.Future[object] | None:
         """Hand every later message to ``on_text`` (text as ``str``, binary as ``bytes``), in ``data_received``.
@@ -71,42 +79,29 @@ class FastServerConnection(ServerConnection):
         dispatching and is set on the future. The future also completes when
         the connection closes (``None`` after a normal closure, the
         ``ConnectionClosed`` exception otherwise), or with ``FALLBACK`` when a
-        frame needs websockets' own message path.
+        frame needs websockets' own message path. ``on_text`` must not close
+        the connection (the handler does, once the future completes).
 
         Returns None (use ``async for``) when the fast path cannot take over,
         because websockets already holds bytes of this connection.
         """
-        reader = getattr(self.protocol, "reader", None)
-        if not self._fast or getattr(reader, "buffer", None) or self.protocol.state is not _OPEN:
-            self._fast = False
-            self._flush_to_websockets()
+        reader = self._reader
+        ws_reader = getattr(self.protocol, "reader", None)
+        if not reader.fast or getattr(ws_reader, "buffer", None) or self.protocol.state is not _OPEN:
+            reader.fast = False
+            reader.flush_to_websockets()
             return None
-        self._on_text = on_text
-        self._done = self.loop.create_future()
-        self._dispatching = True
-        if self._buf:
-            self._consume(self._buf)
-        return self._done
-
-    # -- asyncio.Protocol ----------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        if self._fast and self.protocol.state is _OPEN:
-            if self._on_text is not None and not self._buf:
-                self._consume(data)  # the common case: the read starts with a frame, cut from it (no copy)
-            else:  # not attached yet, or the start of a frame came with an earlier read
-                self._buf += data
-                if self._on_text is not None:
-                    self._consume(self._buf)
-        elif self._buf:  # bytes held before the fast path ended: they come first
-            self._buf += data
-            self._flush_to_websockets()
-        else:
-            super().data_received(data)
+        reader.on_text = on_text
+        done: asyncio.Future[object] = self.loop.create_future()
+        reader.done = done
+        reader.dispatching = True
+        if reader.buf:
+            reader.consume(reader.buf)
+        return done
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        done = self._done
+        done = self._reader.done
         if done is not None and not done.done():
             close_exc = self.protocol.close_exc
             if isinstance(close_exc, ConnectionClosedOK):
@@ -114,80 +109,118 @@ class FastServerConnection(ServerConnection):
             else:
                 done.set_exception(close_exc)
 
-    # -- internals -----------------------------------------------------------
 
-    def _flush_to_websockets(self) -> None:
-        if self._buf:
-            rest = bytes(self._buf)
-            self._buf.clear()
-            super().data_received(rest)
+class FrameReader:
+    """The fast path of one connection: its state, and the loop that cuts each read.
+
+    Args:
+        protocol: The connection's websockets protocol (its state and size limit).
+        websockets_data_received: websockets' own ``data_received`` for the
+            connection, which takes every byte the fast path does not.
+    """
+
+    __slots__ = ("buf", "dispatching", "done", "fast", "on_text", "protocol", "websockets_data_received")
+
+    def __init__(self, protocol: Protocol, websockets_data_received: Callable[[bytes], None]) -> None:
+        self.protocol = protocol
+        self.websockets_data_received = websockets_data_received
+        self.buf = bytearray()  # the start of a frame an earlier read brought
+        self.on_text: Callable[[str | bytes], object] | None = None
+        self.done: asyncio.Future[object] | None = None
+        self.fast = True  # until a frame the fast path does not take
+        self.dispatching = False  # attached, and the callback has not ended the stream
+
+    def feed(self, data: bytes) -> None:
+        """One read's bytes (the connection's ``data_received``)."""
+        if self.fast and self.protocol.state is _OPEN:
+            if self.on_text is not None and not self.buf:
+                self.consume(data)  # the common case: the read starts with a frame, cut from it (no copy)
+            else:  # not attached yet, or the start of a frame came with an earlier read
+                self.buf += data
+                if self.on_text is not None:
+                    self.consume(self.buf)
+        elif self.buf:  # bytes held before the fast path ended: they come first
+            self.buf += data
+            self.flush_to_websockets()
+        else:
+            self.websockets_data_received(data)
+
+    def flush_to_websockets(self) -> None:
+        if self.buf:
+            rest = bytes(self.buf)
+            self.buf.clear()
+            self.websockets_data_received(rest)
+
+    def consume(self, buf: bytes | bytearray) -> None:
+        """Cut every complete frame of ``buf`` (``self.buf``, or a read when nothing is held) and hold the rest."""
+        pos = 0
+        protocol = self.protocol
+        max_size = protocol.max_message_size
+        limit = -1 if max_size is None else max_size
+        on_text = self.on_text
+        assert on_text is not None
+        # The state changes only as websockets handles a frame (a close) or the handler closes
+        # (never from within the callback): read again after each control frame, not per frame.
+        is_open = protocol.state is _OPEN
+        while True:
+            status, message, stop = next_frame(buf, pos, limit)
+            if status == DATA:
+                if not is_open:  # after a close: websockets' own handling
+                    self._fall_back(buf, pos)
+                    return
+                if self.dispatching:
+                    try:
+                        result = on_text(message)  # type: ignore[arg-type]  # DATA: always a message
+                    except Exception as exc:  # handed to the handler, which decides the close
+                        self._finish(None, exc)
+                    else:
+                        if result is not None:
+                            self._finish(result, None)
+                # else: the stream ended; the handler is closing the connection: drop it.
+                pos = stop
+                if pos == len(buf):  # the read ended with this frame (in real time, every read does)
+                    if buf is self.buf:
+                        self.buf.clear()
+                    return
+            elif status == NEED_MORE and (is_open or len(buf) - pos < 2):
+                self._keep(buf, pos)  # (after a close, a frame's start goes to websockets, below)
+                return
+            elif status == CONTROL and is_open:
+                frame = bytes(buf[pos:stop])
+                if buf is self.buf:
+                    del self.buf[:stop]
+                    pos = 0
+                else:
+                    pos = stop
+                self.websockets_data_received(frame)
+                is_open = protocol.state is _OPEN
+            else:  # fragments, unmasked frames, reserved bits, too big, not UTF-8 (1007), or after a close
+                self._fall_back(buf, pos)
+                return
 
     def _fall_back(self, buf: bytes | bytearray, pos: int) -> None:
         """From byte ``pos`` of ``buf`` on, everything goes to websockets (and the handler to ``async for``)."""
-        self._fast = False
+        self.fast = False
         self._keep(buf, pos)
-        dispatching = self._dispatching
-        self._dispatching = False
-        done = self._done
+        dispatching = self.dispatching
+        self.dispatching = False
+        done = self.done
         if dispatching and done is not None and not done.done():
             done.set_result(FALLBACK)
-        self._flush_to_websockets()
+        self.flush_to_websockets()
 
     def _keep(self, buf: bytes | bytearray, pos: int) -> None:
-        """Hold ``buf[pos:]`` for later: ``buf`` is ``self._buf`` or the read being cut."""
-        if buf is self._buf:
-            del buf[:pos]
+        """Hold ``buf[pos:]`` for later: ``buf`` is ``self.buf`` or the read being cut."""
+        if buf is self.buf:
+            del self.buf[:pos]
         elif pos < len(buf):
-            self._buf += memoryview(buf)[pos:]
+            self.buf += memoryview(buf)[pos:]
 
-    def _finish(self, result: object = None, exc: BaseException | None = None) -> None:
-        self._dispatching = False
-        done = self._done
+    def _finish(self, result: object, exc: BaseException | None) -> None:
+        self.dispatching = False
+        done = self.done
         if done is not None and not done.done():
             if exc is not None:
                 done.set_exception(exc)
             else:
                 done.set_result(result)
-
-    def _consume(self, buf: bytes | bytearray) -> None:
-        """Cut every complete frame of ``buf`` (``self._buf``, or a read when nothing is held) and hold the rest."""
-        pos = 0
-        max_size = self.protocol.max_message_size
-        limit = -1 if max_size is None else max_size
-        on_text = self._on_text
-        assert on_text is not None
-        protocol = self.protocol
-        while True:
-            status, message, stop = next_frame(buf, pos, limit)
-            if status == DATA:
-                if protocol.state is not _OPEN:  # after a close: websockets' own handling
-                    self._fall_back(buf, pos)
-                    return
-                if self._dispatching:
-                    try:
-                        result = on_text(message)  # type: ignore[arg-type]  # DATA: always a message
-                    except Exception as exc:  # handed to the handler, which decides the close
-                        self._finish(exc=exc)
-                    else:
-                        if result is not None:
-                            self._finish(result)
-                # else: the stream ended; the handler is closing the connection: drop it.
-                pos = stop
-                if pos == len(buf):  # the read ended with this frame (in real time, every read does)
-                    if buf is self._buf:
-                        buf.clear()
-                    return
-            elif status == NEED_MORE and (protocol.state is _OPEN or len(buf) - pos < 2):
-                self._keep(buf, pos)  # (after a close, a frame's start goes to websockets, below)
-                return
-            elif status == CONTROL and protocol.state is _OPEN:
-                frame = bytes(buf[pos:stop])
-                if buf is self._buf:
-                    del buf[:stop]
-                    pos = 0
-                else:
-                    pos = stop
-                super().data_received(frame)
-            else:  # fragments, unmasked frames, reserved bits, too big, not UTF-8 (1007), or after a close
-                self._fall_back(buf, pos)
-                return
