@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -97,7 +98,13 @@ class LatencySink:
 
 async def main_async(args: argparse.Namespace) -> None:
     settings = Settings(
-        host="127.0.0.1", port=args.port, recordings_dir=args.recordings_dir, log_format="json", repair_on_start=False
+        host="127.0.0.1",
+        port=args.port,
+        recordings_dir=args.recordings_dir,
+        log_format="json",
+        repair_on_start=False,
+        # as `receiver serve` reads it: RECEIVER_READ_PACING_MS=0 measures the receiver unpaced
+        read_pacing_ms=float(os.environ.get("RECEIVER_READ_PACING_MS", Settings().read_pacing_ms)),
     )
     samples: list[float] = []
     scheduled: list[float] = []
@@ -120,6 +127,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "p50_ms": float(np.percentile(values, 50)) if values.size else None,
             "p99_ms": float(np.percentile(values, 99)) if values.size else None,
             "max_ms": float(values.max()) if values.size else None,
+            "scheduled_p50_ms": float(np.percentile(sched, 50)) if sched.size else None,
             "scheduled_p99_ms": float(np.percentile(sched, 99)) if sched.size else None,
             "reorder_window_ms": settings.reorder_window_ms,
         }

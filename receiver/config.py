@@ -178,6 +178,9 @@ class Settings:
 
     # Performance
     fast_path: bool = True  # text frames go straight from data_received to the stream (receiver/stream/fastpath.py)
+    # Under load (5,000 messages a second and more), the event loop turns at most once per this many
+    # ms: reads gather in the kernel, one wake-up takes them all (receiver/stream/pacing.py); 0: off
+    read_pacing_ms: float = 1.0
 
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
@@ -232,6 +235,8 @@ class Settings:
             raise ConfigError("max_media_lead_seconds must not be negative")
         if self.buffer_seconds * 1000 < 2 * self.reorder_window_ms or self.buffer_seconds > 600:
             raise ConfigError("buffer_seconds must hold two reorder windows and at most 600 s")
+        if not 0 <= self.read_pacing_ms <= 20:
+            raise ConfigError("read_pacing_ms must be 0-20 (0: off)")
         if self.max_message_bytes < 1024:
             raise ConfigError("max_message_bytes must be at least 1024")
         if self.log_format not in ("auto", "json", "console"):
@@ -331,6 +336,7 @@ SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         "buffer_seconds",
         "sink_close_timeout",
         "fast_path",
+        "read_pacing_ms",
     ),
     "limits": (
         "max_message_bytes",

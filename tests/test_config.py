@@ -51,6 +51,7 @@ def test_env_names_the_config_file(tmp_path: Path) -> None:
         ("reorder_window_ms = -1\n", "reorder_window_ms"),
         ("log_format = 'xml'\n", "log_format"),
         ("buffer_seconds = 0.1\n", "buffer_seconds"),
+        ("[media]\nread_pacing_ms = 50\n", r"read_pacing_ms must be 0-20 \(0: off\)"),
         ("port = '8080'\n", "port must be an integer, not str"),
         ("wav = 1\n", r"wav must be a boolean \(true or false\), not int"),
     ],

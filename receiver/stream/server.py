@@ -70,6 +70,7 @@ from receiver.stream.control import STOP_REASON, ControlChange, Status, StreamSt
 from receiver.stream.fanout import PauseBehavior
 from receiver.stream.fastpath import FALLBACK, FastServerConnection
 from receiver.stream.observers import StreamObserver, notify_ended, notify_started
+from receiver.stream.pacing import ReadPacer
 from receiver.stream.pipeline import MediaSettings, StreamPipeline
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
@@ -180,6 +181,8 @@ class StreamServer:
         self._authenticated = 0  # streams that take one of max_streams
         self._upgrading = 0  # connections still in their HTTP upgrade (max_handshakes)
         self._limits_task: asyncio.Task[None] | None = None
+        self.pacer: ReadPacer | None = None  # read pacing (receiver/stream/pacing.py), while serving
+        self._pacer_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.draining = False
         self._stopped = False
@@ -213,6 +216,9 @@ class StreamServer:
             raise ListenError.from_os_error("streams", settings.host, settings.port, "host/port", exc) from exc
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries(), name="media-summaries")
         self._limits_task = asyncio.get_running_loop().create_task(self._watch_limits(), name="limits")
+        if settings.read_pacing_ms > 0:
+            self.pacer = ReadPacer(settings.read_pacing_ms / 1000, self.messages_received)
+            self._pacer_task = asyncio.get_running_loop().create_task(self.pacer.run(), name="read-pacing")
         self.ready = True
         self.guard.log_startup()
         server_log.info(
@@ -233,6 +239,10 @@ class StreamServer:
     def active_streams(self) -> int:
         return len(self._streams)
 
+    def messages_received(self) -> int:
+        """Messages (and pings) the live streams have brought so far (read by the read pacer)."""
+        return sum(stream.received for stream in self._streams.values())
+
     def live_streams(self) -> list[LiveStream]:
         """The started streams, for metrics and the console (read on the loop; keep none)."""
         return [LiveStream(s.pipeline, s.session.stats) for s in self._streams.values() if s.pipeline is not None]
@@ -243,7 +253,7 @@ class StreamServer:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._summary_task, self._limits_task):
+        for task in (self._summary_task, self._limits_task, self._pacer_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
