@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -63,6 +64,37 @@ async def test_busy_streams_top_each_turn_up_to_the_period() -> None:
     assert pacer.pacing
     assert slept and all(0 < s <= 0.002 for s in slept)
     assert pacer.slept == pytest.approx(sum(slept))
+
+
+async def test_what_a_turn_read_runs_before_the_loop_sleeps_again() -> None:
+    """The pacer's turn is queued behind the reads of the same poll and what they woke
+    (a sink's wake-up), so a frame's way to the sinks never waits for the sleep."""
+    loop = asyncio.get_running_loop()
+    peer_r, peer_w = socket.socketpair()
+    peer_r.setblocking(False)
+    log: list[str] = []
+    done = asyncio.Event()
+
+    def on_read() -> None:  # a connection's read, waking a sink as the fan-out does
+        peer_r.recv(64)
+        loop.call_soon(log.append, "woken")
+
+    def sleep(seconds: float) -> None:
+        log.append("sleep")
+        if log.count("sleep") < 5:
+            peer_w.send(b"x")  # a frame arrives while the loop sleeps
+        else:
+            done.set()
+
+    loop.add_reader(peer_r.fileno(), on_read)
+    try:
+        await _run_until(ReadPacer(0.005, Counter(step=1_000_000, reads=1), sleep=sleep), done)
+    finally:
+        loop.remove_reader(peer_r.fileno())
+        peer_r.close()
+        peer_w.close()
+
+    assert log[:8] == ["sleep", "woken"] * 4
 
 
 async def test_calm_streams_are_not_paced_and_the_loop_sleeps_as_it_would() -> None:

@@ -12,7 +12,9 @@ busy: each turn of the event loop that took less than ``period`` is topped up
 to it with a plain sleep of the loop's thread, so the loop turns at most
 ``1 / period`` times a second and each turn reads what arrived meanwhile. A turn
 that took ``period`` or more (a loaded receiver) is not topped up: pacing never
-costs throughput. The price is latency: a frame may wait up to ``period`` in the
+costs throughput. The sleep comes after the turn's reads have reached the sinks
+(the pacer yields ``YIELDS`` times a turn: what the reads woke is queued behind
+its first yields). The price is latency: a frame may wait up to ``period`` in the
 socket's buffer before it is read.
 
 It paces only while the streams bring at least ``busy_rate`` messages a second
@@ -32,6 +34,9 @@ CHECK_SECONDS: Final = 0.1  # how often the message rate is read
 BUSY_RATE: Final = 5_000.0  # messages a second (50 real-time two-track calls) from which to pace
 # Pacing stops below half of it: a rate near the threshold does not switch it on and off each check.
 CALM_FRACTION: Final = 0.5
+# Yields of the event loop a paced turn makes before it sleeps: one to read, two for what the
+# reads woke to run first (a sink's task runs one callback after the read on uvloop, two on asyncio).
+YIELDS: Final = 3
 
 
 class ReadPacer:
@@ -91,4 +96,8 @@ class ReadPacer:
                 self.slept += rest
             self.turns += 1
             turn_started = clock()
-            await asyncio.sleep(0)  # one turn of the loop: it reads everything that arrived
+            # The loop reads everything that arrived. What the reads wake (the sinks) is queued
+            # behind this task: a turn or two later (uvloop reads in the poll, asyncio in a
+            # callback after it), so the task yields that often before it sleeps again.
+            for _ in range(YIELDS):
+                await asyncio.sleep(0)
