@@ -147,13 +147,7 @@ async def test_pacing_goes_on_at_the_busy_rate_and_off_below_half_of_it() -> Non
         return int(state["value"])
 
     pacer = ReadPacer(0.002, messages, busy_rate=8_000, sleep=lambda s: None)
-    task = asyncio.create_task(pacer.run())
-    try:
-        await sixth.wait()
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    await _run_until(pacer, sixth)
 
     assert seen[:6] == [False, False, True, True, True, False]
 
