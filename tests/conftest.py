@@ -14,6 +14,7 @@ import uvloop
 from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.speedups import stale_builds
+from receiver.testing import RecordingSink
 
 from .services import PostgresServer, RedisServer
 
@@ -51,6 +52,17 @@ def settings(tmp_path: Path) -> Settings:
 async def server(settings: Settings) -> AsyncIterator[ReceiverServer]:
     async with ReceiverServer(settings) as srv:
         yield srv
+
+
+def recording_sinks() -> tuple[list[RecordingSink], Callable[[object], RecordingSink]]:
+    """A sink factory for a server, and the list of the ``RecordingSink`` it made (one a stream)."""
+    sinks: list[RecordingSink] = []
+
+    def factory(info: object) -> RecordingSink:
+        sinks.append(RecordingSink())
+        return sinks[-1]
+
+    return sinks, factory
 
 
 async def wait_streams_done(server: ReceiverServer, count: int = 1, limit: float = 10.0) -> None:

@@ -14,7 +14,7 @@ from receiver.config import Settings
 from receiver.events import Track
 from receiver.testing import MiniVoiceMessages, RecordingSink
 
-from .conftest import wait_streams_done
+from .conftest import recording_sinks, wait_streams_done
 
 FRAME = bytes(range(96, 256))  # 160 bytes of mu-law
 
@@ -26,11 +26,7 @@ async def served(
     settings = Settings(
         host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json", fast_path=request.param
     )
-    sinks: list[RecordingSink] = []
-
-    def factory(info: object) -> RecordingSink:
-        sinks.append(RecordingSink())
-        return sinks[-1]
+    sinks, factory = recording_sinks()
 
     async with ReceiverServer(settings, sinks=[factory]) as server:
         yield server, sinks
@@ -132,11 +128,7 @@ async def test_every_read_goes_to_the_frame_reader_and_only_control_frames_reach
     """The event loop (asyncio and uvloop alike) calls the reader for each read: what it hands
     websockets' own ``data_received`` is the ping alone, never a media frame."""
     settings = Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json")
-    sinks: list[RecordingSink] = []
-
-    def factory(info: object) -> RecordingSink:
-        sinks.append(RecordingSink())
-        return sinks[-1]
+    sinks, factory = recording_sinks()
 
     handed: list[bytes] = []
     mv = MiniVoiceMessages()

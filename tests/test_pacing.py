@@ -14,9 +14,9 @@ from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.events import Track
 from receiver.stream.pacing import ReadPacer
-from receiver.testing import MiniVoiceMessages, RecordingSink
+from receiver.testing import MiniVoiceMessages
 
-from .conftest import wait_streams_done
+from .conftest import recording_sinks, wait_streams_done
 
 
 class Counter:
@@ -166,11 +166,7 @@ async def test_a_paced_server_records_every_frame_and_stops_cleanly(tmp_path: Pa
         read_pacing_ms=1.0,
         max_media_lead_seconds=0,  # frames sent as fast as the socket takes them
     )
-    sinks: list[RecordingSink] = []
-
-    def factory(info: object) -> RecordingSink:
-        sinks.append(RecordingSink())
-        return sinks[-1]
+    sinks, factory = recording_sinks()
 
     mv = MiniVoiceMessages()
     frame = bytes(range(96, 256))
