@@ -1,4 +1,5 @@
 # The compiled build's interface: the same as receiver/_pure.py's (receiver/_native.pyx).
+import mmap
 from typing import Final
 
 from receiver.events import Samples
@@ -10,4 +11,4 @@ OTHER: Final[int]
 BAD_UTF8: Final[int]
 
 def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, str | bytes | None, int]: ...
-def ring_write(table: Samples, codes: bytes, ring: Samples, head: int) -> int: ...
+def ring_write(table: Samples | memoryview, codes: bytes, ring: Samples | mmap.mmap, head: int) -> int: ...

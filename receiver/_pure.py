@@ -7,6 +7,7 @@ errors, and the test suite runs against each (``make test``, ``make test-pure``)
 
 from __future__ import annotations
 
+import mmap
 from typing import Final
 
 import numpy as np
@@ -75,7 +76,7 @@ def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, st
     return (OTHER, None, pos)  # continuation frames, reserved opcodes
 
 
-def ring_write(table: Samples, codes: bytes, ring: Samples, head: int) -> int:
+def ring_write(table: Samples | memoryview, codes: bytes, ring: Samples | mmap.mmap, head: int) -> int:
     """Decode ``codes`` into the int16 ``ring`` as samples ``head`` on; return ``head`` + their number.
 
     Sample ``j`` of the track lives at ``ring[j % len(ring)]``: the samples go
@@ -87,6 +88,9 @@ def ring_write(table: Samples, codes: bytes, ring: Samples, head: int) -> int:
     Raises:
         ValueError: A table of another size, half a sample to copy, an empty ring, or a negative ``head``.
     """
+    # Any buffers of int16 (the compiled build takes them as they are; see TrackBuffer.write_lookup).
+    table = np.frombuffer(table, np.int16)
+    ring = np.frombuffer(ring, np.int16)
     copy = not len(table)
     if not copy and len(table) != 256:
         raise ValueError("the table must hold 256 int16 samples")

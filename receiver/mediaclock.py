@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
-from receiver.codecs import COPY
 from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
 
@@ -233,17 +232,18 @@ class MediaClock:
         chunk: int | None,
         payload: bytes,
         decode: Callable[[bytes], Samples],
-        table: Samples,
+        table: Samples | memoryview,
     ) -> Placement:
         """``place`` for a frame still encoded: G.711, or L16 in this machine's byte order.
 
         A frame in order is decoded straight into its track's ring buffer by
         ``table`` (the common case: no array of its own): a G.711 lookup
-        table, one sample per byte, or ``codecs.COPY``, two bytes per sample.
+        table, one sample per byte, or ``codecs.COPY`` (empty), two bytes per sample; either
+        may come as a memoryview (``StreamPipeline`` passes one: cheaper to take as a buffer).
         Any other frame goes through ``place``, decoded by ``decode``.
         """
         n = len(payload)
-        if table is COPY:
+        if not len(table):  # ``codecs.COPY`` (or a view of it)
             if n & 1:  # half a sample: ``decode`` raises
                 return self.place(track, timestamp_ms, chunk, decode(payload))
             n >>= 1

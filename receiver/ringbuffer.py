@@ -75,7 +75,7 @@ class TrackBuffer:
         self.head = start + n
         return start
 
-    def write_lookup(self, table: Samples, codes: bytes) -> int:
+    def write_lookup(self, table: Samples | memoryview, codes: bytes) -> int:
         """Append the samples ``codes`` encodes, decoded straight into the ring (no array of
         their own); return the index of the first.
 
@@ -83,7 +83,9 @@ class TrackBuffer:
         this machine's byte order, an even number of bytes: they are the samples).
         """
         start = self.head
-        self.head = ring_write(table, codes, self._buf, start)
+        # The mapping itself, not the array on it: numpy's buffer export costs about 300
+        # instructions a frame (a map's, a few); a released buffer's closed map raises ValueError.
+        self.head = ring_write(table, codes, self._map, start)
         return start
 
     def _put(self, index: int, samples: Samples) -> None:

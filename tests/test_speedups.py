@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
@@ -200,15 +201,24 @@ def reference_ring(table: np.ndarray, codes: bytes, ring: np.ndarray, head: int)
     codes=st.binary(max_size=600),
     cap=st.integers(min_value=1, max_value=400),
     head=st.integers(min_value=0, max_value=10**6),
+    as_buffers=st.booleans(),
 )
-def test_both_builds_write_round_the_ring_as_indexing_it_would(table, codes, cap, head) -> None:
+def test_both_builds_write_round_the_ring_as_indexing_it_would(table, codes, cap, head, as_buffers) -> None:
+    """Arrays, or (as the stream pipeline passes them) the table as a memoryview and the ring as a map."""
     if not len(table):
         codes = codes[: len(codes) // 2 * 2]
     n = len(codes) // (2 if not len(table) else 1)
     for build in BUILDS:
         ring = np.arange(cap, dtype=np.int16)
         expected = reference_ring(table, codes, ring, head)
-        assert build.values[0].ring_write(table, codes, ring, head) == head + n
+        if as_buffers:
+            mapped = mmap.mmap(-1, ring.nbytes)
+            mapped[:] = ring.tobytes()
+            assert build.values[0].ring_write(table.data, codes, mapped, head) == head + n
+            ring = np.frombuffer(mapped, np.int16).copy()
+            mapped.close()
+        else:
+            assert build.values[0].ring_write(table, codes, ring, head) == head + n
         assert np.array_equal(ring, expected)
 
 
@@ -227,4 +237,8 @@ def test_ring_write_refuses_what_it_cannot_write(build) -> None:
     frozen.flags.writeable = False
     with pytest.raises((ValueError, BufferError)):
         build.ring_write(_ULAW_TO_INT16, b"\x00", frozen, 0)
+    closed = mmap.mmap(-1, 16)
+    closed.close()
+    with pytest.raises(ValueError):
+        build.ring_write(_ULAW_TO_INT16.data, b"\x00", closed, 0)  # a released ring buffer's map
     assert ring.tolist() == [0] * 8

@@ -63,7 +63,10 @@ class StreamPipeline:
         self._settings = settings
         self._probe = L16ByteOrderProbe() if started.byteorder_unknown else None
         self._decode = self._probe.decode if self._probe is not None else decoder_for(fmt)
-        self._table = lookup_table_for(fmt) if self._probe is None else None
+        table = lookup_table_for(fmt) if self._probe is None else None
+        # The ring write takes the table as a buffer: a memoryview's export costs a few
+        # instructions a frame, a numpy array's about 300.
+        self._table = table.data if table is not None else None
         capacity = max(int(settings.buffer_seconds * rate), 2 * rate * settings.reorder_window_ms // 1000)
         self.buffers = {track: TrackBuffer(capacity) for track in started.tracks}
         window = rate * settings.reorder_window_ms // 1000
