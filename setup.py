@@ -2,7 +2,8 @@
 
 - ``receiver/_native.pyx``: the innermost loops, written for Cython.
 - every module with a ``.pxd`` beside its ``.py`` (``receiver.COMPILED_SOURCES``: the media
-  clock, the ring buffers, the fast path's frame reader, the stream pipeline), compiled from its own source, the ``.pxd``
+  clock, the ring buffers, the session, the MiniVoice and Twilio parsers, the fast path's frame
+  reader, the stream handler, the stream pipeline), compiled from its own source, the ``.pxd``
   declaring its classes' fields as C struct members (the same files run as Python where
   nothing was compiled).
 

@@ -1,5 +1,5 @@
 """
-The per-message path in process, for counting instructions: ``server._on_message``.
+The per-message path in process, for counting instructions: the stream handler's ``on_message``.
 
 No sockets, no frame cutting, no WAV sink: what the receiver does with one
 unmasked text message (session, typed parser, base64, G.711, media clock,
@@ -40,7 +40,7 @@ from websockets.speedups import apply_mask
 from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.stream.fastpath import FrameReader
-from receiver.stream.server import _Stream
+from receiver.stream.handler import StreamHandler
 
 from .messages import Call
 
@@ -77,7 +77,7 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None,
     live: list[Any] = []
     for call in calls:
         ws: Any = SimpleNamespace(subprotocol=None, request=None, remote_address=None)
-        stream = _Stream(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
+        stream = StreamHandler(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
         for opening in (call.connected(), call.start()):
             if opening:
                 server._on_message(stream, unmask(opening))
@@ -101,15 +101,16 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None,
         cpu = time.process_time()
         functools.reduce(feed, rounds, None)
     else:
+        # Each message to its stream's handler, as the fast path hands it on.
+        handlers = [server.message_handler(stream) for stream in live]
         batches = [
-            [(stream, unmask(m)) for stream, call in zip(live, calls, strict=True) for m in call.pair()]
+            [(on_message, unmask(m)) for on_message, call in zip(handlers, calls, strict=True) for m in call.pair()]
             for _ in range(ticks)
         ]
-        on_message = server._on_message
 
         def tick(_: object, batch: list[tuple[Any, str | bytes]]) -> None:
-            for stream, text in batch:
-                on_message(stream, text)
+            for on_message, text in batch:
+                on_message(text)
 
         cpu = time.process_time()
         functools.reduce(tick, batches, None)

@@ -11,8 +11,8 @@ frame with timestamp 0 is due; frame ``k`` is due 20 ms later per frame).
 ``time.monotonic()`` is CLOCK_MONOTONIC, shared by every process on the
 machine. Two figures per 20 ms frame of each track:
 
-- **arrival to sink** (the target): ``StreamSession.receive_text`` is wrapped
-  to note when each frame left the parser for the pipeline (microseconds after
+- **arrival to sink** (the target): each stream's session is a subclass whose
+  ``receive_text`` notes when each frame left the parser for the pipeline (microseconds after
   its bytes were read); the sink records ``now - arrival`` for every frame of every
   track in each block. It includes the time a frame waited for the other
   track (sinks see audio once every track is committed up to it).
@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,12 @@ import uvloop
 
 from receiver.app import ReceiverServer, default_sinks, settle_heap
 from receiver.config import Settings
-from receiver.events import Event, MediaReceived, Track
+from receiver.events import Event, MediaReceived, StreamStopped, Track
 from receiver.logging import configure
 from receiver.session import StreamSession
 from receiver.sinks import AudioBlock, StreamInfo, StreamOutcome
+from receiver.stream.handler import StreamHandler
+from receiver.stream.server import StreamServer
 
 FRAME = 160  # samples in a 20 ms frame at 8 kHz
 
@@ -49,19 +52,32 @@ FRAME = 160  # samples in a 20 ms frame at 8 kHz
 ARRIVALS: dict[tuple[str, Track, int], float] = {}  # (stream, track, first sample) -> arrival
 
 
-def _instrument() -> None:
-    """Note when each media frame leaves the parser, on its way to the pipeline (the session is
-    Python in every build; the pipeline may be compiled, and a compiled class takes no patch)."""
-    receive_text = StreamSession.receive_text
+class _TimedSession(StreamSession):
+    """A session that notes when each media frame leaves the parser, on its way to the pipeline.
 
-    def timed(self: StreamSession, text: str | bytes) -> Event | None:
-        event = receive_text(self, text)
+    A subclass, not a patch: the session may be compiled (a compiled class takes no patch), and
+    its ``receive_text`` is a ``cpdef`` method, which still calls a Python subclass's override.
+    """
+
+    def receive_text(self, text: str | bytes) -> Event | None:
+        event = super().receive_text(text)
         if type(event) is MediaReceived and event.timestamp_ms is not None and self.started is not None:
             pos = event.timestamp_ms * (self.started.media_format.sample_rate // 1000)
             ARRIVALS[(self.started.stream_id, event.track, pos)] = time.monotonic()
         return event
 
-    StreamSession.receive_text = timed  # type: ignore[method-assign]
+
+def _instrument() -> None:
+    """Give every stream a ``_TimedSession`` before its first message is read."""
+    message_handler = StreamServer.message_handler
+
+    def timed(self: StreamServer, stream: StreamHandler) -> Callable[[str | bytes], StreamStopped | None]:
+        # The fast path asks for the stream's callback before it reads the stream's first message.
+        assert stream.session.stats.messages == 0
+        stream.session = _TimedSession(route=stream.session._route, subprotocol=stream.ws.subprotocol)
+        return message_handler(self, stream)
+
+    StreamServer.message_handler = timed  # type: ignore[method-assign]
 
 
 class LatencySink:

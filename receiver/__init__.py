@@ -8,8 +8,12 @@ __version__ = "0.1.0"
 # each declares what becomes C). Where both are installed, Python imports the compiled one.
 COMPILED_SOURCES = (
     "receiver.mediaclock",
+    "receiver.platforms.minivoice",
+    "receiver.platforms.twilio",
     "receiver.ringbuffer",
+    "receiver.session",
     "receiver.stream.fastpath",
+    "receiver.stream.handler",
     "receiver.stream.pipeline",
 )
 

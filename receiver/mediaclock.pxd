@@ -7,9 +7,15 @@ cimport cython
 from receiver.ringbuffer cimport TrackBuffer
 
 
+cdef class TrackStats:
+    cdef public object frames, samples_received, audio_gaps, audio_gap_samples, lost_frames, lead_samples
+    cdef public object late, duplicates, overlap_samples
+
+
 cdef class _TrackState:
     cdef public TrackBuffer buffer
-    cdef public object committed, pending, seen_audio, fills, gap_spans, stats
+    cdef public object committed, pending, seen_audio, fills, gap_spans
+    cdef public TrackStats stats
 
 
 cdef class MediaClock:
@@ -17,7 +23,7 @@ cdef class MediaClock:
     cdef public object _allowance, _frame, _limit, _max_gap, _spms, _window
     cdef public object ahead, discontinuities, head, offset, sample_rate
 
-    @cython.locals(state=_TrackState)
+    @cython.locals(state=_TrackState, stats=TrackStats)
     cpdef place_encoded(self, track, timestamp_ms, chunk, payload, decode, table)
 
     @cython.locals(state=_TrackState)

@@ -36,8 +36,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 
+from receiver import counters
 from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
 
@@ -64,20 +64,51 @@ _AHEAD = Placement.AHEAD
 _NO_LIMIT = 1 << 62
 
 
-@dataclass(slots=True)
 class TrackStats:
-    frames: int = 0  # frames placed
-    samples_received: int = 0  # samples of the frames placed
-    audio_gaps: int = 0  # holes in the audio filled with silence (not sequence gaps: see StreamOutcome)
-    audio_gap_samples: int = 0  # samples of silence filled into holes
-    lost_frames: int = 0  # audio_gap_samples in whole frames
-    lead_samples: int = 0  # silence before the track's first frame
-    late: int = 0  # frames dropped: their place had become silence
-    duplicates: int = 0  # frames dropped: their place held audio already
-    overlap_samples: int = 0  # samples trimmed from frames overlapping committed audio
+    """One track's counters on the clock (not a dataclass: ``receiver/counters.py`` says why)."""
+
+    __slots__ = (
+        "frames",
+        "samples_received",
+        "audio_gaps",
+        "audio_gap_samples",
+        "lost_frames",
+        "lead_samples",
+        "late",
+        "duplicates",
+        "overlap_samples",
+    )
+
+    def __init__(
+        self,
+        frames: int = 0,  # frames placed
+        samples_received: int = 0,  # samples of the frames placed
+        audio_gaps: int = 0,  # holes in the audio filled with silence (not sequence gaps: see StreamOutcome)
+        audio_gap_samples: int = 0,  # samples of silence filled into holes
+        lost_frames: int = 0,  # audio_gap_samples in whole frames
+        lead_samples: int = 0,  # silence before the track's first frame
+        late: int = 0,  # frames dropped: their place had become silence
+        duplicates: int = 0,  # frames dropped: their place held audio already
+        overlap_samples: int = 0,  # samples trimmed from frames overlapping committed audio
+    ) -> None:
+        self.frames = frames
+        self.samples_received = samples_received
+        self.audio_gaps = audio_gaps
+        self.audio_gap_samples = audio_gap_samples
+        self.lost_frames = lost_frames
+        self.lead_samples = lead_samples
+        self.late = late
+        self.duplicates = duplicates
+        self.overlap_samples = overlap_samples
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return counters.as_dict(self)
+
+    def __eq__(self, other: object) -> bool:
+        return counters.same(self, other)
+
+    def __repr__(self) -> str:
+        return counters.describe(self)
 
 
 class _TrackState:

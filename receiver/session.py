@@ -22,11 +22,11 @@ import dataclasses
 import enum
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from receiver import counters
 from receiver.errors import FormatMismatch, MalformedMessage, UnexpectedEvent, UnknownEvent
 from receiver.events import (
     Connected,
@@ -83,17 +83,48 @@ _TRANSITIONS: Final[Mapping[SessionState, Mapping[type[Event], SessionState]]] =
 }
 
 
-@dataclass(slots=True)
 class SessionStats:
-    """Message-level counters (frame placement is counted by the media clock)."""
+    """Message-level counters (frame placement is counted by the media clock).
 
-    messages: int = 0
-    media_messages: int = 0
-    dtmf: int = 0
-    marks: int = 0
-    unknown_events: int = 0
-    sequence_gaps: int = 0  # messages missing by sequence number
-    sequence_out_of_order: int = 0  # sequence number not above the highest seen
+    Not a dataclass: ``receiver/counters.py`` says why.
+    """
+
+    __slots__ = (
+        "messages",
+        "media_messages",
+        "dtmf",
+        "marks",
+        "unknown_events",
+        "sequence_gaps",
+        "sequence_out_of_order",
+    )
+
+    def __init__(
+        self,
+        messages: int = 0,
+        media_messages: int = 0,
+        dtmf: int = 0,
+        marks: int = 0,
+        unknown_events: int = 0,
+        sequence_gaps: int = 0,  # messages missing by sequence number
+        sequence_out_of_order: int = 0,  # sequence number not above the highest seen
+    ) -> None:
+        self.messages = messages
+        self.media_messages = media_messages
+        self.dtmf = dtmf
+        self.marks = marks
+        self.unknown_events = unknown_events
+        self.sequence_gaps = sequence_gaps
+        self.sequence_out_of_order = sequence_out_of_order
+
+    def as_dict(self) -> dict[str, int]:
+        return counters.as_dict(self)
+
+    def __eq__(self, other: object) -> bool:
+        return counters.same(self, other)
+
+    def __repr__(self) -> str:
+        return counters.describe(self)
 
 
 class StreamSession:

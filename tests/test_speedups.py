@@ -48,11 +48,24 @@ def test_ci_runs_the_build_it_asked_for() -> None:
 
 def test_the_modules_compiled_from_their_source_are_those_the_media_path_imports() -> None:
     import receiver.mediaclock
+    import receiver.platforms.minivoice
+    import receiver.platforms.twilio
     import receiver.ringbuffer
+    import receiver.session
     import receiver.stream.fastpath
+    import receiver.stream.handler
     import receiver.stream.pipeline
 
-    modules = (receiver.mediaclock, receiver.ringbuffer, receiver.stream.fastpath, receiver.stream.pipeline)
+    modules = (
+        receiver.mediaclock,
+        receiver.platforms.minivoice,
+        receiver.platforms.twilio,
+        receiver.ringbuffer,
+        receiver.session,
+        receiver.stream.fastpath,
+        receiver.stream.handler,
+        receiver.stream.pipeline,
+    )
     assert {m.__name__ for m in modules} == set(receiver.COMPILED_SOURCES)
     # setup.py compiles the modules with a .pxd beside them: the same list.
     root = Path(receiver.__file__).parent.parent

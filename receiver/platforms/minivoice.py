@@ -21,9 +21,9 @@ from receiver.events import (
     Platform,
     StreamStarted,
     StreamStopped,
+    Track,
 )
 from receiver.platforms._common import (
-    TRACKS,
     EventParser,
     WireInt,
     connected,
@@ -126,7 +126,9 @@ EVENTS: Mapping[str, EventParser] = {
 
 
 class _Media(msgspec.Struct):
-    track: str
+    # msgspec reads the track into the enum by its value; another name (Twilio's
+    # "inbound_track" for DTMF) goes to the general path, which takes it too.
+    track: Track
     # msgspec reads base64 into bytes itself (padding required, no stray characters):
     # no str object and no binascii call per frame. What it refuses (binascii's strict
     # mode takes e.g. "AAAA====") goes to the general path.
@@ -153,7 +155,4 @@ def parse_media_text(text: str | bytes) -> MediaReceived | None:
     media = message.media
     if media is None or message.event != "media":
         return None
-    track = TRACKS.get(media.track)
-    if track is None:
-        return None
-    return MediaReceived(track, media.chunk, media.timestamp, media.payload, message.sequence_number)
+    return MediaReceived(media.track, media.chunk, media.timestamp, media.payload, message.sequence_number)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -55,20 +53,20 @@ from receiver.events import (
     StreamStarted,
     StreamStopped,
 )
-from receiver.logging import MEDIA, SERVER, STREAM, Logger, get_logger
+from receiver.logging import MEDIA, SERVER, STREAM, get_logger
 from receiver.mediaclock import Placement
 from receiver.metrics import MESSAGE_SECONDS, SAMPLE_MASK, LiveStream
 from receiver.platforms import SUBPROTOCOLS
-from receiver.routes import Route, parse_routes, route_for
+from receiver.routes import parse_routes, route_for
 from receiver.security.auth import HandshakeResult
 from receiver.security.guard import Guard, Refusal
-from receiver.security.limits import ConnectionLimits, Limit, LimitExceeded
+from receiver.security.limits import Limit, LimitExceeded
 from receiver.security.tls import server_context
-from receiver.session import StreamSession
 from receiver.sinks import SinkFactory, StreamOutcome
 from receiver.stream.control import STOP_REASON, ControlChange, Status, StreamState, notify_controlled
 from receiver.stream.fanout import PauseBehavior
 from receiver.stream.fastpath import FALLBACK, FastServerConnection
+from receiver.stream.handler import MISSING, StreamHandler
 from receiver.stream.observers import StreamObserver, notify_ended, notify_started
 from receiver.stream.pacing import ReadPacer
 from receiver.stream.pipeline import MediaSettings, StreamPipeline
@@ -77,60 +75,12 @@ RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
 _CONTROL_OPCODES = frozenset({Opcode.PING, Opcode.PONG})
 
 
-class _Missing(enum.Enum):
-    MISSING = enum.auto()
-
-
-MISSING: Final = _Missing.MISSING
-
 stream_log = get_logger(STREAM)
 media_log = get_logger(MEDIA)
 # On the per-frame path, enum members are read from module constants: a lookup on the
 # enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
 _DISCONTINUITY = Placement.DISCONTINUITY
 server_log = get_logger(SERVER)
-
-
-class _Stream:
-    """What the server keeps about one live connection."""
-
-    __slots__ = (
-        "closed_by",
-        "connected_at",
-        "counted",
-        "unauthenticated",
-        "ended",
-        "first_media",
-        "handshake",
-        "limits",
-        "log",
-        "pipeline",
-        "received",
-        "session",
-        "ws",
-    )
-
-    def __init__(
-        self,
-        ws: ServerConnection,
-        log: Logger,
-        limits: ConnectionLimits,
-        handshake: HandshakeResult | None,
-        route: Route | None,
-    ) -> None:
-        self.ws = ws
-        self.session = StreamSession(route=route, subprotocol=ws.subprotocol)
-        self.pipeline: StreamPipeline | None = None
-        self.log = log
-        self.connected_at = time.monotonic()
-        self.limits = limits
-        self.handshake = handshake  # what authentication decided at the upgrade, for the start message
-        self.closed_by: tuple[str, int] | None = None  # (reason, close code) when the server closed it
-        self.first_media = True
-        self.received = 0  # messages, counted before parsing (the rate limit)
-        self.ended = asyncio.Event()  # set once the stream's sinks are closed
-        self.counted = False  # takes one of max_streams (authenticated, or no auth configured)
-        self.unauthenticated: str | None | _Missing = MISSING  # its client, while it holds an unauthenticated place
 
 
 class StreamServer:
@@ -173,7 +123,7 @@ class StreamServer:
         )
         self._routes = parse_routes(settings.routes)
         self._server: Server | None = None
-        self._streams: dict[ServerConnection, _Stream] = {}
+        self._streams: dict[ServerConnection, StreamHandler] = {}
         self._summary_task: asyncio.Task[None] | None = None
         self.guard = Guard(settings)
         self._handshakes: weakref.WeakKeyDictionary[ServerConnection, HandshakeResult] = weakref.WeakKeyDictionary()
@@ -352,8 +302,7 @@ class StreamServer:
             await _close(ws, *Limit.CAPACITY.close)
             return
         route = route_for(self._routes, ws.request.path if ws.request else None)
-        stream = _Stream(ws, log, self.guard.new_limits(), handshake, route)
-        stream.unauthenticated = unauthenticated
+        stream = StreamHandler(ws, log, self.guard.new_limits(), handshake, route, unauthenticated)
         if not (handshake is not None and handshake.pending_start):
             stream.counted = True
             self._authenticated += 1
@@ -402,15 +351,16 @@ class StreamServer:
                 reason, close_code = stream.closed_by
             await self._finish(ws, stream, reason=reason, close_code=close_code, error=error)
 
-    def message_handler(self, stream: _Stream) -> Callable[[str | bytes], StreamStopped | None]:
-        """``_on_message`` for one stream, as the fast path calls it for every message."""
-        return functools.partial(self._on_message, stream)  # a C call: no Python frame of its own
+    def message_handler(self, stream: StreamHandler) -> Callable[[str | bytes], StreamStopped | None]:
+        """The callback the fast path calls for each of the stream's messages (``handler.py``):
+        the common media message from frame to ring write, everything else through ``_on_message``."""
+        return stream.route_to(self._on_message, self._on_event, self._log_discontinuity)
 
-    def _on_message(self, stream: _Stream, message: str | bytes) -> StreamStopped | None:
+    def _on_message(self, stream: StreamHandler, message: str | bytes) -> StreamStopped | None:
         """One message of the stream; returns the ``StreamStopped`` that ends it, else None.
 
         No await, no log call on the media path: the fast path calls this from
-        ``data_received``.
+        ``data_received`` (through ``StreamHandler.on_message``).
 
         Raises:
             StreamProtocolError: The message ends the stream with its close code.
@@ -427,16 +377,15 @@ class StreamServer:
             raise LimitExceeded(Limit.RATE)
         session = stream.session
         event = session.receive_text(message) if isinstance(message, str) else session.receive_binary(message)
+        return self._on_event(stream, event, sampled)
+
+    def _on_event(self, stream: StreamHandler, event: Event | None, sampled: float = 0.0) -> StreamStopped | None:
+        """What the session made of one message (``sampled``: when its timing started, or 0)."""
         if type(event) is MediaReceived:
             pipeline = stream.pipeline
             assert pipeline is not None  # the session allows media only after start
             if pipeline.media(event) is _DISCONTINUITY:
-                media_log.warning(
-                    "media_discontinuity",
-                    stream_id=pipeline.info.stream_id,
-                    track=event.track.value,
-                    timestamp_ms=event.timestamp_ms,
-                )
+                self._log_discontinuity(stream, event)
             if sampled:
                 MESSAGE_SECONDS.observe(time.perf_counter() - sampled)
             if stream.first_media:
@@ -452,6 +401,7 @@ class StreamServer:
                 self._first_media(stream, ",".join(t.value for t in event.tracks))
             return None
         stopped = self._on_control(stream, event)
+        session = stream.session
         if session.replies:
             for reply in session.take_replies():
                 _send_now(stream.ws, reply)
@@ -461,7 +411,17 @@ class StreamServer:
                     break
         return stopped
 
-    def _on_message_event(self, stream: _Stream, event: Event) -> StreamStopped | None:
+    def _log_discontinuity(self, stream: StreamHandler, event: MediaReceived) -> None:
+        pipeline = stream.pipeline
+        assert pipeline is not None
+        media_log.warning(
+            "media_discontinuity",
+            stream_id=pipeline.info.stream_id,
+            track=event.track.value,
+            timestamp_ms=event.timestamp_ms,
+        )
+
+    def _on_message_event(self, stream: StreamHandler, event: Event) -> StreamStopped | None:
         if type(event) is MediaReceived:
             assert stream.pipeline is not None
             stream.pipeline.media(event)
@@ -476,13 +436,13 @@ class StreamServer:
             return None
         return self._on_control(stream, event)
 
-    def _first_media(self, stream: _Stream, track: str) -> None:
+    def _first_media(self, stream: StreamHandler, track: str) -> None:
         stream.first_media = False
         pipeline = stream.pipeline
         assert pipeline is not None
         media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=track)
 
-    def _on_control(self, stream: _Stream, event: Event | None) -> StreamStopped | None:
+    def _on_control(self, stream: StreamHandler, event: Event | None) -> StreamStopped | None:
         """Everything but media: start, stop, DTMF, marks (and None: nothing to do)."""
         if type(event) is StreamStarted:
             log = stream.log = stream.log.bind(
@@ -526,7 +486,7 @@ class StreamServer:
         return None
 
     async def _finish(
-        self, ws: ServerConnection, stream: _Stream, *, reason: str, close_code: int | None, error: str | None
+        self, ws: ServerConnection, stream: StreamHandler, *, reason: str, close_code: int | None, error: str | None
     ) -> None:
         try:
             pipeline = stream.pipeline
@@ -567,7 +527,7 @@ class StreamServer:
 
     # -- control by the application (control.StreamControl) ----------------------
 
-    def _find(self, call_id: str, stream_id: str) -> tuple[ServerConnection, _Stream, StreamPipeline] | None:
+    def _find(self, call_id: str, stream_id: str) -> tuple[ServerConnection, StreamHandler, StreamPipeline] | None:
         for ws, stream in self._streams.items():
             pipeline = stream.pipeline
             if pipeline is not None and pipeline.info.stream_id == stream_id and pipeline.info.call_id == call_id:
@@ -575,7 +535,7 @@ class StreamServer:
         return None
 
     @staticmethod
-    def _state(stream: _Stream, pipeline: StreamPipeline) -> StreamState:
+    def _state(stream: StreamHandler, pipeline: StreamPipeline) -> StreamState:
         fanout, rate = pipeline.fanout, pipeline.info.sample_rate
         paused = fanout.paused
         head = pipeline.clock.head
@@ -664,7 +624,7 @@ class StreamServer:
             await asyncio.sleep(interval)
             self._sweep_limits(time.monotonic())
 
-    def _release_unauthenticated(self, stream: _Stream) -> None:
+    def _release_unauthenticated(self, stream: StreamHandler) -> None:
         client = stream.unauthenticated
         if client is not MISSING:
             stream.unauthenticated = MISSING
@@ -676,7 +636,7 @@ class StreamServer:
         if client is not MISSING:
             self.guard.release_unauthenticated(client)
 
-    def _on_ping(self, ws: ServerConnection, stream: _Stream) -> None:
+    def _on_ping(self, ws: ServerConnection, stream: StreamHandler) -> None:
         """A ping or pong arrived: it counts in the rate limit like a message (websockets answered it)."""
         received = stream.received = stream.received + 1
         limits = stream.limits
@@ -685,7 +645,7 @@ class StreamServer:
         if stream.closed_by is None:
             self._close_for(ws, stream, Limit.RATE, max_messages_per_second=self.settings.max_messages_per_second)
 
-    def _close_for(self, ws: ServerConnection, stream: _Stream, limit: Limit, **fields: Any) -> None:
+    def _close_for(self, ws: ServerConnection, stream: StreamHandler, limit: Limit, **fields: Any) -> None:
         """Close a stream over ``limit`` from outside its receive loop (one log line, counted)."""
         code, close_reason = limit.close
         stream.closed_by = (limit.value, int(code))
