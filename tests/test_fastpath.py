@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
 from receiver.events import Track
+from receiver.stream.fastpath import FrameReader, state_attribute
 from receiver.testing import MiniVoiceMessages, RecordingSink
 
 from .conftest import recording_sinks, wait_streams_done
@@ -159,3 +162,77 @@ async def test_every_read_goes_to_the_frame_reader_and_only_control_frames_reach
     assert [data[0] & 0x0F for data in handed[:1]] == [0x9]  # the ping, whole and alone
     assert all(data[0] & 0x0F in (0x8, 0x9, 0xA) for data in handed)  # then, at most, the close
     assert reader.fast
+
+
+def _reader(**kwargs: object) -> FrameReader:
+    return FrameReader(ServerProtocol(**kwargs), lambda data: None)  # type: ignore[arg-type]
+
+
+def test_the_reader_sees_the_state_websockets_reports_as_the_connection_opens_and_closes() -> None:
+    reader = _reader()
+    protocol = reader.protocol
+    seen = []
+    for step in (None, "open", "close", "eof"):
+        if step == "open":
+            protocol.state = State.OPEN
+        elif step == "close":
+            protocol.send_close(1000)
+        elif step == "eof":
+            protocol.receive_eof()
+        seen.append((protocol.state, reader.is_open()))
+    assert seen == [(State.CONNECTING, False), (State.OPEN, True), (State.CLOSING, False), (State.CLOSED, False)]
+    # websockets 15-17 (pyproject): its property returns ``_state``, so that is what the reader reads.
+    assert reader.state_attr == "_state"
+
+
+class _Computed:
+    @property
+    def state(self) -> State:
+        return State.OPEN if self._open else State.CLOSED  # type: ignore[attr-defined]
+
+
+class _Plain:
+    state = State.OPEN
+
+
+class _Overridden(ServerProtocol):
+    """A protocol that keeps its state elsewhere: ``_state`` is never set."""
+
+    @property
+    def state(self) -> State:
+        return self._kept  # type: ignore[no-any-return]
+
+    @state.setter
+    def state(self, value: State) -> None:
+        self._kept = value
+
+
+class _Inherited(ServerProtocol):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("cls", "attribute"),
+    [
+        (ServerProtocol, "_state"),
+        (_Inherited, "_state"),
+        (_Computed, "state"),
+        (_Plain, "state"),
+        (_Overridden, "state"),
+    ],
+)
+def test_the_private_state_is_read_only_where_the_property_just_returns_it(cls: type, attribute: str) -> None:
+    assert state_attribute(cls) == attribute
+
+
+def test_a_protocol_whose_state_is_kept_elsewhere_is_read_through_its_property() -> None:
+    protocol = _Overridden()
+    reader = FrameReader(protocol, lambda data: None)
+    assert reader.state_attr == "state" and not reader.is_open()
+    protocol.state = State.OPEN
+    assert reader.is_open() and not hasattr(protocol, "_state")
+
+
+@pytest.mark.parametrize(("max_size", "limit"), [(None, -1), (1000, 1000), (2**20, 2**20)])
+def test_the_size_limit_is_taken_once_from_the_protocol(max_size: int | None, limit: int) -> None:
+    assert _reader(max_size=max_size).limit == limit

@@ -61,6 +61,26 @@ FALLBACK: Final = object()  # attach()'s future: go on with `async for message i
 _OPEN: Final = State.OPEN
 
 
+def state_attribute(protocol_class: type) -> str:
+    """The attribute a reader reads its connection's state from, once a read.
+
+    websockets' ``state`` is a property whose getter is ``return self._state``
+    (websockets 15 to 17): a Python call, about 560 instructions, where the
+    attribute itself costs about 100. So the reader reads ``_state`` when the
+    class's ``state`` is a property whose getter reads nothing but ``_state``,
+    and the public property otherwise (a websockets that computes its state
+    some other way is read as it says).
+    """
+    for cls in protocol_class.__mro__:
+        if "state" in vars(cls):
+            getter = getattr(vars(cls)["state"], "fget", None)
+            code = getattr(getter, "__code__", None)
+            if code is not None and code.co_names == ("_state",) and code.co_argcount == 1:
+                return "_state"
+            break
+    return "state"
+
+
 class FastServerConnection(ServerConnection):
     """A ``ServerConnection`` that can hand text messages to a callback in ``data_received``."""
 
@@ -119,7 +139,17 @@ class FrameReader:
             connection, which takes every byte the fast path does not.
     """
 
-    __slots__ = ("buf", "dispatching", "done", "fast", "on_text", "protocol", "websockets_data_received")
+    __slots__ = (
+        "buf",
+        "dispatching",
+        "done",
+        "fast",
+        "limit",
+        "on_text",
+        "protocol",
+        "state_attr",
+        "websockets_data_received",
+    )
 
     def __init__(self, protocol: Protocol, websockets_data_received: Callable[[bytes], None]) -> None:
         self.protocol = protocol
@@ -129,10 +159,18 @@ class FrameReader:
         self.done: asyncio.Future[object] | None = None
         self.fast = True  # until a frame the fast path does not take
         self.dispatching = False  # attached, and the callback has not ended the stream
+        # websockets fixes the size limit when it makes the protocol: taken once, not once a read.
+        max_size = protocol.max_message_size
+        self.limit = -1 if max_size is None else max_size
+        self.state_attr = state_attribute(type(protocol))
+
+    def is_open(self) -> bool:
+        """Whether the connection is open: websockets' ``state``, read as ``state_attribute`` says."""
+        return getattr(self.protocol, self.state_attr) is _OPEN
 
     def feed(self, data: bytes) -> None:
         """One read's bytes (the connection's ``data_received``)."""
-        if self.fast and self.protocol.state is _OPEN:
+        if self.fast and self.is_open():
             if self.on_text is not None and not self.buf:
                 self.consume(data)  # the common case: the read starts with a frame, cut from it (no copy)
             else:  # not attached yet, or the start of a frame came with an earlier read
@@ -152,16 +190,17 @@ class FrameReader:
             self.websockets_data_received(rest)
 
     def consume(self, buf: bytes | bytearray) -> None:
-        """Cut every complete frame of ``buf`` (``self.buf``, or a read when nothing is held) and hold the rest."""
+        """Cut every complete frame of ``buf`` (``self.buf``, or a read when nothing is held) and hold the rest.
+
+        The caller has seen the connection open (``feed``, ``attach``). The state changes only
+        as websockets handles a frame (a close) or the handler closes (never from within the
+        callback): it is read again after each control frame, not once a frame.
+        """
         pos = 0
-        protocol = self.protocol
-        max_size = protocol.max_message_size
-        limit = -1 if max_size is None else max_size
+        limit = self.limit
         on_text = self.on_text
         assert on_text is not None
-        # The state changes only as websockets handles a frame (a close) or the handler closes
-        # (never from within the callback): read again after each control frame, not per frame.
-        is_open = protocol.state is _OPEN
+        is_open = True
         while True:
             status, message, stop = next_frame(buf, pos, limit)
             if status == DATA:
@@ -193,7 +232,7 @@ class FrameReader:
                 else:
                     pos = stop
                 self.websockets_data_received(frame)
-                is_open = protocol.state is _OPEN
+                is_open = self.is_open()
             else:  # fragments, unmasked frames, reserved bits, too big, not UTF-8 (1007), or after a close
                 self._fall_back(buf, pos)
                 return
