@@ -27,20 +27,24 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from receiver.codecs import _ULAW_TO_INT16 as ULAW
 
-RING = 8000 * 10  # ten seconds per track, as the receiver's default buffers
+RING_SECONDS = 10  # per track, as the receiver's default buffers (``buffer_seconds``), at the stream's rate
 
 
 async def handle(ws: ServerConnection) -> None:
-    rings = {"inbound": np.zeros(RING, np.int16), "outbound": np.zeros(RING, np.int16)}
+    rings: dict[str, np.ndarray] = {}  # made at a track's first frame, as the receiver's are at start
     heads = {"inbound": 0, "outbound": 0}
+    binary_rate = 16000  # Vonage: its websocket:connected message says the L16 rate
     async for text in ws:
         if type(text) is bytes:  # Vonage: raw little-endian L16, one track
             samples = np.frombuffer(text, "<i2")
+            ring = rings.get("inbound")
+            if ring is None:
+                ring = rings["inbound"] = np.zeros(binary_rate * RING_SECONDS, np.int16)
             head = heads["inbound"]
             n = len(samples)
-            if head + n > RING:
+            if head + n > len(ring):
                 head = 0
-            rings["inbound"][head : head + n] = samples
+            ring[head : head + n] = samples
             heads["inbound"] = head + n
             continue
         message = orjson.loads(text)
@@ -49,12 +53,17 @@ async def handle(ws: ServerConnection) -> None:
             media = message["media"]
             track = media["track"]
             samples = ULAW[np.frombuffer(binascii.a2b_base64(media["payload"]), np.uint8)]
+            ring = rings.get(track)
+            if ring is None:
+                ring = rings[track] = np.zeros(8000 * RING_SECONDS, np.int16)
             head = heads[track]
             n = len(samples)
-            if head + n > RING:
+            if head + n > len(ring):
                 head = 0
-            rings[track][head : head + n] = samples
+            ring[head : head + n] = samples
             heads[track] = head + n
+        elif event == "websocket:connected":
+            binary_rate = int(str(message.get("content-type", "")).partition("rate=")[2] or binary_rate)
         elif event == "stop":
             await ws.close(1000)
             return
