@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 # Modules that ``pip install`` also compiles from their own source (setup.py; the ``.pxd`` beside
 # each declares what becomes C). Where both are installed, Python imports the compiled one.
 COMPILED_SOURCES = (
+    "receiver.counters",
     "receiver.mediaclock",
     "receiver.platforms.minivoice",
     "receiver.platforms.twilio",

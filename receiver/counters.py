@@ -1,28 +1,30 @@
 """
-What the counter classes share (``SessionStats``, the media clock's ``TrackStats``). Pure.
+The base of the counter classes (``SessionStats``, the media clock's ``TrackStats``). Pure.
 
 They are plain classes, not dataclasses, because the compiled build makes them
-C classes (their ``.pxd``), whose counters the media path adds to with no
-attribute lookup; and a compiled class cannot take ``slots=True``. Each names
-its fields once, in ``__slots__``; these give it what a dataclass would.
+C classes (``counters.pxd`` and theirs), whose counters the media path adds to
+with no attribute lookup; and a compiled class cannot take ``slots=True``. Each
+names its fields once, in ``__slots__``; ``Counters`` gives it what a dataclass
+would: ``==`` (not hashable, as a mutable dataclass), ``repr`` and ``as_dict``.
 """
 
 from __future__ import annotations
 
-from typing import Any
 
+class Counters:
+    """What a counter class inherits: its ``__slots__`` are its counters."""
 
-def as_dict(counters: Any) -> dict[str, int]:
-    """Every counter of ``counters``, in ``__slots__`` order."""
-    return {name: getattr(counters, name) for name in type(counters).__slots__}
+    __slots__ = ()
 
+    def as_dict(self) -> dict[str, int]:
+        """Every counter, in ``__slots__`` order."""
+        names: tuple[str, ...] = type(self).__slots__
+        return {name: getattr(self, name) for name in names}
 
-def same(counters: Any, other: object) -> bool:
-    """``==`` as a dataclass has it: the same class, and the same counts."""
-    return type(other) is type(counters) and as_dict(counters) == as_dict(other)
+    def __eq__(self, other: object) -> bool:
+        """The same class, and the same counts."""
+        return type(other) is type(self) and self.as_dict() == other.as_dict()
 
-
-def describe(counters: Any) -> str:
-    """``repr`` as a dataclass has it."""
-    fields = ", ".join(f"{name}={value!r}" for name, value in as_dict(counters).items())
-    return f"{type(counters).__name__}({fields})"
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
+        return f"{type(self).__name__}({fields})"

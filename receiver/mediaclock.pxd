@@ -4,10 +4,11 @@
 # Every field stays a Python object: the arithmetic is Python's (no overflow, no new errors).
 cimport cython
 
+from receiver.counters cimport Counters
 from receiver.ringbuffer cimport TrackBuffer
 
 
-cdef class TrackStats:
+cdef class TrackStats(Counters):
     cdef public object frames, samples_received, audio_gaps, audio_gap_samples, lost_frames, lead_samples
     cdef public object late, duplicates, overlap_samples
 

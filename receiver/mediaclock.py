@@ -37,7 +37,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from receiver import counters
+from receiver.counters import Counters
 from receiver.events import Samples, Track
 from receiver.ringbuffer import TrackBuffer
 
@@ -64,7 +64,7 @@ _AHEAD = Placement.AHEAD
 _NO_LIMIT = 1 << 62
 
 
-class TrackStats:
+class TrackStats(Counters):
     """One track's counters on the clock (not a dataclass: ``receiver/counters.py`` says why)."""
 
     __slots__ = (
@@ -100,15 +100,6 @@ class TrackStats:
         self.late = late
         self.duplicates = duplicates
         self.overlap_samples = overlap_samples
-
-    def as_dict(self) -> dict[str, int]:
-        return counters.as_dict(self)
-
-    def __eq__(self, other: object) -> bool:
-        return counters.same(self, other)
-
-    def __repr__(self) -> str:
-        return counters.describe(self)
 
 
 class _TrackState:

@@ -2,8 +2,10 @@
 # counters as C classes, so the media message's fast branch reads and counts struct members.
 cimport cython
 
+from receiver.counters cimport Counters
 
-cdef class SessionStats:
+
+cdef class SessionStats(Counters):
     cdef public object messages, media_messages, dtmf, marks, unknown_events, sequence_gaps, sequence_out_of_order
 
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from receiver import counters
+from receiver.counters import Counters
 from receiver.errors import FormatMismatch, MalformedMessage, UnexpectedEvent, UnknownEvent
 from receiver.events import (
     Connected,
@@ -83,7 +83,7 @@ _TRANSITIONS: Final[Mapping[SessionState, Mapping[type[Event], SessionState]]] =
 }
 
 
-class SessionStats:
+class SessionStats(Counters):
     """Message-level counters (frame placement is counted by the media clock).
 
     Not a dataclass: ``receiver/counters.py`` says why.
@@ -116,15 +116,6 @@ class SessionStats:
         self.unknown_events = unknown_events
         self.sequence_gaps = sequence_gaps
         self.sequence_out_of_order = sequence_out_of_order
-
-    def as_dict(self) -> dict[str, int]:
-        return counters.as_dict(self)
-
-    def __eq__(self, other: object) -> bool:
-        return counters.same(self, other)
-
-    def __repr__(self) -> str:
-        return counters.describe(self)
 
 
 class StreamSession:

@@ -47,6 +47,7 @@ def test_ci_runs_the_build_it_asked_for() -> None:
 
 
 def test_the_modules_compiled_from_their_source_are_those_the_media_path_imports() -> None:
+    import receiver.counters
     import receiver.mediaclock
     import receiver.platforms.minivoice
     import receiver.platforms.twilio
@@ -57,6 +58,7 @@ def test_the_modules_compiled_from_their_source_are_those_the_media_path_imports
     import receiver.stream.pipeline
 
     modules = (
+        receiver.counters,
         receiver.mediaclock,
         receiver.platforms.minivoice,
         receiver.platforms.twilio,
