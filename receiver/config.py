@@ -181,6 +181,9 @@ class Settings:
     # Under load (5,000 messages a second and more), the event loop turns at most once per this many
     # ms: reads gather in the kernel, one wake-up takes them all (receiver/stream/pacing.py); 0: off
     read_pacing_ms: float = 1.0
+    # A stream's socket ACKs every second segment instead of each read (Linux's delayed-ACK mode,
+    # set at the first media frame and kept; receiver/stream/server.py). false: the kernel's default
+    delayed_acks: bool = True
 
     # Logging
     log_format: str = "auto"  # auto (console on a terminal, else JSON), json, console
@@ -337,6 +340,7 @@ SECTIONS: Final[Mapping[str, tuple[str, ...]]] = {
         "sink_close_timeout",
         "fast_path",
         "read_pacing_ms",
+        "delayed_acks",
     ),
     "limits": (
         "max_message_bytes",

@@ -10,6 +10,7 @@ cdef class StreamHandler:
     cdef public StreamPipeline pipeline
     cdef public long long received
     cdef public bint first_media
+    cdef public int ack_misses
     cdef public object closed_by, connected_at, counted, ended, handshake, limits, log, unauthenticated, ws
     cdef public object general, on_discontinuity, on_event
 

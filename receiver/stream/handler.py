@@ -69,6 +69,7 @@ class StreamHandler:
     """
 
     __slots__ = (
+        "ack_misses",
         "closed_by",
         "connected_at",
         "counted",
@@ -105,6 +106,8 @@ class StreamHandler:
         self.handshake = handshake  # what authentication decided at the upgrade, for the start message
         self.closed_by: tuple[str, int] | None = None  # (reason, close code) when the server closed it
         self.first_media = True
+        # Delayed ACKs (the server's): -1 off; else how many checks in a row found them gone
+        self.ack_misses = -1
         self.received = 0  # messages, counted before parsing (the rate limit)
         self.ended = asyncio.Event()  # set once the stream's sinks are closed
         self.counted = False  # takes one of max_streams (authenticated, or no auth configured)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -82,6 +83,21 @@ media_log = get_logger(MEDIA)
 _DISCONTINUITY = Placement.DISCONTINUITY
 server_log = get_logger(SERVER)
 
+# Delayed ACKs. A media stream flows one way in small frames. In the kernel's default
+# (quick-ACK) mode, a read that empties a socket of a small segment sends an ACK from the
+# read itself: one ACK a frame for a one-track stream, about a quarter of the receiver's
+# CPU at 200 real-time Vonage calls (docs/performance.md). In delayed-ACK mode
+# (TCP_QUICKACK off, Linux) the kernel ACKs every second segment, or when its
+# delayed-ACK timer (40 ms or more) fires. The mode is set at a stream's first media frame.
+# The kernel leaves it when that timer fires, so the server checks every
+# ACK_CHECK_SECONDS and sets it again. A sender that waits for each ACK before it
+# sends the next small segment (Nagle's algorithm, no TCP_NODELAY) makes the timer fire
+# every time; such a stream is found out of the mode at ACK_MISSES checks in a row and
+# left in quick-ACK mode, with one log line (`delayed_acks_off`).
+_TCP_QUICKACK: Final[int | None] = getattr(socket, "TCP_QUICKACK", None)
+ACK_CHECK_SECONDS: Final = 1.0
+ACK_MISSES: Final = 3
+
 
 class StreamServer:
     """The stream receiver's socket side: ``async with StreamServer(settings, sinks) as server: ...``.
@@ -133,6 +149,7 @@ class StreamServer:
         self._limits_task: asyncio.Task[None] | None = None
         self.pacer: ReadPacer | None = None  # read pacing (receiver/stream/pacing.py), while serving
         self._pacer_task: asyncio.Task[None] | None = None
+        self._acks_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.draining = False
         self._stopped = False
@@ -169,6 +186,8 @@ class StreamServer:
         if settings.read_pacing_ms > 0:
             self.pacer = ReadPacer(settings.read_pacing_ms / 1000, self.messages_received)
             self._pacer_task = asyncio.get_running_loop().create_task(self.pacer.run(), name="read-pacing")
+        if settings.delayed_acks and _TCP_QUICKACK is not None:
+            self._acks_task = asyncio.get_running_loop().create_task(self._watch_acks(), name="delayed-acks")
         self.ready = True
         self.guard.log_startup()
         server_log.info(
@@ -203,7 +222,7 @@ class StreamServer:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._summary_task, self._limits_task, self._pacer_task):
+        for task in (self._summary_task, self._limits_task, self._pacer_task, self._acks_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -441,6 +460,8 @@ class StreamServer:
         pipeline = stream.pipeline
         assert pipeline is not None
         media_log.info("first_media", stream_id=pipeline.info.stream_id, call_id=pipeline.info.call_id, track=track)
+        if self._acks_task is not None and _quick_acks(stream.ws, False) is not None:
+            stream.ack_misses = 0
 
     def _on_control(self, stream: StreamHandler, event: Event | None) -> StreamStopped | None:
         """Everything but media: start, stop, DTMF, marks (and None: nothing to do)."""
@@ -624,6 +645,27 @@ class StreamServer:
             await asyncio.sleep(interval)
             self._sweep_limits(time.monotonic())
 
+    async def _watch_acks(self) -> None:
+        """Keep the streams' sockets in delayed-ACK mode (see ``ACK_CHECK_SECONDS``)."""
+        while True:
+            await asyncio.sleep(ACK_CHECK_SECONDS)
+            self._check_acks()
+
+    def _check_acks(self) -> None:
+        for stream in self._streams.values():
+            if stream.ack_misses < 0:
+                continue  # not set (no media yet, or not TCP), or given up
+            quick = _quick_acks(stream.ws)
+            if not quick:
+                stream.ack_misses = -1 if quick is None else 0  # None: the socket is gone
+                continue
+            stream.ack_misses += 1
+            if stream.ack_misses < ACK_MISSES:
+                _quick_acks(stream.ws, False)
+                continue
+            stream.ack_misses = -1
+            stream.log.info("delayed_acks_off", checks=ACK_MISSES, check_seconds=ACK_CHECK_SECONDS)
+
     def _release_unauthenticated(self, stream: StreamHandler) -> None:
         client = stream.unauthenticated
         if client is not MISSING:
@@ -764,6 +806,22 @@ def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subproto
         if name in offered:
             return Subprotocol(name)
     return None
+
+
+def _quick_acks(ws: ServerConnection, quick: bool | None = None) -> bool | None:
+    """Whether the connection's socket is in the kernel's quick-ACK mode, after setting it to
+    ``quick`` if given; None where that cannot be read (no TCP_QUICKACK, not TCP, closed)."""
+    sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+    if _TCP_QUICKACK is None or sock is None or sock.type != socket.SOCK_STREAM:
+        return None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        if quick is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, int(quick))
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK))
+    except (OSError, ValueError):  # closed meanwhile (uvloop's socket: ValueError, its descriptor -1)
+        return None
 
 
 def _send_now(ws: ServerConnection, text: str) -> None:
