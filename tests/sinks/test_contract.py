@@ -21,6 +21,7 @@ server builds it (plugins through ``plugin_sinks``, so wrapped in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -316,3 +317,33 @@ async def test_a_pipe_whose_command_stops_reading_never_stalls_write(tmp_path: P
 
     processes = sink.plugin.processes  # type: ignore[attr-defined]
     assert all(p.dropped > 0 and p.returncode is not None for p in processes.values())
+
+
+def test_an_outcome_as_a_dict_is_what_dataclasses_asdict_gives_and_shares_nothing() -> None:
+    outcome = StreamOutcome(
+        reason="stop",
+        close_code=1000,
+        duration_seconds=1.5,
+        samples=12_000,
+        tracks={"inbound": {"frames": 75, "audio_gaps": 1}, "outbound": {"frames": 74, "audio_gaps": 0}},
+        messages=151,
+        sequence_gaps=2,
+        audio_gaps=1,
+        sink_losses={"wav": 0, "bus": 3},
+        gap_spans={"inbound": ((160, 320), (800, 960))},
+        sink_loss_spans={"bus": ((0, 480),)},
+        disabled_sinks=("bus",),
+        error="boom",
+        files=("/r/a.inbound.wav", "/r/a.stereo.wav"),
+        paused_seconds=0.5,
+        pauses=({"start_seconds": 0.2, "end_seconds": 0.7, "behavior": "skip"},),
+    )
+    plain = outcome.as_dict()
+    assert plain == dataclasses.asdict(outcome)
+    assert [type(plain[k]) for k in ("tracks", "gap_spans", "files", "pauses")] == [dict, dict, tuple, tuple]
+    assert type(plain["gap_spans"]["inbound"][0]) is tuple
+    plain["tracks"]["inbound"]["frames"] = 0
+    plain["pauses"][0]["behavior"] = "silence"
+    assert outcome.tracks["inbound"]["frames"] == 75
+    assert outcome.pauses[0]["behavior"] == "skip"
+    assert StreamOutcome("stop", None, 0.0, 0).as_dict() == dataclasses.asdict(StreamOutcome("stop", None, 0.0, 0))
