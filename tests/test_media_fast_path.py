@@ -110,6 +110,22 @@ def test_a_well_formed_twilio_media_message_parses_to_the_same_event() -> None:
     assert twilio.parse_media_text(text) is not None
 
 
+@pytest.mark.parametrize("counter", ["0", "007", "9" * 18, "9" * 19, "1" + "0" * 30])
+def test_twilio_counters_of_any_length_parse_as_the_general_parser_reads_them(counter: str) -> None:
+    text = orjson.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": counter,
+            "media": {"track": "inbound", "chunk": counter, "timestamp": counter, "payload": "AAAA"},
+        }
+    ).decode()
+
+    fast = twilio.parse_media_text(text)
+    assert fast is not None
+    assert fast == _general_twilio(text)
+    assert fast.chunk == fast.timestamp_ms == fast.sequence == int(counter)
+
+
 @pytest.mark.parametrize(
     "media",
     [
@@ -117,6 +133,11 @@ def test_a_well_formed_twilio_media_message_parses_to_the_same_event() -> None:
         {"track": "inbound", "chunk": "-1", "timestamp": "0", "payload": "AAAA"},
         {"track": "inbound", "chunk": "1", "timestamp": 1.5, "payload": "AAAA"},
         {"track": "inbound", "chunk": "1", "timestamp": "²", "payload": "AAAA"},
+        {"track": "inbound", "chunk": "1", "timestamp": "\u0661", "payload": "AAAA"},  # ARABIC-INDIC ONE
+        {"track": "inbound", "chunk": "", "timestamp": "0", "payload": "AAAA"},
+        {"track": "inbound", "chunk": " 1", "timestamp": "0", "payload": "AAAA"},
+        {"track": "inbound", "chunk": "1", "timestamp": "0 ", "payload": "AAAA"},
+        {"track": "inbound", "chunk": "1", "timestamp": "1" * 19 + "x", "payload": "AAAA"},
         {"track": "sideways", "chunk": "1", "timestamp": "0", "payload": "AAAA"},
         {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "AAA"},
         {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "AAAA===="},
