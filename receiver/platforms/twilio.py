@@ -162,8 +162,8 @@ def parse_media_text(text: str | bytes) -> MediaReceived | None:
     media = message.media
     if media is None or message.event != "media":
         return None
-    # The three counters read inline, as to_int reads them (a call per counter cost 4% of the
-    # message); a string that is not decimal goes to the general path, which says why.
+    # The three counters are read as to_int reads them (by _decimal, C when compiled); a string
+    # that is not decimal goes to the general path, which says why.
     chunk, timestamp, sequence = media.chunk, media.timestamp, message.sequenceNumber
     if isinstance(chunk, str):
         chunk = _decimal(chunk)
@@ -187,8 +187,8 @@ _SOURCE = __file__.endswith(".py")
 def _decimal(text: str) -> int:
     """``int(text)`` where ``text`` is ASCII decimal digits only (what ``to_int`` takes), else -1.
 
-    Compiled (twilio.pxd), the digits are read in C: two method calls and ``int`` per counter
-    were about 4% of a Twilio message."""
+    Compiled (twilio.pxd), the digits are read in C: two ``str`` method calls and ``int()``
+    per counter were 14% of a Twilio message's instructions."""
     n = len(text)
     if _SOURCE or n == 0 or n > 18:  # longer: beyond a C long long, so read as to_int reads it
         return int(text) if text.isascii() and text.isdigit() else -1

@@ -652,6 +652,7 @@ class StreamServer:
             self._check_acks()
 
     def _check_acks(self) -> None:
+        """Set delayed-ACK mode again where the kernel left it; give a stream up at ACK_MISSES in a row."""
         for stream in self._streams.values():
             if stream.ack_misses < 0:
                 continue  # not set (no media yet, or not TCP), or given up
