@@ -34,10 +34,13 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(host="127.0.0.1", port=0, recordings_dir=str(tmp_path / "rec"), log_format="json", **overrides)
 
 
+def _server_socket(stream: StreamHandler) -> Any:
+    return stream.ws.transport.get_extra_info("socket")
+
+
 def _quick(stream: StreamHandler) -> int:
-    """The server side's TCP_QUICKACK, read from its socket."""
-    sock = stream.ws.transport.get_extra_info("socket")
-    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK))
+    """The server side's TCP_QUICKACK, read from its socket (not through the server's own helper)."""
+    return int(_server_socket(stream).getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK))
 
 
 def _only_stream(server: ReceiverServer) -> StreamHandler:
@@ -63,7 +66,7 @@ def _set_quick(stream: StreamHandler) -> None:
     """Quick-ACK mode on the server's side. The kernel also enters delayed-ACK mode by itself
     when a socket answers what it receives (the server answered the handshake and the pings):
     the tests start from quick-ACK mode, as a socket is after a pause in its stream."""
-    stream.ws.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    _server_socket(stream).setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     assert _quick(stream) == 1
 
 
