@@ -95,7 +95,7 @@ def test_release_with_a_view_still_held_drops_the_samples() -> None:
     rate = 8000
     buf = TrackBuffer(10 * rate)
     buf.write(np.full(10 * rate, 7, dtype=np.int16))
-    view = np.frombuffer(buf._map, dtype=np.int16)  # as a sink might still hold
+    view = np.frombuffer(buf._map, dtype=np.int16)  # a view still held elsewhere
 
     buf.release()
 
