@@ -1,5 +1,5 @@
 """
-The load generator: N two-track MiniVoice calls over real WebSockets.
+The load generator: N calls over real WebSockets, in any wire format the receiver speaks (MiniVoice by default).
 
 Run by the driver as ``python -m bench.loadgen --port P --calls N ...``; it
 prints one JSON object per line on stdout (phases, progress, the result) for
@@ -38,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from .messages import FRAME_MS, Call, frame
+from .messages import FORMATS, FRAME_MS, Call, WireCall, frame, make_call
 
 PING_EVERY = 0.25
 PING_SAMPLE = 8
@@ -52,12 +52,13 @@ def emit(**fields: Any) -> None:
 class Client(asyncio.Protocol):
     """One call's connection: the handshake, then raw frames out, pongs and close in."""
 
-    def __init__(self, host: str, port: int, path: str) -> None:
+    def __init__(self, host: str, port: int, path: str, subprotocol: str | None = None) -> None:
         self.loop = asyncio.get_running_loop()
+        offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            "User-Agent: MiniVoice/1.0\r\nX-MiniVoice-Call-Id: bench\r\n\r\n"
+            f"{offer}User-Agent: MiniVoice/1.0\r\nX-MiniVoice-Call-Id: bench\r\n\r\n"
         ).encode()
         self.transport: asyncio.Transport | None = None
         self.handshake: asyncio.Future[None] = self.loop.create_future()
@@ -135,7 +136,7 @@ class Client(asyncio.Protocol):
 class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.calls: list[Call] = []
+        self.calls: list[Call | WireCall] = []
         self.clients: list[Client] = []
         self.sent = 0  # media messages
         self.lateness: list[float] = []  # per slot, seconds
@@ -149,13 +150,14 @@ class Generator:
 
         async def one(i: int) -> None:
             async with gate:
+                subprotocol = self.calls[i].subprotocol
                 _, client = await loop.create_connection(
-                    lambda: Client(args.host, args.port, f"/{args.format}/{i}"), args.host, args.port
+                    lambda: Client(args.host, args.port, f"/{args.format}/{i}", subprotocol), args.host, args.port
                 )
                 await asyncio.wait_for(client.handshake, 30)
             self.clients[i] = client
 
-        self.calls = [Call(i, run=run, fmt=args.format) for i in range(args.calls)]
+        self.calls = [make_call(i, run=run, fmt=args.format) for i in range(args.calls)]
         self.clients = [None] * args.calls  # type: ignore[list-item]
         await asyncio.gather(*(one(i) for i in range(args.calls)))
 
@@ -169,7 +171,7 @@ class Generator:
     async def realtime(self, t0: float, ticks: int) -> None:
         """One 1 ms slot at a time: each call in the slot sends both tracks, one write each."""
         monotonic = time.monotonic
-        slots: list[list[tuple[Call, Any]]] = [[] for _ in range(20)]
+        slots: list[list[tuple[Call | WireCall, Any]]] = [[] for _ in range(20)]
         for i, (call, client) in enumerate(zip(self.calls, self.clients, strict=True)):
             slots[i % 20].append((call, client.transport.write))  # type: ignore[union-attr]
         slot_s = FRAME_MS / 1000 / 20
@@ -193,7 +195,7 @@ class Generator:
     async def flood(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
 
-        async def one(call: Call, client: Client) -> None:
+        async def one(call: Call | WireCall, client: Client) -> None:
             transport = client.transport
             assert transport is not None
             while loop.time() < deadline and self.running:
@@ -318,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--mode", choices=["realtime", "flood"], default="realtime")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
-    parser.add_argument("--format", choices=["minivoice", "twilio", "vonage"], default="minivoice")
+    parser.add_argument("--format", choices=list(FORMATS), default="minivoice")
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     import uvloop

@@ -1,7 +1,7 @@
 """
 The messages a receiver must see, pre-encoded as client WebSocket frames.
 
-The format is MiniVoice's (``shared/minivoice/stream-protocol.md``; the same
+The default format is MiniVoice's (``shared/minivoice/stream-protocol.md``; the same
 JSON ``receiver.testing.MiniVoiceMessages`` builds): ``connected``, ``start``
 (two tracks, mu-law, 8 kHz), then per track one ``media`` message every 20 ms
 (160 bytes of mu-law, base64), then ``stop``. A media message looks like::
@@ -14,6 +14,12 @@ about 330 bytes of JSON. Every frame is masked as a client must (RFC 6455
 Python integer (about 1 µs); the costly parts (base64 of the audio, the JSON
 around it) are done once: each call cycles through a small pool of
 pre-encoded payloads.
+
+MiniVoice, Twilio and Vonage are built here by hand (``Call``). Every other
+format the receiver speaks is built from the simulator's wire classes
+(``receiver.simulator``, written from the platforms' references, not from
+the receiver's parsers) and masked the same way (``WireCall``): see
+``FORMATS``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import numpy as np
 import orjson
 
 from receiver.codecs import encode_ulaw
+from receiver.events import Encoding
+from receiver.simulator.carriers import make_wire
+from receiver.simulator.wire import StreamIdentity, WireFormat
 
 SAMPLE_RATE = 8000
 FRAME_MS = 20
@@ -91,6 +100,7 @@ class Call:
     """
 
     __slots__ = ("_binary", "_head", "_key", "_keyint", "_tail", "call_id", "fmt", "seq", "stream_id", "tick")
+    subprotocol: str | None = None  # none of the three offers one
 
     def __init__(self, index: int, *, t0: float | None = None, run: str = "b", fmt: str = "minivoice") -> None:
         self.fmt = fmt
@@ -229,3 +239,129 @@ class Call:
 
     def ping(self, data: bytes) -> bytes:
         return frame(data, opcode=0x9, key=self._key)
+
+
+# Every wire format the generator speaks: (encoding, tracks, frames a call sends per 20 ms).
+# A binary format with two tracks interleaves them in one frame (jambonz stereo, AudioHook).
+FORMATS: dict[str, tuple[Encoding, tuple[str, ...], int]] = {
+    "minivoice": (Encoding.MULAW, TRACKS, 2),
+    "twilio": (Encoding.MULAW, TRACKS, 2),
+    "vonage": (Encoding.L16, ("inbound",), 1),
+    "signalwire": (Encoding.MULAW, TRACKS, 2),
+    "telnyx": (Encoding.MULAW, TRACKS, 2),
+    "plivo": (Encoding.MULAW, TRACKS, 2),
+    "exotel": (Encoding.L16, ("inbound",), 1),  # raw L16 in JSON, the caller only
+    "jambonz": (Encoding.L16, TRACKS, 1),  # stereo L16
+    "audiofork": (Encoding.L16, ("inbound",), 1),  # mono L16 (its default without a route)
+    "asterisk": (Encoding.MULAW, ("inbound",), 1),  # binary mu-law, what the channel hears
+    "audiohook": (Encoding.MULAW, TRACKS, 1),  # binary PCMU, both channels interleaved
+}
+
+
+def frames_per_tick(fmt: str) -> int:
+    """Media messages one call sends per 20 ms."""
+    return FORMATS[fmt][2]
+
+
+def _l16_8k(track_index: int) -> list[bytes]:
+    """``PAYLOADS``' tone for one track as little-endian L16 at 8 kHz, frame by frame."""
+    t = np.arange(SAMPLE_RATE * PAYLOAD_POOL * FRAME_MS // 1000) / SAMPLE_RATE
+    pcm = (8000 * np.sin(2 * np.pi * (440.0 if track_index == 0 else 660.0) * t)).astype("<i2")
+    return [pcm[i * FRAME_BYTES : (i + 1) * FRAME_BYTES].tobytes() for i in range(PAYLOAD_POOL)]
+
+
+def _binary_pool(fmt: str, encoding: Encoding, tracks: tuple[str, ...]) -> list[bytes]:
+    """One second of a binary format's 20 ms frames (two tracks interleaved sample by sample)."""
+    if encoding is Encoding.L16:
+        legs = [np.frombuffer(b"".join(_l16_8k(k)), "<i2") for k in range(len(tracks))]
+        width = 2
+    else:
+        legs = [np.frombuffer(b"".join(base64.b64decode(p) for p in PAYLOADS[k]), np.uint8) for k in range(len(tracks))]
+        width = 1
+    audio = np.stack(legs, axis=1).tobytes()  # one leg: the leg itself
+    size = FRAME_BYTES * width * len(tracks)
+    return [audio[i * size : (i + 1) * size] for i in range(PAYLOAD_POOL)]
+
+
+class WireCall:
+    """One stream in a format the simulator builds (``FORMATS`` beyond MiniVoice, Twilio and
+    Vonage): its opening and closing messages, then per 20 ms one JSON ``media`` message per
+    track, or one binary frame. The same interface as ``Call``."""
+
+    def __init__(self, index: int, *, run: str = "b", fmt: str) -> None:
+        encoding, tracks, _ = FORMATS[fmt]
+        self.fmt = fmt
+        self.stream_id = f"{run}{index:04x}-0000-4000-8000-000000000000"  # a UUID (SignalWire, Plivo, AudioHook)
+        self.call_id = f"call_{run}{index:06d}"
+        self.tracks = tracks
+        self.seq = 0
+        self.tick = 0
+        self._key = os.urandom(4)
+        self._encoding = encoding
+        self._ident = self._identity({})
+        self._wire = make_wire(WireFormat(fmt), self._ident)
+        self.subprotocol = self._wire.subprotocol
+        self._binary = (
+            [frame(p, opcode=0x2, key=self._key) for p in _binary_pool(fmt, encoding, tracks)]
+            if self._wire.binary
+            else []
+        )
+        self._payloads = (
+            [[base64.b64encode(p).decode() for p in _l16_8k(k)] for k in range(len(tracks))]
+            if encoding is Encoding.L16
+            else [[p.decode() for p in PAYLOADS[k]] for k in range(len(tracks))]
+        )
+
+    def _identity(self, parameters: dict[str, str]) -> StreamIdentity:
+        return StreamIdentity(
+            stream_id=self.stream_id,
+            call_id=self.call_id,
+            stream_url="ws://127.0.0.1/bench",
+            track="both" if len(self.tracks) == 2 else "inbound",
+            tracks=self.tracks,
+            encoding=self._encoding,
+            sample_rate=SAMPLE_RATE,
+            parameters=parameters,
+        )
+
+    def _text(self, text: str) -> bytes:
+        return frame(text.encode(), key=self._key)
+
+    def connected(self) -> bytes:
+        return b""  # in the opening (start)
+
+    def start(self, custom_parameters: dict[str, str] | None = None) -> bytes:
+        self._wire = make_wire(WireFormat(self.fmt), self._identity(dict(custom_parameters or {})))
+        opening = self._wire.opening()
+        self.seq = len(opening)
+        return b"".join(self._text(message) for message in opening)
+
+    def pair(self) -> tuple[bytes, ...]:
+        """Every track's next 20 ms: one binary frame, or one JSON message per track."""
+        tick = self.tick
+        self.tick += 1
+        if self._binary:
+            return (self._binary[tick % PAYLOAD_POOL],)
+        out = []
+        for k, track in enumerate(self.tracks):
+            self.seq += 1
+            text = self._wire.media(self.seq, track, tick + 1, tick * FRAME_MS, self._payloads[k][tick % PAYLOAD_POOL])
+            out.append(self._text(text))
+        return tuple(out)
+
+    def stop(self, reason: str = "stop_stream") -> bytes:
+        self.seq += 1
+        return b"".join(self._text(m) for m in self._wire.closing(self.seq, reason, self.tick * FRAME_MS))
+
+    def close(self, code: int = 1000) -> bytes:
+        return frame(struct.pack("!H", code), opcode=0x8, key=self._key)
+
+    def ping(self, data: bytes) -> bytes:
+        return frame(data, opcode=0x9, key=self._key)
+
+
+def make_call(index: int, *, run: str = "b", fmt: str = "minivoice") -> Call | WireCall:
+    """One stream's messages in ``fmt`` (a key of ``FORMATS``)."""
+    if fmt in ("minivoice", "twilio", "vonage"):
+        return Call(index, run=run, fmt=fmt)
+    return WireCall(index, run=run, fmt=fmt)

@@ -39,14 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from . import procstat
+from .messages import FORMATS, frames_per_tick
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGS_PER_CALL_S = 100  # two tracks, one message per 20 ms each
 
 
 def msgs_per_call_s(fmt: str) -> int:
-    """Media messages per call-second: Vonage sends one track (one binary frame per 20 ms)."""
-    return MSGS_PER_CALL_S // 2 if fmt == "vonage" else MSGS_PER_CALL_S
+    """Media messages per call-second: one per track and 20 ms, or one binary frame per 20 ms
+    (Vonage, Exotel and audio_fork send one track; jambonz and AudioHook interleave two)."""
+    return MSGS_PER_CALL_S // 2 * frames_per_tick(fmt)
 
 
 @dataclass
@@ -555,8 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         help="python: bench/loadgen.py; node: the independent shared/bench/loadgen.js (Node `ws`; see bench/README.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--format", choices=["minivoice", "twilio", "vonage"], default="minivoice",
-        help="wire format sent (vonage: binary L16 frames, one track; Python generator only)",
+        "--format", choices=list(FORMATS), default="minivoice",
+        help="wire format sent (the Node generator: minivoice and twilio only; bench/README.md lists what each sends)",
     )  # fmt: skip
     parser.add_argument(
         "--node-modules", default=os.environ.get("NODE_PATH", "/tmp/lg/node_modules"),
@@ -574,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, WAVs)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 10 calls, 2 s, one run each")
     args = parser.parse_args(argv)
-    if args.generator == "node" and args.format == "vonage":
+    if args.generator == "node" and args.format not in ("minivoice", "twilio"):
         parser.error("loadgen.js speaks minivoice and twilio only")
     global NICE
     NICE = args.nice
