@@ -9,7 +9,8 @@ a shared machine: use it for before/after of a change to that path.
 
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \\
         --callgrind-out-file=/tmp/hot.out .venv/bin/python -m bench.hotpath --format twilio
-    # instructions per message = "Collected" / (tracks x streams x ticks): 2 x 50 x 10, Vonage 1 x 50 x 10
+    # instructions per message = "Collected" / (messages a tick x streams x ticks): 2 x 50 x 10,
+    # 1 x 50 x 10 for the formats that send one message per 20 ms (bench/README.md's table)
 
 ``--fast-path K`` starts from the masked frames instead, K to a read, through the
 fast path's ``data_received`` (frame cutting, unmasking, UTF-8, the callback):
@@ -42,7 +43,7 @@ from receiver.config import Settings
 from receiver.stream.fastpath import FrameReader
 from receiver.stream.handler import StreamHandler
 
-from .messages import Call
+from .messages import FORMATS, frames_per_tick, make_call
 
 
 def unmask(frame: bytes) -> str | bytes:
@@ -51,6 +52,19 @@ def unmask(frame: bytes) -> str | bytes:
     i = 4 if n == 126 else 2
     payload = apply_mask(frame[i + 4 :], frame[i : i + 4])
     return payload.decode() if frame[0] & 0x0F == 0x1 else payload
+
+
+def split(frames: bytes) -> list[bytes]:
+    """Back-to-back masked client frames (a call's opening) one by one."""
+    out = []
+    while frames:
+        n = frames[1] & 0x7F
+        i = 4 if n == 126 else 10 if n == 127 else 2
+        if n >= 126:
+            n = int.from_bytes(frames[2:i], "big")
+        out.append(frames[: i + 4 + n])
+        frames = frames[i + 4 + n :]
+    return out
 
 
 def _fast_reader(server: ReceiverServer, stream: Any) -> FrameReader:
@@ -73,14 +87,15 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None,
         wav=recordings is not None, recordings_dir=recordings or "recordings", max_messages_per_second=0
     )
     server = ReceiverServer(settings)
-    calls = [Call(i, fmt=fmt, run="h") for i in range(streams)]
+    calls = [make_call(i, fmt=fmt, run="h") for i in range(streams)]
     live: list[Any] = []
     for call in calls:
-        ws: Any = SimpleNamespace(subprotocol=None, request=None, remote_address=None)
+        # No peer: AudioHook's replies are not sent (the server sends nothing to a closed connection).
+        peer = SimpleNamespace(state=State.CLOSED)
+        ws: Any = SimpleNamespace(subprotocol=call.subprotocol, request=None, remote_address=None, protocol=peer)
         stream = StreamHandler(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
-        for opening in (call.connected(), call.start()):
-            if opening:
-                server._on_message(stream, unmask(opening))
+        for opening in split(call.connected() + call.start()):
+            server._on_message(stream, unmask(opening))
         live.append(stream)
     for _ in range(3):  # first media, first writes
         for stream, call in zip(live, calls, strict=True):
@@ -123,7 +138,7 @@ async def run(fmt: str, streams: int, ticks: int, recordings: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", choices=["minivoice", "twilio", "vonage"], default="minivoice")
+    parser.add_argument("--format", choices=list(FORMATS), default="minivoice")
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--ticks", type=int, default=10, help="20 ms frames per track per stream")
     parser.add_argument(
@@ -145,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     with tempfile.TemporaryDirectory() as recordings:
         cpu = asyncio.run(run(args.format, args.streams, args.ticks, recordings if args.wav else None, args.fast_path))
-    messages = (1 if args.format == "vonage" else 2) * args.streams * args.ticks
+    messages = frames_per_tick(args.format) * args.streams * args.ticks
     print(f"{args.format}: {messages} media messages, {cpu / messages * 1e6:.2f} µs CPU each", file=sys.stderr)
     return 0
 

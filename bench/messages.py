@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+import zlib
 
 import numpy as np
 import orjson
@@ -291,7 +292,8 @@ class WireCall:
     def __init__(self, index: int, *, run: str = "b", fmt: str) -> None:
         encoding, tracks, _ = FORMATS[fmt]
         self.fmt = fmt
-        self.stream_id = f"{run}{index:04x}-0000-4000-8000-000000000000"  # a UUID (SignalWire, Plivo, AudioHook)
+        # A UUID (SignalWire, Plivo and AudioHook send one; Plivo's wire reads it as hex).
+        self.stream_id = f"{zlib.crc32(run.encode()) & 0xFFFF:04x}{index:04x}-0000-4000-8000-000000000000"
         self.call_id = f"call_{run}{index:06d}"
         self.tracks = tracks
         self.seq = 0
