@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 COMPILED_SOURCES = (
     "receiver.counters",
     "receiver.mediaclock",
+    "receiver.platforms._typed",
     "receiver.platforms.minivoice",
-    "receiver.platforms.twilio",
     "receiver.ringbuffer",
     "receiver.session",
     "receiver.stream.fastpath",

@@ -203,6 +203,8 @@ class StreamSession:
             if media is not None:  # the same as receive_message would do with it
                 stats = self.stats
                 stats.media_messages += 1
+                if not self._plain_media:  # timestamps that may be epoch milliseconds
+                    self._rebase(media)
                 sequence = media.sequence
                 if sequence is not None:
                     # _count_sequence's in-order case inline (once per frame): one call fewer

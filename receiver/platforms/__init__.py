@@ -204,4 +204,7 @@ MEDIA_FAST_PATHS: Mapping[Platform, Callable[[str | bytes], MediaReceived | None
     Platform.MINIVOICE: minivoice.parse_media_text,
     Platform.TWILIO: twilio.parse_media_text,
     Platform.SIGNALWIRE: twilio.parse_media_text,
+    Platform.TELNYX: telnyx.parse_media_text,
+    Platform.PLIVO: plivo.parse_media_text,
+    Platform.EXOTEL: exotel.parse_media_text,
 }

@@ -49,6 +49,7 @@ from receiver.platforms._common import (
     string_map,
     to_int,
 )
+from receiver.platforms._typed import MediaTextParser, media_text_parser
 
 ENCODINGS: Final = {
     "audio/x-raw": Encoding.L16,
@@ -147,6 +148,11 @@ def parse(message: Mapping[str, Any]) -> Event | None:
         UnknownEvent: The event type is not one Exotel defines.
     """
     return dispatch(HANDLERS, message, Platform.EXOTEL)
+
+
+# A typed decoder for the one message that makes up a stream (_typed.py): the same event
+# as ``parse`` for a well-formed media message, None for anything else.
+parse_media_text: MediaTextParser = media_text_parser("sequence_number", default_track=Track.INBOUND)
 
 
 def is_first_message(message: Mapping[str, Any]) -> bool:

@@ -33,6 +33,7 @@ from receiver.events import (
     Platform,
     StreamStarted,
     StreamStopped,
+    Track,
 )
 from receiver.platforms._common import (
     EventParser,
@@ -48,6 +49,7 @@ from receiver.platforms._common import (
     require_tracks,
     to_int,
 )
+from receiver.platforms._typed import MediaTextParser, media_text_parser
 
 ENCODINGS: Final = {
     "audio/x-mulaw": Encoding.MULAW,
@@ -146,6 +148,11 @@ def parse(message: Mapping[str, Any]) -> Event | None:
         UnknownEvent: The event type is not one Plivo defines.
     """
     return dispatch(HANDLERS, message, Platform.PLIVO)
+
+
+# A typed decoder for the one message that makes up a stream (_typed.py): the same event
+# as ``parse`` for a well-formed media message, None for anything else.
+parse_media_text: MediaTextParser = media_text_parser("sequenceNumber", default_track=Track.INBOUND)
 
 
 def is_first_message(message: Mapping[str, Any]) -> bool:

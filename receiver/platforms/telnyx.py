@@ -53,6 +53,7 @@ from receiver.platforms._common import (
     require_tracks,
     string_map,
 )
+from receiver.platforms._typed import MediaTextParser, media_text_parser
 
 # media_format.encoding is a bare codec name (PCMU, PCMA, L16; G722, OPUS and AMR-WB are not decoded).
 ENCODINGS: Final = {"pcmu": Encoding.MULAW, "pcma": Encoding.ALAW, "l16": Encoding.L16}
@@ -159,6 +160,11 @@ def parse(message: Mapping[str, Any]) -> Event | None:
         UnknownEvent: The event type is not one Telnyx defines.
     """
     return dispatch(HANDLERS, message, Platform.TELNYX)
+
+
+# A typed decoder for the one message that makes up a stream (_typed.py): the same event
+# as ``parse`` for a well-formed media message, None for anything else.
+parse_media_text: MediaTextParser = media_text_parser("sequence_number")
 
 
 def is_first_message(message: Mapping[str, Any]) -> bool:

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
@@ -26,11 +24,9 @@ from receiver.events import (
     Platform,
     StreamStarted,
     StreamStopped,
-    Track,
 )
 from receiver.platforms._common import (
     EventParser,
-    WireInt,
     dispatch,
     mark_received,
     media_format,
@@ -45,6 +41,7 @@ from receiver.platforms._common import (
     require_tracks,
     string_map,
 )
+from receiver.platforms._typed import MediaTextParser, media_text_parser
 
 SIGNALWIRE_VERSION = "0.2.0"
 
@@ -123,78 +120,6 @@ EVENTS: Mapping[str, EventParser] = {
 
 
 # -- the media fast path -----------------------------------------------------------
-# A typed decoder for the one message that makes up a stream (as in minivoice.py):
-# it only ever takes well-formed media messages; for anything else (another event,
-# a missing or mistyped field, a counter that is not a decimal string, bad base64,
-# invalid JSON) parse_media_text returns None and the session parses the message
-# the general way, which raises the errors ``parse`` documents.
-
-_Counter = WireInt | str | None  # Twilio and SignalWire send counters as strings; integers are accepted too
-
-
-class _Media(msgspec.Struct):
-    # msgspec reads the track into the enum by its value; another name (Twilio's
-    # "inbound_track" for DTMF) goes to the general path, which takes it too.
-    track: Track
-    # msgspec reads base64 into bytes itself (padding required, no stray characters):
-    # no str object and no binascii call per frame. What it refuses (binascii's strict
-    # mode takes e.g. "AAAA====") goes to the general path.
-    payload: bytes
-    chunk: _Counter = None
-    timestamp: _Counter = None
-
-
-class _MediaMessage(msgspec.Struct):
-    event: str
-    media: _Media | None = None
-    sequenceNumber: _Counter = None  # noqa: N815 - the wire's name
-
-
-_decode_media = msgspec.json.Decoder(_MediaMessage).decode
-
-
-def parse_media_text(text: str | bytes) -> MediaReceived | None:
-    """A well-formed Twilio or SignalWire ``media`` message as its event; None for anything else. Pure."""
-    try:
-        message = _decode_media(text)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
-    media = message.media
-    if media is None or message.event != "media":
-        return None
-    # The three counters are read as to_int reads them (by _decimal, C when compiled); a string
-    # that is not decimal goes to the general path, which says why.
-    chunk, timestamp, sequence = media.chunk, media.timestamp, message.sequenceNumber
-    if isinstance(chunk, str):
-        chunk = _decimal(chunk)
-        if chunk < 0:
-            return None
-    if isinstance(timestamp, str):
-        timestamp = _decimal(timestamp)
-        if timestamp < 0:
-            return None
-    if isinstance(sequence, str):
-        sequence = _decimal(sequence)
-        if sequence < 0:
-            return None
-    return MediaReceived(media.track, chunk, timestamp, media.payload, sequence)
-
-
-# Run from its source (the pure-Python build), str's own checks are faster than a loop in Python.
-_SOURCE = __file__.endswith(".py")
-
-
-def _decimal(text: str) -> int:
-    """``int(text)`` where ``text`` is ASCII decimal digits only (what ``to_int`` takes), else -1.
-
-    Compiled (twilio.pxd), the digits are read in C: two ``str`` method calls and ``int()``
-    per counter were 14% of a Twilio message's instructions."""
-    n = len(text)
-    if _SOURCE or n == 0 or n > 18:  # longer: beyond a C long long, so read as to_int reads it
-        return int(text) if text.isascii() and text.isdigit() else -1
-    value = 0
-    for ch in text:
-        if ch < "0" or ch > "9":
-            return -1
-        value = value * 10 + (ord(ch) - 48)
-    return value
+# A typed decoder for the one message that makes up a stream (_typed.py): the same event
+# as ``parse`` for a well-formed media message, None for anything else.
+parse_media_text: MediaTextParser = media_text_parser("sequenceNumber")
