@@ -11,4 +11,11 @@ OTHER: Final[int]
 BAD_UTF8: Final[int]
 
 def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, str | bytes | None, int]: ...
-def ring_write(table: Samples | memoryview, codes: bytes, ring: Samples | mmap.mmap, head: int) -> int: ...
+def ring_write(
+    table: Samples | memoryview,
+    codes: bytes,
+    ring: Samples | mmap.mmap,
+    head: int,
+    channel: int = 0,
+    channels: int = 1,
+) -> int: ...

@@ -130,33 +130,50 @@ def next_frame(object buf, Py_ssize_t pos, Py_ssize_t max_size):
     return (_OTHER, None, pos)  # continuation frames, reserved opcodes
 
 
-cdef inline void _decode(const int16_t *t, const uint8_t *c, int16_t *o, Py_ssize_t n) noexcept nogil:
-    """``n`` samples from ``c`` into ``o``: looked up in ``t``, or copied (L16) where ``t`` is NULL."""
+cdef inline void _decode(
+    const int16_t *t, const uint8_t *c, int16_t *o, Py_ssize_t n, Py_ssize_t step
+) noexcept nogil:
+    """``n`` samples from ``c`` into ``o``: looked up in ``t``, or copied (L16) where ``t`` is NULL.
+
+    ``step``: the samples' distance in ``c`` (1, or the channels of interleaved audio)."""
     cdef Py_ssize_t k
     if t == NULL:
-        memcpy(o, c, n * 2)
-    else:
+        if step == 1:
+            memcpy(o, c, n * 2)
+        else:
+            for k in range(n):
+                memcpy(o + k, c + 2 * k * step, 2)
+    elif step == 1:
         for k in range(n):
             o[k] = t[c[k]]
+    else:
+        for k in range(n):
+            o[k] = t[c[k * step]]
 
 
-def ring_write(object table, object codes, object ring, Py_ssize_t head):
+def ring_write(
+    object table, object codes, object ring, Py_ssize_t head, Py_ssize_t channel=0, Py_ssize_t channels=1
+):
     """Decode ``codes`` into the int16 ``ring`` as samples ``head`` on; return ``head`` + their number.
 
     Sample ``j`` of the track lives at ``ring[j % len(ring)]``: the samples go
     round the ring's end where they reach it, and of more than the ring holds
     only the last ``len(ring)`` stay. ``table``: 256 int16 samples (G.711,
     ``table[c]`` for every byte ``c``), or empty (``codecs.COPY``: ``codes``
-    are int16 samples in this machine's byte order).
+    are int16 samples in this machine's byte order). ``channels`` > 1: ``codes``
+    interleaves that many channels sample by sample, and only ``channel`` is written.
 
     Raises:
-        ValueError: A table of another size, half a sample to copy, an empty ring, or a negative ``head``.
+        ValueError: A table of another size, codes that are not whole samples of every
+            channel, a channel outside them, an empty ring, or a negative ``head``.
     """
     cdef Py_buffer tb, cb, ob
     cdef const int16_t *t = NULL
     cdef const uint8_t *c
     cdef int16_t *o
     cdef Py_ssize_t n, cap, skip, start, i, first, width
+    if channels < 1 or not 0 <= channel < channels:
+        raise ValueError("the channel must be one of the channels")
     PyObject_GetBuffer(table, &tb, PyBUF_SIMPLE)
     try:
         if tb.len != 512 and tb.len != 0:
@@ -164,9 +181,9 @@ def ring_write(object table, object codes, object ring, Py_ssize_t head):
         PyObject_GetBuffer(codes, &cb, PyBUF_SIMPLE)
         try:
             width = 2 if tb.len == 0 else 1
-            if cb.len % width:
-                raise ValueError("L16 takes an even number of bytes")
-            n = cb.len // width
+            if cb.len % (width * channels):
+                raise ValueError("L16 takes an even number of bytes" if channels == 1 else "whole samples of every channel")
+            n = cb.len // (width * channels)
             PyObject_GetBuffer(ring, &ob, PyBUF_WRITABLE)
             try:
                 cap = ob.len // 2
@@ -174,14 +191,14 @@ def ring_write(object table, object codes, object ring, Py_ssize_t head):
                     raise ValueError("an empty ring, or a negative head")
                 if tb.len:
                     t = <const int16_t *>tb.buf
-                c = <const uint8_t *>cb.buf
+                c = <const uint8_t *>cb.buf + channel * width
                 o = <int16_t *>ob.buf
                 skip = n - cap if n > cap else 0  # only the last ``cap`` samples survive
                 start = head + skip
                 i = start % cap
                 first = min(n - skip, cap - i)
-                _decode(t, c + skip * width, o + i, first)
-                _decode(t, c + (skip + first) * width, o, n - skip - first)
+                _decode(t, c + skip * width * channels, o + i, first, channels)
+                _decode(t, c + (skip + first) * width * channels, o, n - skip - first, channels)
             finally:
                 PyBuffer_Release(&ob)
         finally:

@@ -76,40 +76,56 @@ def next_frame(buf: bytes | bytearray, pos: int, max_size: int) -> tuple[int, st
     return (OTHER, None, pos)  # continuation frames, reserved opcodes
 
 
-def ring_write(table: Samples | memoryview, codes: bytes, ring: Samples | mmap.mmap, head: int) -> int:
+def ring_write(
+    table: Samples | memoryview,
+    codes: bytes,
+    ring: Samples | mmap.mmap,
+    head: int,
+    channel: int = 0,
+    channels: int = 1,
+) -> int:
     """Decode ``codes`` into the int16 ``ring`` as samples ``head`` on; return ``head`` + their number.
 
     Sample ``j`` of the track lives at ``ring[j % len(ring)]``: the samples go
     round the ring's end where they reach it, and of more than the ring holds
     only the last ``len(ring)`` stay. ``table``: 256 int16 samples (G.711,
     ``table[c]`` for every byte ``c``), or empty (``codecs.COPY``: ``codes``
-    are int16 samples in this machine's byte order).
+    are int16 samples in this machine's byte order). ``channels`` > 1: ``codes``
+    interleaves that many channels sample by sample, and only ``channel`` is written.
 
     Raises:
-        ValueError: A table of another size, half a sample to copy, an empty ring, or a negative ``head``.
+        ValueError: A table of another size, codes that are not whole samples of every
+            channel, a channel outside them, an empty ring, or a negative ``head``.
     """
+    if channels < 1 or not 0 <= channel < channels:
+        raise ValueError("the channel must be one of the channels")
     # Any buffers of int16 (the compiled build takes them as they are; see TrackBuffer.write_lookup).
     table = np.frombuffer(table, np.int16)
     ring = np.frombuffer(ring, np.int16)
     copy = not len(table)
     if not copy and len(table) != 256:
         raise ValueError("the table must hold 256 int16 samples")
-    if copy and len(codes) & 1:
-        raise ValueError("L16 takes an even number of bytes")
-    n = len(codes) >> 1 if copy else len(codes)
+    width = 2 if copy else 1
+    if len(codes) % (width * channels):
+        raise ValueError("L16 takes an even number of bytes" if channels == 1 else "whole samples of every channel")
+    n = len(codes) // (width * channels)
     cap = len(ring)
     if cap == 0 or head < 0:
         raise ValueError("an empty ring, or a negative head")
-    i = head % cap
-    if i + n <= cap:  # the common case: before the ring's end, decoded into its place
-        if copy:
-            ring[i : i + n] = np.frombuffer(codes, np.int16)
-        else:
-            # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
-            # byte is always inside the table ("raise" would check, and buffer ``out``).
-            table.take(np.frombuffer(codes, _UINT8), None, ring[i : i + n], "clip")
-        return head + n
-    samples = np.frombuffer(codes, np.int16) if copy else table.take(np.frombuffer(codes, _UINT8), None, None, "clip")
+    if channels == 1:
+        i = head % cap
+        if i + n <= cap:  # the common case: before the ring's end, decoded into its place
+            if copy:
+                ring[i : i + n] = np.frombuffer(codes, np.int16)
+            else:
+                # By position, in "clip" mode: keywords cost more to parse than 160 lookups, and a
+                # byte is always inside the table ("raise" would check, and buffer ``out``).
+                table.take(np.frombuffer(codes, _UINT8), None, ring[i : i + n], "clip")
+            return head + n
+    if copy:
+        samples = np.frombuffer(codes, np.int16)[channel::channels]
+    else:
+        samples = table.take(np.frombuffer(codes, _UINT8)[channel::channels], None, None, "clip")
     skip = n - cap if n > cap else 0  # only the last ``cap`` samples survive
     i = (head + skip) % cap
     first = min(n - skip, cap - i)

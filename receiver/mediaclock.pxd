@@ -25,7 +25,7 @@ cdef class MediaClock:
     cdef public object ahead, discontinuities, head, offset, sample_rate
 
     @cython.locals(state=_TrackState, stats=TrackStats)
-    cpdef place_encoded(self, track, timestamp_ms, chunk, payload, decode, table)
+    cpdef place_encoded(self, track, timestamp_ms, chunk, payload, decode, table, Py_ssize_t channel=*, Py_ssize_t channels=*)
 
     @cython.locals(state=_TrackState)
     cpdef _commit_behind(self, limit)

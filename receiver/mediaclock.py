@@ -191,8 +191,10 @@ class MediaClock:
             pos = timestamp_ms * self._spms + self.offset
         elif chunk is not None:
             pos = (chunk - 1) * self._frame + self.offset
-        else:  # nothing to place it by: it follows the track's newest audio
-            pos = max(state.committed, max((p + len(s) for p, s in state.pending.items()), default=0))
+        elif not state.pending:  # nothing to place it by: it follows the track's newest audio
+            pos = state.committed
+        else:
+            pos = max(state.committed, max(p + len(s) for p, s in state.pending.items()))
         n = len(samples)
         committed = state.committed
         if pos == committed and not state.pending:
@@ -255,6 +257,8 @@ class MediaClock:
         payload: bytes,
         decode: Callable[[bytes], Samples],
         table: Samples | memoryview,
+        channel: int = 0,
+        channels: int = 1,
     ) -> Placement:
         """``place`` for a frame still encoded: G.711, or L16 in this machine's byte order.
 
@@ -262,13 +266,17 @@ class MediaClock:
         ``table`` (the common case: no array of its own): a G.711 lookup
         table, one sample per byte, or ``codecs.COPY`` (empty), two bytes per sample; either
         may come as a memoryview (``StreamPipeline`` passes one: cheaper to take as a buffer).
-        Any other frame goes through ``place``, decoded by ``decode``.
+        Any other frame goes through ``place``, decoded by ``decode``. ``channels`` > 1: the
+        payload interleaves that many channels (whole samples of each: the caller checks it),
+        and ``channel`` is ``track``'s.
         """
         n = len(payload)
         if not len(table):  # ``codecs.COPY`` (or a view of it)
             if n & 1:  # half a sample: ``decode`` raises
                 return self.place(track, timestamp_ms, chunk, decode(payload))
             n >>= 1
+        if channels != 1:
+            n //= channels
         state = self._states.get(track)
         if state is None:
             return _UNDECLARED
@@ -281,12 +289,16 @@ class MediaClock:
         else:
             pos = -1  # ``place`` works out where the newest audio ends
         if pos != state.committed or state.pending:
-            return self.place(track, timestamp_ms, chunk, decode(payload))
+            samples = decode(payload)
+            return self.place(track, timestamp_ms, chunk, samples if channels == 1 else samples[channel::channels])
         # In order: as in ``place``, with the decoding inside the write.
         end = pos + n
         if end > self._limit and self._too_far(end):
             return _AHEAD
-        state.buffer.write_lookup(table, payload)
+        if channels == 1:
+            state.buffer.write_lookup(table, payload)
+        else:
+            state.buffer.write_lookup(table, payload, channel, channels)
         state.committed = end
         state.seen_audio = True
         stats = state.stats

@@ -2,4 +2,4 @@
 cdef class TrackBuffer:
     cdef public object _buf, _map, capacity, head
 
-    cpdef write_lookup(self, table, codes)
+    cpdef write_lookup(self, table, codes, Py_ssize_t channel=*, Py_ssize_t channels=*)

@@ -79,17 +79,21 @@ class TrackBuffer:
         self.head = start + n
         return start
 
-    def write_lookup(self, table: Samples | memoryview, codes: bytes) -> int:
+    def write_lookup(self, table: Samples | memoryview, codes: bytes, channel: int = 0, channels: int = 1) -> int:
         """Append the samples ``codes`` encodes, decoded straight into the ring (no array of
         their own); return the index of the first.
 
         ``table``: a G.711 table (``table[c]`` for every byte ``c``), or ``codecs.COPY`` (L16 in
         this machine's byte order, an even number of bytes: they are the samples).
+        ``channels`` > 1: ``codes`` interleaves that many channels; ``channel``'s samples are appended.
         """
         start = self.head
         # The mapping itself, not the array on it: numpy's buffer export costs about 300
         # instructions a frame (a map's, a few); a released buffer's closed map raises ValueError.
-        self.head = ring_write(table, codes, self._map, start)
+        if channels == 1:
+            self.head = ring_write(table, codes, self._map, start)
+        else:
+            self.head = ring_write(table, codes, self._map, start, channel, channels)
         return start
 
     def _put(self, index: int, samples: Samples) -> None:

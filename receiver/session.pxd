@@ -18,3 +18,5 @@ cdef class StreamSession:
     cpdef receive_text(self, text)
 
     cpdef receive_binary(self, data)
+
+    cpdef _rebase(self, media)

@@ -376,6 +376,48 @@ def test_g711_decoded_in_place_is_the_same_as_decoded_then_placed(
         assert np.array_equal(contents(in_place, track), contents(decoded, track))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from([1, 1, 1, 1, 0, 2, -1, -3, 150, None]), st.binary(max_size=4 * FRAME)),
+        max_size=60,
+    ),
+    capacity=st.sampled_from([1000, 10 * RATE]),
+    encoding=st.sampled_from([Encoding.MULAW, Encoding.ALAW, Encoding.L16]),
+)
+def test_each_channel_of_interleaved_frames_in_place_is_the_same_as_decoded_then_placed(
+    ops: list[tuple[int | None, bytes]], capacity: int, encoding: Encoding
+) -> None:
+    """``place_encoded`` of one channel of a two-channel frame (jambonz, AudioHook) against ``place``
+    of that channel's decoded samples: in order, and (by timestamp) reordered, lost, duplicated."""
+    fmt = MediaFormat(encoding, RATE)
+    decode, table = decoder_for(fmt), lookup_table_for(fmt)
+    assert table is not None
+    frame_bytes = 2 * (2 if encoding is Encoding.L16 else 1)
+
+    def clock() -> MediaClock:
+        buffers = {t: TrackBuffer(capacity) for t in (IN, OUT)}
+        return MediaClock(buffers, sample_rate=RATE, window=WINDOW, max_gap=2 * RATE, frame_samples=FRAME)
+
+    decoded, in_place = clock(), clock()
+    k = -1
+    for step, payload in ops:
+        payload = payload[: len(payload) // frame_bytes * frame_bytes]  # whole samples of both channels
+        ts = None
+        if step is not None:
+            k = max(0, k + step)
+            ts = 20 * k
+        for channel, track in enumerate((IN, OUT)):
+            expected = decoded.place(track, ts, None, decode(payload)[channel::2])
+            assert in_place.place_encoded(track, ts, None, payload, decode, table, channel, 2) is expected
+    decoded.flush()
+    in_place.flush()
+
+    assert in_place.stats() == decoded.stats()
+    for track in (IN, OUT):
+        assert np.array_equal(contents(in_place, track), contents(decoded, track))
+
+
 def test_an_l16_frame_across_the_rings_end_is_copied_whole() -> None:
     samples = np.arange(-FRAME, FRAME, 2, dtype=np.int16)
     buf = TrackBuffer(FRAME * 3 // 2)

@@ -237,6 +237,47 @@ def test_both_builds_write_round_the_ring_as_indexing_it_would(table, codes, cap
         assert np.array_equal(ring, expected)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.sampled_from([_ULAW_TO_INT16, _ALAW_TO_INT16, COPY]),
+    codes=st.binary(max_size=900),
+    channels=st.integers(min_value=2, max_value=3),
+    data=st.data(),
+    cap=st.integers(min_value=1, max_value=400),
+    head=st.integers(min_value=0, max_value=10**6),
+)
+def test_both_builds_write_one_channel_of_interleaved_audio_as_indexing_it_would(
+    table, codes, channels, data, cap, head
+) -> None:
+    """jambonz's and AudioHook's stereo frames: one channel's samples, every ``channels``-th."""
+    width = 2 if not len(table) else 1
+    codes = codes[: len(codes) // (width * channels) * width * channels]
+    channel = data.draw(st.integers(min_value=0, max_value=channels - 1))
+    # The channel's own samples, as one track would send them.
+    mono = b"".join(codes[i : i + width] for i in range(channel * width, len(codes), width * channels))
+    for build in BUILDS:
+        ring = np.arange(cap, dtype=np.int16)
+        expected = reference_ring(table, mono, ring, head)
+        assert build.values[0].ring_write(table, codes, ring, head, channel, channels) == head + len(mono) // width
+        assert np.array_equal(ring, expected)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_ring_write_refuses_interleaved_audio_it_cannot_split(build) -> None:
+    ring = np.zeros(8, dtype=np.int16)
+    with pytest.raises(ValueError):
+        build.ring_write(COPY, b"\x00\x01\x02\x03\x04\x05", ring, 0, 0, 2)  # a sample of one channel only
+    with pytest.raises(ValueError):
+        build.ring_write(_ULAW_TO_INT16, b"\x00\x01\x02", ring, 0, 1, 2)
+    with pytest.raises(ValueError):
+        build.ring_write(_ULAW_TO_INT16, b"\x00\x01", ring, 0, 2, 2)  # no third channel
+    with pytest.raises(ValueError):
+        build.ring_write(_ULAW_TO_INT16, b"\x00\x01", ring, 0, -1, 2)
+    with pytest.raises(ValueError):
+        build.ring_write(_ULAW_TO_INT16, b"\x00\x01", ring, 0, 0, 0)
+    assert ring.tolist() == [0] * 8
+
+
 @pytest.mark.parametrize("build", BUILDS)
 def test_ring_write_refuses_what_it_cannot_write(build) -> None:
     ring = np.zeros(8, dtype=np.int16)

@@ -12,7 +12,8 @@ processing-time sample is due) from the frame to the ring write: session,
 typed parser, pipeline, with no Python frame of the server's in between.
 Every other message goes to the server's own ``_on_message`` (``general``),
 which does everything (and says so in the log); so does an event the session
-returns that is not a single track's media (``on_event``), and a
+returns that is not media (one track's, or every track's in one interleaved
+frame: ``on_event``), and a
 discontinuity is logged by the server (``on_discontinuity``).
 
 Where the install compiled the media path, this module is compiled from this
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from receiver.events import Event, MediaReceived, StreamStopped
+from receiver.events import Event, InterleavedMediaReceived, MediaReceived, StreamStopped
 from receiver.logging import Logger
 from receiver.mediaclock import Placement
 from receiver.metrics import SAMPLE_MASK
@@ -150,5 +151,8 @@ class StreamHandler:
         if type(event) is MediaReceived:
             if pipeline.media(event) is _DISCONTINUITY:
                 self.on_discontinuity(self, event)
+            return None
+        if type(event) is InterleavedMediaReceived:  # one frame of every track (jambonz, AudioHook)
+            pipeline.media_interleaved(event)
             return None
         return self.on_event(self, event)

@@ -8,3 +8,4 @@ cdef class StreamPipeline:
     cdef public object _decode, _table, _probe, _settings, buffers, fanout, info, undeclared
 
     cpdef media(self, event)
+    cpdef media_interleaved(self, event)

@@ -24,6 +24,7 @@ from receiver.stream.fanout import Fanout
 
 # On the per-frame path, enum members are read from module constants: a lookup on the
 # enum class goes through EnumType.__getattr__'s slot (about 200 instructions on CPython 3.11).
+_PLACED = Placement.PLACED
 _UNDECLARED = Placement.UNDECLARED_TRACK
 _AHEAD = Placement.AHEAD
 
@@ -122,22 +123,40 @@ class StreamPipeline:
 
         Returns the worst placement of its channels (raises only ``MalformedMessage``).
         """
-        samples = self._decode(event.payload)
+        payload = event.payload
         tracks = event.tracks
         width = len(tracks)
-        if len(samples) % width:
-            raise MalformedMessage(f"a {width}-channel frame must hold whole sample frames")
-        result = Placement.PLACED
-        place = self.clock.place
-        for j, track in enumerate(tracks):
-            placement = place(track, None, None, samples[j::width])
-            if placement is _UNDECLARED:
-                self.undeclared += 1
-            elif placement is _AHEAD:
-                self._ahead()
-            result = max(result, placement)
-        self.fanout.notify()
+        table = self._table
+        clock = self.clock
+        result = _PLACED
+        if table is not None:  # G.711, or L16 in this machine's byte order: each channel straight into its ring
+            if len(payload) % (width if len(table) else 2 * width):
+                raise MalformedMessage(f"a {width}-channel frame must hold whole sample frames")
+            decode = self._decode
+            for channel, track in enumerate(tracks):
+                placement = clock.place_encoded(track, None, None, payload, decode, table, channel, width)
+                if placement is not _PLACED:
+                    result = self._placed_badly(placement, result)
+        else:
+            samples = self._decode(payload)
+            if len(samples) % width:
+                raise MalformedMessage(f"a {width}-channel frame must hold whole sample frames")
+            for channel, track in enumerate(tracks):
+                placement = clock.place(track, None, None, samples[channel::width])
+                if placement is not _PLACED:
+                    result = self._placed_badly(placement, result)
+        fanout = self.fanout
+        if fanout.armed:  # else every sink's wake-up is set already
+            fanout.notify()
         return result
+
+    def _placed_badly(self, placement: Placement, result: Placement) -> Placement:
+        """Count or refuse one channel's placement; the worse of it and ``result``."""
+        if placement is _UNDECLARED:
+            self.undeclared += 1
+        elif placement is _AHEAD:
+            self._ahead()
+        return placement if placement > result else result
 
     @property
     def readings(self) -> dict[str, str]:
