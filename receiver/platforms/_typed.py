@@ -1,20 +1,20 @@
 """
 Typed decoders for the JSON media message most formats share. Pure.
 
-A stream is nearly all ``media`` messages. For Twilio, SignalWire, Telnyx,
-Plivo and Exotel (``media_received``'s shape in ``_common.py``: ``media``
-holds ``track``, ``chunk``, ``timestamp`` and a base64 ``payload``; counters
-may be decimal strings; the sequence number sits at the top under a name of
-the format's), ``media_text_parser`` builds a msgspec decoder for exactly
-that message: no dict, no field lookups, the base64 read by msgspec.
+A stream is nearly all ``media`` messages. For MiniVoice, Twilio,
+SignalWire, Telnyx, Plivo and Exotel (``media_received``'s shape in
+``_common.py``: ``media`` holds ``track``, ``chunk``, ``timestamp`` and a
+base64 ``payload``; counters are integers, or may be decimal strings; the
+sequence number sits at the top under a name of the format's),
+``media_text_parser`` builds a msgspec decoder for exactly that message: no
+dict, no field lookups, the base64 read by msgspec.
 
 It only ever takes well-formed media messages. For anything else (another
 event, a missing or mistyped field, a counter that is not a decimal string,
 bad base64, invalid JSON) the parser returns None and the session parses
 the message the general way, which raises the errors the format's ``parse``
 documents. Extra fields (the stream's id, Plivo's ``extra_headers``) are
-skipped, as the general path skips them. MiniVoice has its own decoder
-(integer counters only, ``minivoice.py``).
+skipped, as the general path skips them.
 """
 
 from __future__ import annotations
@@ -29,17 +29,21 @@ from receiver.platforms._common import WireInt
 
 MediaTextParser = Callable[[str | bytes], MediaReceived | None]
 
-# Counters as the formats send them: decimal strings, or integers (accepted as the general
-# path accepts them; beyond 64 bits it decides).
+# Counters as the formats send them: integers (beyond 64 bits the general path decides), or
+# also decimal strings.
 _Counter = WireInt | str | None
+_IntCounter = WireInt | None
 
 
-def media_text_parser(sequence_key: str, *, default_track: Track | None = None) -> MediaTextParser:
+def media_text_parser(
+    sequence_key: str, *, strings: bool = True, default_track: Track | None = None
+) -> MediaTextParser:
     """A typed parser for one format's well-formed ``media`` messages.
 
     Args:
         sequence_key: The top-level key of the sequence number (``sequenceNumber``,
             ``sequence_number``).
+        strings: Counters may come as decimal strings (as ``media_received`` reads them).
         default_track: The track of a message that names none (formats that carry
             the caller only, or may leave it out); None: ``track`` is required.
 
@@ -53,15 +57,16 @@ def media_text_parser(sequence_key: str, *, default_track: Track | None = None) 
     # and no binascii call per frame. What it refuses (binascii's strict mode takes
     # e.g. "AAAA====") goes to the general path.
     track: tuple[Any, ...] = ("track", Track) if default_track is None else ("track", Track, default_track)
+    counter: Any = _Counter if strings else _IntCounter
     media_type: Any = msgspec.defstruct(
-        "Media", [track, ("payload", bytes), ("chunk", _Counter, None), ("timestamp", _Counter, None)], kw_only=True
+        "Media", [track, ("payload", bytes), ("chunk", counter, None), ("timestamp", counter, None)], kw_only=True
     )
     message_type = msgspec.defstruct(
         "MediaMessage",
         [
             ("event", str),
             ("media", media_type | None, None),
-            ("sequence", _Counter, msgspec.field(default=None, name=sequence_key)),
+            ("sequence", counter, msgspec.field(default=None, name=sequence_key)),
         ],
     )
     decode = msgspec.json.Decoder(message_type).decode

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from receiver.errors import MalformedMessage
 from receiver.events import (
     CallMetadata,
@@ -21,11 +19,9 @@ from receiver.events import (
     Platform,
     StreamStarted,
     StreamStopped,
-    Track,
 )
 from receiver.platforms._common import (
     EventParser,
-    WireInt,
     connected,
     dispatch,
     media_format,
@@ -39,6 +35,7 @@ from receiver.platforms._common import (
     require_tracks,
     string_map,
 )
+from receiver.platforms._typed import MediaTextParser, media_text_parser
 
 PROTOCOL = "minivoice-stream"
 STOP_REASONS = frozenset({"stop_stream", "call_ended", "error"})
@@ -118,41 +115,6 @@ EVENTS: Mapping[str, EventParser] = {
 
 
 # -- the media fast path -----------------------------------------------------------
-# A typed decoder for the one message that makes up a stream: no dict, no field
-# lookups. It only ever takes well-formed media messages; for anything else
-# (another event, a missing or mistyped field, bad base64, invalid JSON)
-# parse_media_text returns None and the session parses the message the general way,
-# which raises the errors ``parse`` documents.
-
-
-class _Media(msgspec.Struct):
-    # msgspec reads the track into the enum by its value; another name (Twilio's
-    # "inbound_track" for DTMF) goes to the general path, which takes it too.
-    track: Track
-    # msgspec reads base64 into bytes itself (padding required, no stray characters):
-    # no str object and no binascii call per frame. What it refuses (binascii's strict
-    # mode takes e.g. "AAAA====") goes to the general path.
-    payload: bytes
-    chunk: WireInt | None = None
-    timestamp: WireInt | None = None
-
-
-class _MediaMessage(msgspec.Struct):
-    event: str
-    media: _Media | None = None
-    sequence_number: WireInt | None = None
-
-
-_decode_media = msgspec.json.Decoder(_MediaMessage).decode
-
-
-def parse_media_text(text: str | bytes) -> MediaReceived | None:
-    """A well-formed MiniVoice ``media`` message as its event; None for anything else. Pure."""
-    try:
-        message = _decode_media(text)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # bytes that are not UTF-8: the general path says why
-        return None
-    media = message.media
-    if media is None or message.event != "media":
-        return None
-    return MediaReceived(media.track, media.chunk, media.timestamp, media.payload, message.sequence_number)
+# A typed decoder for the one message that makes up a stream (_typed.py): the same event
+# as ``parse`` for a well-formed media message, None for anything else.
+parse_media_text: MediaTextParser = media_text_parser("sequence_number", strings=False)
