@@ -300,8 +300,7 @@ class WireCall:
         self.tick = 0
         self._key = os.urandom(4)
         self._encoding = encoding
-        self._ident = self._identity({})
-        self._wire = make_wire(WireFormat(fmt), self._ident)
+        self._wire = make_wire(WireFormat(fmt), self._identity({}))  # start() makes it again with the parameters
         self.subprotocol = self._wire.subprotocol
         self._binary = (
             [frame(p, opcode=0x2, key=self._key) for p in _binary_pool(fmt, encoding, tracks)]

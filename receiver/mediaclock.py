@@ -295,7 +295,7 @@ class MediaClock:
         end = pos + n
         if end > self._limit and self._too_far(end):
             return _AHEAD
-        if channels == 1:
+        if channels == 1:  # one track's frame: no channel arguments (callgrind: Vonage +2% with them)
             state.buffer.write_lookup(table, payload)
         else:
             state.buffer.write_lookup(table, payload, channel, channels)

@@ -90,7 +90,7 @@ class TrackBuffer:
         start = self.head
         # The mapping itself, not the array on it: numpy's buffer export costs about 300
         # instructions a frame (a map's, a few); a released buffer's closed map raises ValueError.
-        if channels == 1:
+        if channels == 1:  # one track's frame: no channel arguments to parse (see MediaClock.place_encoded)
             self.head = ring_write(table, codes, self._map, start)
         else:
             self.head = ring_write(table, codes, self._map, start, channel, channels)

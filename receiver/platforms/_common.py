@@ -43,7 +43,7 @@ _ENCODINGS = {
     "audio/x-l16": Encoding.L16,  # SignalWire writes audio/x-L16
 }
 
-# An integer field of a typed media decoder (minivoice.py, twilio.py): orjson, on the general
+# An integer field of a typed media decoder (_typed.py): orjson, on the general
 # path, reads integers in the 64-bit range only; beyond it the general path decides.
 WireInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
