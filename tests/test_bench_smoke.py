@@ -153,3 +153,25 @@ def test_the_matrix_runs_every_cell_it_is_given_and_draws_it(tmp_path: Path) -> 
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("| python", "| node"))]
     assert len(rows) == len(cells)
     assert picture.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_finished_runs_files_are_emptied_at_once_and_deleted_when_the_bench_ends(tmp_path: Path) -> None:
+    """A run's recordings are not deleted between runs: on ext4 without a journal, deleting
+    them made the next receiver run pay for its file creation (bench/run.py ``_retire``)."""
+    from bench import run
+
+    done = tmp_path / "bench-x"
+    wav = done / "recordings" / "call_1" / "a.inbound.wav"
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF" + bytes(10_000))
+    inode = wav.stat().st_ino
+    spent = list(run._SPENT)
+    run._SPENT.clear()
+    try:
+        run._retire(done)
+
+        assert wav.stat().st_size == 0 and wav.stat().st_ino == inode  # emptied, not deleted
+        run._remove_spent()
+        assert not done.exists() and run._SPENT == []
+    finally:
+        run._SPENT[:] = spent
