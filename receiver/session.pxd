@@ -19,4 +19,7 @@ cdef class StreamSession:
 
     cpdef receive_binary(self, data)
 
+    @cython.locals(stats=SessionStats)
+    cpdef binary_media(self)
+
     cpdef _rebase(self, media)

@@ -38,6 +38,7 @@ from receiver.events import (
     Platform,
     StreamStarted,
     StreamStopped,
+    Track,
 )
 from receiver.platforms import (
     Dialogue,
@@ -263,6 +264,22 @@ class StreamSession:
         if self._dialogue is not None:
             self._reply(message)
         return event
+
+    def binary_media(self) -> tuple[Track, ...]:
+        """The tracks of a binary frame on the started stream, that frame counted as media;
+        empty otherwise (``receive_binary`` then takes the frame and says what it is).
+
+        The stream handler's way for audio: no event object made for it.
+        """
+        started = self.started
+        if started is None or self.state is not _STARTED:
+            return ()
+        channels: tuple[Track, ...] = started.binary_channels
+        if channels:
+            stats = self.stats
+            stats.messages += 1
+            stats.media_messages += 1
+        return channels
 
     def receive_binary(self, data: bytes) -> Event | None:
         """Take one binary message: audio, for the formats that send it that way.

@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 import structlog
 from structlog.testing import capture_logs
+from websockets.protocol import State
 
 from receiver.app import ReceiverServer
 from receiver.config import Settings
-from receiver.events import StreamStopped, Track
+from receiver.events import Encoding, StreamStopped, Track
 from receiver.metrics import MESSAGE_SECONDS, SAMPLE_EVERY
 from receiver.security.limits import Limit, LimitExceeded
+from receiver.simulator.carriers import make_wire
+from receiver.simulator.wire import StreamIdentity, WireFormat
 from receiver.stream.handler import MISSING, StreamHandler
 from receiver.testing import MiniVoiceMessages
 
@@ -32,8 +35,10 @@ def _server(**overrides: Any) -> ReceiverServer:
     return ReceiverServer(Settings(wav=False, recordings_dir=tempfile.gettempdir(), **overrides))
 
 
-def _handler(server: ReceiverServer) -> StreamHandler:
-    ws = SimpleNamespace(subprotocol=None, request=None, remote_address=None)
+def _handler(server: ReceiverServer, subprotocol: str | None = None) -> StreamHandler:
+    # (closed to replies: AudioHook's ``opened`` is not sent)
+    protocol = SimpleNamespace(state=State.CLOSED)
+    ws = SimpleNamespace(subprotocol=subprotocol, request=None, remote_address=None, protocol=protocol)
     return StreamHandler(ws, structlog.get_logger(), server.guard.new_limits(), None, None)
 
 
@@ -139,3 +144,54 @@ def test_a_handler_calls_nowhere_before_the_server_routes_it() -> None:
     assert handler.unauthenticated is MISSING
     with pytest.raises(RuntimeError, match="route_to"):
         handler.on_message(MiniVoiceMessages().connected())
+
+
+# Binary formats: (wire, tracks, encoding). The handler hands their frames to the pipeline
+# itself, with no event object: one track (Vonage, Asterisk) or interleaved (jambonz, AudioHook).
+BINARY = {
+    "vonage": (("inbound",), Encoding.L16),
+    "asterisk": (("inbound",), Encoding.MULAW),
+    "jambonz": (("inbound", "outbound"), Encoding.L16),
+    "audiohook": (("inbound", "outbound"), Encoding.MULAW),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(BINARY))
+async def test_binary_frames_on_the_callback_leave_a_stream_as_the_servers_own_path(fmt: str) -> None:
+    tracks, encoding = BINARY[fmt]
+    ident = StreamIdentity(
+        stream_id="5ee0c3a2-0000-4000-8000-000000000000",
+        call_id="call_binary",
+        stream_url="ws://127.0.0.1/s",
+        track="both" if len(tracks) == 2 else "inbound",
+        tracks=tracks,
+        encoding=encoding,
+        sample_rate=8000,
+    )
+    wire = make_wire(WireFormat(fmt), ident)
+    width = 2 if encoding is Encoding.L16 else 1
+    # Every sample frame distinct, so a channel written to the wrong track or place shows.
+    frames = [bytes((k * 7 + i) % 251 for i in range(FRAME * width * len(tracks))) for k in range(2 * SAMPLE_EVERY + 5)]
+    server = _server()
+    fast, general = _handler(server, wire.subprotocol), _handler(server, wire.subprotocol)
+    for handle in (server.message_handler(fast), lambda m: server._on_message(general, m)):
+        for text in wire.opening():
+            assert handle(text) is None
+        for payload in frames:
+            assert handle(wire.frame(payload)) is None
+
+    assert fast.received == general.received == len(wire.opening()) + len(frames)
+    assert fast.session.stats == general.session.stats
+    assert fast.session.stats.media_messages == len(frames)
+    a, b = fast.pipeline, general.pipeline
+    assert a is not None and b is not None
+    samples = FRAME * len(frames)
+    for track in tracks:
+        t = Track(track)
+        assert a.buffers[t].head == b.buffers[t].head == samples
+        got = a.buffers[t].read(0, samples)
+        assert got.any() and np.array_equal(got, b.buffers[t].read(0, samples))
+    if len(tracks) == 2:  # the two channels went to their own tracks
+        assert not np.array_equal(a.buffers[Track.INBOUND].read(0, samples), a.buffers[Track.OUTBOUND].read(0, samples))
+    for pipeline, handler in ((a, fast), (b, general)):
+        await pipeline.finish(reason="test", close_code=None, session=handler.session.stats)

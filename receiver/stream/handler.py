@@ -147,7 +147,17 @@ class StreamHandler:
             return self.general(self, message)
         self.received = received
         session = self.session
-        event = session.receive_text(message) if isinstance(message, str) else session.receive_binary(message)
+        if isinstance(message, str):
+            event = session.receive_text(message)
+        else:  # audio: from the frame straight to the pipeline
+            channels = session.binary_media()
+            if len(channels) == 1:  # (no timestamp: it follows the track's audio, never a discontinuity)
+                pipeline.frame(channels[0], None, None, message)
+                return None
+            if channels:  # one frame of every track (jambonz, AudioHook)
+                pipeline.interleaved(channels, message)
+                return None
+            event = session.receive_binary(message)
         if type(event) is MediaReceived:
             if pipeline.media(event) is _DISCONTINUITY:
                 self.on_discontinuity(self, event)

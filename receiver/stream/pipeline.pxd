@@ -8,4 +8,6 @@ cdef class StreamPipeline:
     cdef public object _decode, _table, _probe, _settings, buffers, fanout, info, undeclared
 
     cpdef media(self, event)
+    cpdef frame(self, track, timestamp_ms, chunk, payload)
     cpdef media_interleaved(self, event)
+    cpdef interleaved(self, tracks, payload)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from receiver.codecs import L16ByteOrderProbe, decoder_for, lookup_table_for
 from receiver.errors import MalformedMessage, MediaAheadOfClock
-from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted
+from receiver.events import FRAME_MS, InterleavedMediaReceived, MediaReceived, StreamStarted, Track
 from receiver.logging import Logger
 from receiver.mediaclock import MediaClock, Placement
 from receiver.ringbuffer import TrackBuffer
@@ -98,13 +98,16 @@ class StreamPipeline:
 
     def media(self, event: MediaReceived) -> Placement:
         """Decode one frame and place it (raises only ``MalformedMessage`` from the codec)."""
+        return self.frame(event.track, event.timestamp_ms, event.chunk, event.payload)
+
+    def frame(self, track: Track, timestamp_ms: int | None, chunk: int | None, payload: bytes) -> Placement:
+        """``media`` from the frame's parts: the stream handler's binary frames come this way,
+        with no event object made for them."""
         table = self._table
         if table is not None:  # G.711: decoded straight into the ring buffer when in order
-            placement = self.clock.place_encoded(
-                event.track, event.timestamp_ms, event.chunk, event.payload, self._decode, table
-            )
+            placement = self.clock.place_encoded(track, timestamp_ms, chunk, payload, self._decode, table)
         else:
-            placement = self.clock.place(event.track, event.timestamp_ms, event.chunk, self._decode(event.payload))
+            placement = self.clock.place(track, timestamp_ms, chunk, self._decode(payload))
         if placement is _UNDECLARED:
             self.undeclared += 1
         elif placement is _AHEAD:
@@ -123,8 +126,10 @@ class StreamPipeline:
 
         Returns the worst placement of its channels (raises only ``MalformedMessage``).
         """
-        payload = event.payload
-        tracks = event.tracks
+        return self.interleaved(event.tracks, event.payload)
+
+    def interleaved(self, tracks: tuple[Track, ...], payload: bytes) -> Placement:
+        """``media_interleaved`` from the frame's parts (the stream handler's way: no event object)."""
         width = len(tracks)
         table = self._table
         clock = self.clock
