@@ -175,3 +175,29 @@ def test_a_finished_runs_files_are_emptied_at_once_and_deleted_when_the_bench_en
         assert not done.exists() and run._SPENT == []
     finally:
         run._SPENT[:] = spent
+
+
+def test_the_paired_run_measures_two_receivers_under_the_same_load(tmp_path: Path) -> None:
+    out = tmp_path / "paired.json"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.paired", "--b", str(ROOT), "--env-b", "RECEIVER_READ_PACING_MS=0",
+         "--format", "vonage", "--calls", "4", "--warm", "0.2", "--seconds", "1", "--repeat", "1",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["a_ms"] > 0 and run["b_ms"] > 0  # both receivers took the load for the whole window
+    assert run["ratio"] == pytest.approx(run["b_ms"] / run["a_ms"])
+    assert "B/A median" in proc.stdout
+
+
+def test_the_paired_run_refuses_a_directory_without_a_receiver(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.paired", "--b", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert proc.returncode == 2 and "holds no receiver/" in proc.stderr
