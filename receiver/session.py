@@ -289,16 +289,13 @@ class StreamSession:
                 format is not known yet: ``FormatMismatch``).
             UnexpectedEvent: Audio before the stream started, or after it stopped.
         """
+        channels = self.binary_media()  # counts the message where it is audio
+        if len(channels) == 1:
+            return MediaReceived(channels[0], None, None, data)
+        if channels:
+            return InterleavedMediaReceived(channels, data)
         self.stats.messages += 1
-        started = self.started
-        if started is not None and self.state is _STARTED:
-            channels = started.binary_channels
-            if len(channels) == 1:
-                self.stats.media_messages += 1
-                return MediaReceived(channels[0], None, None, data)
-            if channels:
-                self.stats.media_messages += 1
-                return InterleavedMediaReceived(channels, data)
+        if self.started is not None and self.state is _STARTED:  # its format sends no binary audio
             raise binary_first(self.platform)
         fmt = self._format
         if fmt is None or not fmt.binary_media:
