@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .messages import FORMATS
-from .run import ROOT, _retire, free_port, log, pin, wait_listening
+from .run import ROOT, Target, _retire, free_port, log, pin, wait_listening
 
 
 def cpu_ns(pid: int) -> int:
@@ -47,10 +47,10 @@ def cpu_ns(pid: int) -> int:
 def _start(source: Path, env: dict[str, str], core: int, recordings: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**env, "PYTHONPATH": f"{source}{os.pathsep}{ROOT}", "RECEIVER_WEBHOOK_PORT": "0"}
-    command = [sys.executable, "-m", "receiver", "serve", "--port", str(port), "--recordings-dir", str(recordings)]
+    command = Target("receiver", source=str(source)).command(port, recordings, recordings.parent / "unused.json")
     proc = subprocess.Popen(
-        [*command, "--log-format", "json"], cwd=recordings.parent, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, preexec_fn=pin({core}),
+        command, cwd=recordings.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=pin({core}),
     )  # fmt: skip
     wait_listening(port, proc)
     return proc, port
